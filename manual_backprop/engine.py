@@ -1,0 +1,93 @@
+"""The NumPy engine: the forward pass, and the backward pass derived by hand.
+
+The backward is the forward read in reverse, one named step per line::
+
+    forward                              backward
+    A0 = X                               dZL = dL/dZL (fused loss) or dAL * act'(ZL)
+    Zl = A(l-1) @ Wl + bl                dWl = A(l-1).T @ dZl
+    Al = act_l(Zl)                       dbl = 1.T @ dZl
+    L  = loss(AL or ZL, Y)               dA(l-1) = dZl @ Wl.T ;  dZ(l-1) = dA(l-1) * act'(Z(l-1))
+
+Every tensor is kept in the returned trace under its name, in the dtype of
+the network (float32 stays float32 end to end).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from .case import Case
+from .kernels import ACTIVATIONS, LOSSES, linear_backward, linear_forward
+from .network import Network
+
+Trace = dict  # name -> np.ndarray, in the order the run made them
+
+
+def forward(
+    network: Network,
+    params: Mapping[str, np.ndarray],
+    X: np.ndarray,
+    Y: np.ndarray,
+    T: np.ndarray,
+    perturb: Mapping[str, np.ndarray] | None = None,
+) -> Trace:
+    """``X, Y, Z1, A1, ..., ZL, AL, L``.
+
+    ``perturb`` adds a small array to any named tensor as it is made (``"X"``,
+    ``"W2"``, ``"Z1"``, ``"A1"``, ...): the finite-difference reference uses it
+    to differentiate the loss with respect to an intermediate tensor.
+    """
+    p = perturb or {}
+    trace: Trace = {"X": X, "Y": Y}
+    A = X + p["X"] if "X" in p else X
+    for l, act_name in enumerate(network.activations, start=1):
+        W, b = params[f"W{l}"], params[f"b{l}"]
+        if f"W{l}" in p:
+            W = W + p[f"W{l}"]
+        if f"b{l}" in p:
+            b = b + p[f"b{l}"]
+        Z = linear_forward(A, W, b)
+        if f"Z{l}" in p:
+            Z = Z + p[f"Z{l}"]
+        A = ACTIVATIONS[act_name].forward(Z)
+        if f"A{l}" in p:
+            A = A + p[f"A{l}"]
+        trace[f"Z{l}"], trace[f"A{l}"] = Z, A
+    trace["L"] = LOSSES[network.loss].value(Z, A, T, network.reduction)
+    return trace
+
+
+def backward(
+    network: Network, params: Mapping[str, np.ndarray], fwd: Trace, T: np.ndarray
+) -> Trace:
+    """``dAL, dZL, dWL, dbL, ..., dW1, db1, dX`` from a forward trace."""
+    Ldepth = network.depth
+    loss = LOSSES[network.loss]
+    grads: Trace = {}
+    Z, A = fwd[f"Z{Ldepth}"], fwd[f"A{Ldepth}"]
+    if loss.fused_with is not None:
+        dZ = loss.gradient(Z, A, T, network.reduction)  # fused: dL/dZL = c (AL - Y)
+    else:
+        dA = loss.gradient(Z, A, T, network.reduction)
+    for l in range(Ldepth, 0, -1):
+        if l < Ldepth or loss.fused_with is None:
+            grads[f"dA{l}"] = dA
+            dZ = ACTIVATIONS[network.activations[l - 1]].backward(dA, fwd[f"Z{l}"], fwd[f"A{l}"])
+        A_prev = fwd[f"A{l - 1}"] if l > 1 else fwd["X"]
+        dA, dW, db = linear_backward(dZ, A_prev, params[f"W{l}"])
+        grads[f"dZ{l}"], grads[f"dW{l}"], grads[f"db{l}"] = dZ, dW, db
+    grads["dX"] = dA
+    return grads
+
+
+def run(case: Case) -> Trace:
+    """The whole named trace of ``case``: forward order, then backward order."""
+    fwd = forward(case.network, case.params, case.X, case.Y, case.T)
+    return {**fwd, **backward(case.network, case.params, fwd, case.T)}
+
+
+def loss_value(case: Case, perturb: Mapping[str, np.ndarray] | None = None) -> float:
+    """The scalar loss of ``case`` with optional perturbations, as a Python float."""
+    return float(forward(case.network, case.params, case.X, case.Y, case.T, perturb)["L"])
