@@ -19,8 +19,9 @@ from typing import Mapping
 import numpy as np
 
 from .case import Case
+from .errors import InputError
 from .kernels import ACTIVATIONS, LOSSES, linear_backward, linear_forward
-from .network import Network
+from .network import Network, layer_of
 
 Trace = dict  # name -> np.ndarray, in the order the run made them
 
@@ -32,17 +33,27 @@ def forward(
     Y: np.ndarray,
     T: np.ndarray,
     perturb: Mapping[str, np.ndarray] | None = None,
+    reuse: Trace | None = None,
 ) -> Trace:
     """``X, Y, Z1, A1, ..., ZL, AL, L``.
 
     ``perturb`` adds a small array to any named tensor as it is made (``"X"``,
     ``"W2"``, ``"Z1"``, ``"A1"``, ...): the finite-difference reference uses it
-    to differentiate the loss with respect to an intermediate tensor.
+    to differentiate the loss with respect to an intermediate tensor. With
+    ``reuse`` (an unperturbed trace of the same case), the layers before the
+    first perturbed one are taken from it instead of being recomputed.
     """
     p = perturb or {}
     trace: Trace = {"X": X, "Y": Y}
     A = X + p["X"] if "X" in p else X
+    first = min((layer_of(name) or 0 for name in p), default=0) if reuse is not None else 0
+    for l in range(1, first):
+        trace[f"Z{l}"], trace[f"A{l}"] = reuse[f"Z{l}"], reuse[f"A{l}"]
+    if first > 1:
+        A = reuse[f"A{first - 1}"]
     for l, act_name in enumerate(network.activations, start=1):
+        if l < first:
+            continue
         W, b = params[f"W{l}"], params[f"b{l}"]
         if f"W{l}" in p:
             W = W + p[f"W{l}"]
@@ -60,9 +71,26 @@ def forward(
 
 
 def backward(
-    network: Network, params: Mapping[str, np.ndarray], fwd: Trace, T: np.ndarray
+    network: Network,
+    params: Mapping[str, np.ndarray],
+    fwd: Trace,
+    T: np.ndarray,
+    *,
+    accumulate_into: dict[str, np.ndarray] | None = None,
 ) -> Trace:
-    """``dAL, dZL, dWL, dbL, ..., dW1, db1, dX`` from a forward trace."""
+    """``dAL, dZL, dWL, dbL, ..., dW1, db1, dX`` from a forward trace.
+
+    ``accumulate_into`` (optional) is a dict of gradient buffers, as torch keeps
+    ``.grad`` on each parameter: each ``dWl``, ``dbl`` of this batch is *added*
+    into ``accumulate_into["dWl"]``, ``["dbl"]`` in place (``+=``; a missing
+    buffer starts as a copy), and the returned trace holds those buffers.
+    Adding is right because the gradient of a sum of losses is the sum of
+    their gradients: for disjoint micro-batches B_1..B_m of a batch B,
+    ``sum_i l_i over B = sum_j (sum_i l_i over B_j)``, so under "sum" the
+    accumulated buffers equal the full-batch gradient; under "mean" each
+    micro-batch adds ``(1/|B_j|) sum over B_j``, which for equal sizes is
+    ``m`` times the full-batch mean gradient (see ``accumulate.py``).
+    """
     Ldepth = network.depth
     loss = LOSSES[network.loss]
     grads: Trace = {}
@@ -77,9 +105,22 @@ def backward(
             dZ = ACTIVATIONS[network.activations[l - 1]].backward(dA, fwd[f"Z{l}"], fwd[f"A{l}"])
         A_prev = fwd[f"A{l - 1}"] if l > 1 else fwd["X"]
         dA, dW, db = linear_backward(dZ, A_prev, params[f"W{l}"])
+        if accumulate_into is not None:
+            dW, db = _accumulate(accumulate_into, f"dW{l}", dW), _accumulate(accumulate_into, f"db{l}", db)
         grads[f"dZ{l}"], grads[f"dW{l}"], grads[f"db{l}"] = dZ, dW, db
     grads["dX"] = dA
     return grads
+
+
+def _accumulate(buffers: dict[str, np.ndarray], name: str, g: np.ndarray) -> np.ndarray:
+    """``buffers[name] += g`` in place (a new buffer starts as a copy of ``g``)."""
+    if name not in buffers:
+        buffers[name] = g.copy()
+    elif buffers[name].shape != g.shape:
+        raise InputError(f"gradient buffer {name} has shape {buffers[name].shape}, expected {g.shape}")
+    else:
+        buffers[name] += g
+    return buffers[name]
 
 
 def run(case: Case) -> Trace:

@@ -50,8 +50,11 @@ def _resolution(text: str) -> float:
     return 0.5 * 10.0 ** d.as_tuple().exponent
 
 
-def load_case(path: str | Path) -> Case:
-    """Read a network file. Raises :class:`InputError` for anything unreadable or inconsistent."""
+def load_case(path: str | Path, overrides: dict[str, Any] | None = None) -> Case:
+    """Read a network file. Raises :class:`InputError` for anything unreadable or inconsistent.
+
+    ``overrides`` replaces keys of the [network] table (``{"dtype": "float32"}``).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -63,15 +66,18 @@ def load_case(path: str | Path) -> Case:
         raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
-    return parse_case(text, str(path))
+    return parse_case(text, str(path), overrides)
 
 
-def parse_case(text: str, source: str = "<text>") -> Case:
+def parse_case(text: str, source: str = "<text>", overrides: dict[str, Any] | None = None) -> Case:
     """Parse the TOML text of a network file into a checked :class:`Case`."""
     try:
         doc = tomllib.loads(text, parse_float=WrittenFloat)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{source}: malformed TOML: {exc}") from None
+    if overrides:
+        if isinstance(doc.get("network"), dict):
+            doc["network"].update(overrides)
     return case_from_dict(doc, source)
 
 

@@ -1,0 +1,138 @@
+"""``manual-backprop check``: every tensor of the hand-derived pass against PyTorch, JAX and finite differences."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from ..checker import CheckReport, check
+from .common import add_case_options, case_from_args, print_json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "check", help="compare every tensor of the NumPy backward with PyTorch, JAX and finite differences",
+        description="Run the NumPy forward and hand-derived backward, run the same network in every "
+                    "installed reference, and compare every tensor by name. Exit 0 if all agree, "
+                    "1 if some tensor disagrees, 2 if the input is wrong.")
+    add_case_options(p)
+    p.add_argument("--against", metavar="REFS", help="comma-separated references: torch,jax,fd (default: every installed one)")
+    p.add_argument("--device", metavar="DEV", help="where torch and JAX run: cpu (default) or cuda")
+    p.add_argument("--json", action="store_true", help="one JSON object on standard output")
+    p.add_argument("--profile", action="store_true", help="show where the time went (engine, each reference, comparison)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    case = case_from_args(args)
+    against = args.against.split(",") if args.against is not None else None
+    report = check(case, against=against, device=args.device)
+    if args.json:
+        print_json(report.to_json())
+    else:
+        render(report, profile=args.profile)
+    return 0 if report.ok else 1
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if x == 0:
+        return "0"
+    return f"{x:.1e}" if (abs(x) < 1e-3 or abs(x) >= 1e4) else f"{x:.4g}"
+
+
+def _index(name: str, idx: tuple[int, ...]) -> str:
+    return f"{name}[{', '.join(map(str, idx))}]" if idx else name
+
+
+def verdict(report: CheckReport, name: str) -> str:
+    per = report.checks.get(name, {})
+    bad = [r for r, c in per.items() if not c.ok]
+    if bad:
+        return "FAIL (" + ", ".join(f"{r}: {per[r].status}" if per[r].status != "fail" else r for r in bad) + ")"
+    if any(c.status == "kink" for c in per.values()):
+        return "ok (kink rounding)"
+    return "ok"
+
+
+def render(report: CheckReport, profile: bool = False, file=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = file or sys.stdout
+    console = Console(file=out, highlight=False, width=None if out.isatty() else 120)
+    case = report.case
+    import references
+
+    if case.title:
+        console.print(f"[bold]{case.title}[/bold]")
+    console.print(f"network {case.network.describe()} · batch {case.batch} · seed {case.seed} · {case.source}")
+    versions = []
+    for r in report.references:
+        try:
+            versions.append(f"{r} {references.load(r).version()}")
+        except Exception:  # the version is decoration; never fail a report on it
+            versions.append(r)
+    console.print("references: " + (", ".join(versions) if versions else "none"))
+    for r, why in report.skipped.items():
+        console.print(f"[yellow]skipped {r}: {why}[/yellow]")
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("tensor")
+    table.add_column("shape")
+    for r in report.references:
+        table.add_column(f"{r} max|Δ|", justify="right")
+    table.add_column("margin", justify="right")
+    table.add_column("verdict")
+    for name in report.order:
+        per = report.checks.get(name, {})
+        margins = [c.margin for c in per.values() if c.margin is not None]
+        v = verdict(report, name)
+        style = "red" if v.startswith("FAIL") else ("yellow" if "kink" in v else "")
+        table.add_row(
+            name, str(tuple(np.shape(report.trace[name]))),
+            *[_fmt(per[r].max_abs_err) if r in per and per[r].status not in ("n/a",) else "-" for r in report.references],
+            _fmt(max(margins)) if margins else "-",
+            f"[{style}]{v}[/{style}]" if style else v,
+        )
+    console.print(table)
+    console.print("[dim]margin = worst |Δ| / tolerance over the references (at most 1 passes); "
+                  "tolerance = 8·√n·u·(magnitude) + floor, see README[/dim]")
+
+    first = report.first_divergence
+    if first is None:
+        margins = [c.margin for per in report.checks.values() for c in per.values() if c.margin is not None]
+        kinks = [n for n in report.order if "kink" in verdict(report, n)]
+        msg = (f"All {len(report.order)} tensors agree with {', '.join(report.references) or 'no reference'}"
+               f" (largest margin {_fmt(max(margins)) if margins else '-'} of the tolerance).")
+        console.print(f"[green]{msg}[/green]")
+        if kinks:
+            console.print(f"[yellow]{', '.join(kinks)}: agree once rounding at a ReLU kink is allowed for.[/yellow]")
+    else:
+        bad = [n for n in report.order if verdict(report, n).startswith("FAIL")]
+        console.print(f"[red bold]First divergence: {first}[/red bold] ({len(bad)} tensor(s) disagree: {', '.join(bad)})")
+        for r, c in report.checks[first].items():
+            if c.ok:
+                continue
+            if c.worst is not None and c.status in ("fail", "nonfinite"):
+                idx = _index(first, c.worst.index) if r != "fd" else f"<{first}, v{c.worst.index[0]}>"
+                console.print(f"  {r}: worst element {idx}: numpy {c.worst.engine:.10g} vs {r} {c.worst.reference:.10g}"
+                              f" (|Δ| {_fmt(abs(c.worst.engine - c.worst.reference))}, tolerance {_fmt(c.worst.tolerance)})")
+            if c.note:
+                console.print(f"  {r}: {c.note}")
+        before = report.step_before(first)
+        if before is not None:
+            state = "agrees with every reference" if not verdict(report, before).startswith("FAIL") else "also disagrees"
+            line = f"  step before: {before} {state}"
+            worst = next((c.worst for c in report.checks[first].values() if not c.ok and c.worst), None)
+            prev = np.asarray(report.trace[before])
+            if worst is not None and prev.shape == np.shape(report.trace[first]) and worst.index:
+                line += f"; {_index(before, worst.index)} = {float(prev[worst.index]):.10g}"
+            console.print(line)
+    if profile:
+        t = report.timings
+        console.print("time: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in t.items())
+                      + f" (total {sum(t.values()) * 1e3:.1f} ms)")

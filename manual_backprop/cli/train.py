@@ -1,0 +1,229 @@
+"""``manual-backprop train``: gradient descent with the hand-derived gradients only (seed 004's demo)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..catalog import example_text
+from ..errors import InputError
+from ..network import Network
+from .. import train as T
+
+DEFAULT_EXAMPLE = "seed-004"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train a network on two classes split by a circle, with the hand-derived gradients",
+        description="Train a network by plain gradient descent, every gradient from the NumPy "
+                    "hand-derived backward, on noisy two-class data split by a circle (drawn from "
+                    "--seed), and write decision_boundary.png and loss_curve.png. With "
+                    "--check-every K, every K-th gradient is re-checked against torch or JAX and "
+                    "training stops (exit 1) at the first disagreement. Default network: seed 004's "
+                    "2-4-2-1 ReLU/ReLU/sigmoid with binary cross-entropy.")
+    p.add_argument("file", nargs="?", metavar="FILE",
+                   help="a network file (TOML); its [parameters], if any, are the starting point")
+    p.add_argument("--example", metavar="NAME", help=f"a shipped example (default: {DEFAULT_EXAMPLE})")
+    g = p.add_argument_group("network inline (instead of FILE)")
+    g.add_argument("--sizes", metavar="N0,N1,...", help="widths, input first, e.g. 2,4,2,1")
+    g.add_argument("--activations", metavar="A1,A2,...", help="one per Linear layer, e.g. relu,relu,sigmoid")
+    g.add_argument("--loss", help="half_mse, mse, bce or softmax_cross_entropy")
+    g.add_argument("--reduction", help="mean (default) or sum")
+    p.add_argument("--dtype", choices=("float64", "float32"), help="override the network's dtype")
+
+    t = p.add_argument_group("training")
+    length = t.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help=f"passes over the training points (default {T.EPOCHS})")
+    length.add_argument("--steps", type=int, help="descent steps, instead of --epochs")
+    t.add_argument("--batch-size", type=int, metavar="B", help="mini-batch size (default: the full batch)")
+    t.add_argument("--lr", type=float, help=f"learning rate (default: the file's [sgd], else {T.LEARNING_RATE})")
+    t.add_argument("--seed", type=int, help="seed for the data, the shuffling and, unless the file gives "
+                                            "them, the starting parameters (default: the file's seed)")
+    t.add_argument("--samples", type=int, default=T.SAMPLES, help=f"points drawn (default {T.SAMPLES})")
+    t.add_argument("--held-out", type=float, default=T.HELD_OUT,
+                   help=f"fraction never trained on (default {T.HELD_OUT})")
+    t.add_argument("--noise", type=float, default=T.NOISE,
+                   help=f"standard deviation of the noise added to every point (default {T.NOISE})")
+
+    c = p.add_argument_group("re-check and output")
+    c.add_argument("--check-every", type=int, metavar="K", help="re-check the gradient every K steps")
+    c.add_argument("--against", choices=("torch", "jax"), default="torch",
+                   help="the reference of the re-check (default torch)")
+    c.add_argument("--output", metavar="DIR", default=".", help="where the PNGs go (default: the current folder)")
+    c.add_argument("--no-plots", action="store_true", help="write no pictures")
+    c.add_argument("--json", action="store_true", help="final metrics as one JSON object on standard output")
+    p.set_defaults(run=run)
+
+
+def _load(args: argparse.Namespace):
+    """The case, and whether its source gave the starting parameters."""
+    from ..case import make_case
+    from ..netfile import parse_case, tomllib
+
+    inline = [k for k in ("sizes", "activations", "loss", "reduction") if getattr(args, k) is not None]
+    given = [x for x in (args.file and "FILE", args.example and "--example",
+                         inline and "inline options (--" + ", --".join(inline) + ")") if x]
+    if len(given) > 1:
+        raise InputError(f"give one of FILE, --example or inline options, not {' and '.join(given)}")
+    overrides = {"dtype": args.dtype} if args.dtype else None
+    if inline:
+        missing = [k for k in ("sizes", "activations", "loss") if getattr(args, k) is None]
+        if missing:
+            raise InputError("inline network needs --" + ", --".join(missing))
+        try:
+            sizes = tuple(int(x) for x in args.sizes.split(",") if x.strip())
+        except ValueError:
+            raise InputError(f"--sizes must be integers separated by commas, got {args.sizes!r}") from None
+        acts = tuple(a.strip() for a in args.activations.split(",") if a.strip())
+        net = Network(sizes, acts, args.loss.strip(), (args.reduction or "mean").strip(), args.dtype or "float64")
+        return make_case(net), False
+    if args.file:
+        path = Path(args.file)
+        try:
+            text, source = path.read_text(encoding="utf-8"), str(path)
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot be read ({exc})") from None
+    else:
+        name = args.example or DEFAULT_EXAMPLE
+        text, source = example_text(name), f"example {name}"
+    case = parse_case(text, source, overrides)  # checks the whole file first
+    return case, "parameters" in tomllib.loads(text)
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    case, has_params = _load(args)
+    net = case.network
+    seed = case.seed if args.seed is None else args.seed
+    if seed < 0:
+        raise InputError(f"--seed must be a non-negative integer, got {seed}")
+    data = T.circle_data(net, args.samples, args.held_out, args.noise, seed)
+    params = case.params if has_params else T.initial_parameters(net, seed)
+    lr = args.lr if args.lr is not None else (case.learning_rate or T.LEARNING_RATE)
+    n = data.X_train.shape[0]
+    batch = args.batch_size if args.batch_size is not None else n
+    if not 1 <= batch <= n:
+        raise InputError(f"--batch-size must be between 1 and the {n} training points, got {batch}")
+    if args.steps is not None:
+        steps = args.steps
+    else:
+        epochs = T.EPOCHS if args.epochs is None else args.epochs
+        if epochs < 1:
+            raise InputError(f"--epochs must be a positive integer, got {epochs}")
+        steps = T.steps_for(epochs, n, batch)
+    out = Path(args.output)
+    if not args.no_plots:
+        if out.exists() and not out.is_dir():
+            raise InputError(f"--output {out}: exists and is not a folder")
+        if net.sizes[0] != 2:
+            raise InputError(f"the decision boundary is drawn in the plane: the network has {net.sizes[0]} "
+                             f"inputs, not 2 (pass --no-plots to train without pictures)")
+        from ..train_plots import require_matplotlib
+
+        require_matplotlib()  # a missing matplotlib is an input error before training, not after
+
+    with _progress(steps, enabled=not args.json) as update:
+        result = T.train(net, params, data, learning_rate=lr, steps=steps,
+                         batch_size=None if batch == n else batch, seed=seed,
+                         check_every=args.check_every, against=args.against, progress=update)
+
+    files: list[str] = []
+    if result.ok and not args.no_plots:
+        from ..train_plots import decision_boundary, loss_curve
+
+        out.mkdir(parents=True, exist_ok=True)
+        files = [str(decision_boundary(result, out / "decision_boundary.png")),
+                 str(loss_curve(result, out / "loss_curve.png"))]
+    total = time.perf_counter() - started
+    if args.json:
+        from .common import print_json
+
+        print_json(_json(case, result, seed, files, total))
+    else:
+        _print(case, result, seed, files, total)
+    return 0 if result.ok else 1
+
+
+def _json(case, result: T.TrainResult, seed: int, files: list[str], total: float) -> dict:
+    m = result.mismatch
+    return {
+        "ok": result.ok,
+        "first_divergence": m.name if m else None,
+        "network": case.network.describe(),
+        "source": case.source,
+        "seed": seed,
+        "train_points": int(result.data.X_train.shape[0]),
+        "held_out_points": int(result.data.X_held.shape[0]),
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "batch_size": result.batch_size,
+        "learning_rate": result.learning_rate,
+        "final_loss": result.final_loss,
+        "train_accuracy": result.train_accuracy,
+        "held_out_loss": result.held_out_loss,
+        "held_out_accuracy": result.held_out_accuracy,
+        "seconds": result.seconds,
+        "total_seconds": total,
+        "check": None if result.against is None else {
+            "against": result.against, "checks": result.checks, "ok": result.ok,
+            "mismatch": m.to_json() if m else None},
+        "files": files,
+    }
+
+
+def _print(case, result: T.TrainResult, seed: int, files: list[str], total: float) -> None:
+    n, h = result.data.X_train.shape[0], result.data.X_held.shape[0]
+    w = sys.stdout.write
+    if case.title:
+        w(f"{case.title}\n")
+    w(f"network {case.network.describe()} · {n} training / {h} held-out points · seed {seed}\n")
+    batch = "full batch" if result.batch_size == n else f"mini-batches of {result.batch_size}"
+    w(f"{result.steps} descent steps ({result.epochs:g} epochs, {batch}, lr {result.learning_rate:g}) "
+      f"in {result.seconds:.2f} s\n")
+    w(f"training loss {result.final_loss:.4g} · training accuracy {result.train_accuracy:.1%} · "
+      f"held-out accuracy {result.held_out_accuracy:.1%}\n")
+    if result.against is not None:
+        if result.ok:
+            w(f"gradient re-checked against {result.against} {result.checks} time(s): all agree\n")
+        else:
+            w(f"STOPPED: {result.mismatch.message()}\n")
+    if files:
+        w("wrote " + ", ".join(files) + "\n")
+
+
+class _progress:
+    """A rich progress bar on standard error, when it is a terminal; otherwise nothing at all."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        from rich.console import Console
+
+        self.total = total
+        self.console = Console(stderr=True)
+        self.enabled = enabled and self.console.is_terminal
+        self.bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]:.4f}"),
+                            TextColumn("held-out accuracy {task.fields[acc]:.1%}"),
+                            TimeElapsedColumn(), console=self.console, transient=False)
+        self.bar.__enter__()
+        task = self.bar.add_task("train", total=self.total, loss=float("nan"), acc=float("nan"))
+
+        def update(done: int, total: int, loss: float, acc: float) -> None:
+            self.bar.update(task, completed=done, loss=loss, acc=acc)
+
+        return update
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)

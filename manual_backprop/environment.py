@@ -1,0 +1,56 @@
+"""What a run needs to be rerun elsewhere: versions, BLAS, threads, seed."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+from typing import Any
+
+import numpy as np
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def blas() -> str:
+    """NumPy's BLAS as NumPy reports it, e.g. ``scipy-openblas 0.3.31``."""
+    try:
+        cfg = np.show_config(mode="dicts")
+        info = cfg.get("Build Dependencies", {}).get("blas", {})
+        return f"{info.get('name', '?')} {info.get('version', '')}".strip()
+    except Exception:  # pragma: no cover - very old NumPy
+        return "unknown"
+
+
+def threads() -> dict[str, Any]:
+    """BLAS threads per library (threadpoolctl, when installed) and the CPU count."""
+    out: dict[str, Any] = {"cpu_count": os.cpu_count()}
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return out
+    for pool in threadpool_info():
+        out[f"{pool.get('internal_api')}:{os.path.basename(pool.get('filepath', ''))}"] = pool.get("num_threads")
+    return out
+
+
+def describe(seed: int | None = None) -> dict[str, Any]:
+    """Versions of Python, NumPy, torch and JAX, the BLAS, the thread counts, and the seed."""
+    return {
+        "seed": seed,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "manual_backprop": _version("manual-backprop"),
+        "numpy": np.__version__,
+        "torch": _version("torch"),
+        "jax": _version("jax"),
+        "jaxlib": _version("jaxlib"),
+        "blas": blas(),
+        "threads": threads(),
+    }

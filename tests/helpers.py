@@ -1,0 +1,21 @@
+"""Small helpers the tests share: networks by description, and the kink fixture."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from manual_backprop import Network, make_case
+from manual_backprop.case import Case
+
+
+def case_of(sizes, activations, loss, *, reduction="mean", dtype="float64", batch=6, seed=0) -> Case:
+    return make_case(Network(tuple(sizes), tuple(activations), loss, reduction, dtype), seed=seed, batch=batch)
+
+
+def with_kinks(case: Case, rows: int = 2) -> Case:
+    """The same case with its first ``rows`` inputs zero and b1 = 0, so those rows have Z1 == 0 exactly."""
+    X = case.X.copy()
+    X[:rows] = 0
+    params = dict(case.params)
+    params["b1"] = np.zeros_like(params["b1"])
+    return make_case(case.network, params, X, case.Y, seed=case.seed)

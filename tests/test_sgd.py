@@ -1,0 +1,106 @@
+"""One descent step, W_next = W - lr * dW, against torch.optim.SGD and the same step in JAX."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from manual_backprop import InputError, Network, make_case, parse_case
+from manual_backprop.sgd import next_parameters, sgd_step
+
+NETWORKS = {
+    "relu-relu-bce": ((3, 4, 4, 1), ("relu", "relu", "sigmoid"), "bce"),
+    "tanh-softmax-cross_entropy": ((3, 4, 2), ("tanh", "softmax"), "softmax_cross_entropy"),
+    "sigmoid-identity-half_mse": ((3, 4, 2), ("sigmoid", "identity"), "half_mse"),
+    "tanh-sigmoid-mse": ((3, 4, 2), ("tanh", "sigmoid"), "mse"),
+}
+TOLERANCE = {"float64": (1e-13, 1e-15), "float32": (1e-5, 1e-6)}  # (rtol, atol)
+
+
+def torch_training():
+    pytest.importorskip("torch")
+    from references import torch_training
+
+    return torch_training
+
+
+def jax_training():
+    pytest.importorskip("jax")
+    from references import jax_training
+
+    return jax_training
+
+
+def case_for(name: str, reduction: str = "mean", dtype: str = "float64", lr: float = 0.3):
+    sizes, acts, loss = NETWORKS[name]
+    return make_case(Network(sizes, acts, loss, reduction, dtype), seed=7, batch=6, learning_rate=lr)
+
+
+def assert_same(ours: dict, ref: dict, dtype: str) -> None:
+    rtol, atol = TOLERANCE[dtype]
+    assert list(ours) == list(ref)
+    for name in ref:
+        assert ours[name].dtype == np.dtype(dtype), name
+        np.testing.assert_allclose(ours[name], ref[name], rtol=rtol, atol=atol, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("net", sorted(NETWORKS))
+def test_one_step_matches_torch_optim_sgd(net, reduction, dtype):
+    tt = torch_training()
+    case = case_for(net, reduction, dtype)
+    assert_same(next_parameters(case), tt.next_parameters(case), dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("net", sorted(NETWORKS))
+def test_one_step_matches_the_same_step_in_jax(net, reduction, dtype):
+    jt = jax_training()
+    case = case_for(net, reduction, dtype)
+    assert_same(next_parameters(case), jt.next_parameters(case), dtype)
+
+
+def test_the_step_is_w_minus_lr_times_dw_by_hand():
+    net = Network((2, 1), ("identity",), "half_mse")
+    params = {"W1": np.array([[1.0], [-2.0]]), "b1": np.array([0.5])}
+    grads = {"dW1": np.array([[0.25], [-1.0]]), "db1": np.array([2.0])}
+    new = sgd_step(net, params, grads, 0.5)
+    np.testing.assert_array_equal(new["W1"], [[0.875], [-1.5]])  # 1 - 0.5*0.25, -2 - 0.5*(-1)
+    np.testing.assert_array_equal(new["b1"], [-0.5])  # 0.5 - 0.5*2
+    np.testing.assert_array_equal(params["W1"], [[1.0], [-2.0]])  # the old parameters are kept
+
+
+def test_the_sgd_table_gives_the_learning_rate_and_the_names_are_wl_next_bl_next():
+    tt = torch_training()
+    case = parse_case("""
+        [network]
+        sizes = [2, 3, 1]
+        activations = ["sigmoid", "identity"]
+        loss = "half_mse"
+        [sgd]
+        learning_rate = 0.5
+    """)
+    assert case.learning_rate == 0.5
+    ours = next_parameters(case)
+    assert list(ours) == [n for n in case.network.extra_names() if n.endswith("_next")]
+    assert_same(ours, tt.next_parameters(case, 0.5), "float64")
+
+
+def test_an_explicit_lr_overrides_the_file():
+    tt = torch_training()
+    case = case_for("relu-relu-bce", lr=0.3)
+    assert_same(next_parameters(case, lr=0.05), tt.next_parameters(case, lr=0.05), "float64")
+
+
+def test_a_step_without_a_learning_rate_is_an_input_error():
+    case = make_case(Network((2, 1), ("identity",), "half_mse"))
+    with pytest.raises(InputError, match="learning rate"):
+        next_parameters(case)
+
+
+@pytest.mark.parametrize("lr", [0.0, -0.1, float("nan"), float("inf"), True, "0.1"])
+def test_a_learning_rate_that_is_not_positive_and_finite_is_an_input_error(lr):
+    with pytest.raises(InputError):
+        next_parameters(case_for("relu-relu-bce"), lr=lr)
