@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .case import Case
-from .engine import Trace, backward, forward
+from .engine import backward, forward
 from .errors import InputError
 from .network import Network
 from .per_sample import normalisation
@@ -40,7 +40,7 @@ def accumulate(
 
     Each micro-batch's loss uses ``network``'s reduction (``case.network`` by
     default) over its own rows, exactly as ``loss_j.backward()`` does in torch.
-    Returns the buffers: ``dW1, db1, ..., dWL, dbL``.
+    Returns the buffers, in the order backprop first made them: ``dWL, dbL, ..., dW1, db1``.
     """
     network = network or case.network
     buffers = {} if buffers is None else buffers
@@ -67,8 +67,3 @@ def full_batch_gradient(case: Case, size: int) -> dict[str, np.ndarray]:
         return buffers
     return {name: g * g.dtype.type(c) for name, g in buffers.items()}
 
-
-def as_trace(buffers: dict[str, np.ndarray]) -> Trace:
-    """The buffers in backward order (``dWL, dbL, ..., dW1, db1``), for printing or comparing."""
-    layers = sorted({int(name[2:]) for name in buffers}, reverse=True)
-    return {f"d{p}{l}": buffers[f"d{p}{l}"] for l in layers for p in ("W", "b")}

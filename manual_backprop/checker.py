@@ -17,8 +17,9 @@ import numpy as np
 
 from .case import Case
 from .compare import TensorCheck, compare_projections, compare_traces, compared_names, error_scales
-from .engine import Trace, run
+from .engine import Trace
 from .errors import InputError
+from .overflow import ensure_representable, run_quietly
 
 ALL_REFERENCES = ("torch", "jax", "fd")
 
@@ -139,11 +140,13 @@ def _check(case, names, explicit, device, engine_trace, describe) -> CheckReport
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    trace = engine_trace if engine_trace is not None else run(case)
+    trace = engine_trace if engine_trace is not None else run_quietly(case)
     timings["engine"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    E = error_scales(case.network, case.params, trace, case.T)
+    with np.errstate(all="ignore"):  # an overflow is reported just below, never warned about
+        E = error_scales(case.network, case.params, trace, case.T)
     timings["tolerances"] = time.perf_counter() - t0
+    ensure_representable(case, trace, E)
 
     checks: dict[str, dict[str, TensorCheck]] = {name: {} for name in compared_names(case.network)}
     used, skipped = [], {}

@@ -105,8 +105,8 @@ def case_from_dict(doc: dict[str, Any], source: str = "<dict>") -> Case:
             tuple(sizes), tuple(acts), net_table["loss"],
             net_table.get("reduction", "mean"), net_table.get("dtype", "float64"),
         )
-    except InputError as exc:
-        raise InputError(f"{source}: [network] {exc}") from None
+    except InputError as exc:  # "network [2, 3]: what" -> "FILE: [network] what"
+        raise InputError(f"{source}: [network] {str(exc).removeprefix(f'network {sizes}: ')}") from None
     seed = doc.get("seed", 0)
     batch = doc.get("batch", 4)
     for key, value in (("seed", seed), ("batch", batch)):
@@ -128,7 +128,7 @@ def case_from_dict(doc: dict[str, Any], source: str = "<dict>") -> Case:
     case = make_case(
         network, {k: _plain(v) for k, v in params.items()},
         _plain(data.get("X")), _plain(data.get("Y")),
-        seed=seed, batch=batch, title=title, learning_rate=lr, source=source,
+        seed=seed, batch=batch, title=title, learning_rate=lr, source=source, from_file=True,
     )
     claims = _claims(_table(doc, "claimed", source), case, source)
     return Case(case.network, case.params, case.X, case.Y, case.title, case.seed, claims,

@@ -104,7 +104,7 @@ def loss_curve(result: TrainResult, path: Path) -> Path:
 
     bottom.plot(h.eval_steps, np.asarray(h.train_accuracy) * 100, color="0.35", lw=1.2, label="training")
     bottom.plot(h.eval_steps, np.asarray(h.held_out_accuracy) * 100, color="#d7301f", lw=1.6, label="held-out")
-    bottom.axhline(95, color="k", ls=":", lw=1)
+    bottom.axhline(95, color="k", ls=":", lw=1, label="95%")
     bottom.set_ylim(min(40.0, float(np.min(h.held_out_accuracy)) * 100 - 5), 101)
     bottom.set_ylabel("accuracy (%)")
     bottom.set_xlabel("descent step")

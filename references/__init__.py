@@ -51,11 +51,12 @@ def load(name: str) -> ModuleType:
     """The reference module ``name``, imported on first use; :class:`MissingReference` if absent."""
     if not is_installed(name):
         raise MissingReference(f"reference {name!r} is not installed: {INSTALL_HINTS[name]}")
-    if name not in INSTALL_HINTS:
-        return importlib.import_module(_MODULES[name])
     try:
         return importlib.import_module(_MODULES[name])
-    except ImportError as exc:  # installed but broken (a missing shared library, a version clash)
+    except ImportError as exc:  # installed but broken: a missing shared library, a version clash
+        if name not in INSTALL_HINTS:
+            raise
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise MissingReference(
-            f"reference {name!r} failed to import ({exc}); reinstall: {INSTALL_HINTS[name]}"
+            f"reference {name!r} failed to import ({first_line}); reinstall: {INSTALL_HINTS[name]}"
         ) from exc

@@ -72,14 +72,12 @@ def run(case: Case, device: str | None = None) -> dict[str, np.ndarray]:
     put = functools.partial(jax.device_put, device=dev)
     params = {k: put(v) for k, v in case.params.items()}
     X = put(case.X)
-    T = put(case.Y)
-    if case.Y.ndim == 1:  # class labels -> one-hot rows
-        T = jax.nn.one_hot(T, net.sizes[-1], dtype=net.np_dtype)
+    Y = put(case.Y)
     N, dt = case.X.shape[0], net.np_dtype
     epsZ = [put(np.zeros((N, n), dt)) for n in net.sizes[1:]]
     epsA = [put(np.zeros((N, n), dt)) for n in net.sizes[1:]]
 
-    (L, (Zs, As)), (dparams, dX, dZs, dAs) = _grad_fn(net)(params, X, epsZ, epsA, T)
+    (L, (Zs, As)), (dparams, dX, dZs, dAs) = _grad_fn(net)(params, X, epsZ, epsA, Y)
 
     tensors = {"X": X, "L": L, "dX": dX}
     for l in range(1, net.depth + 1):
@@ -92,8 +90,9 @@ def run(case: Case, device: str | None = None) -> dict[str, np.ndarray]:
     return trace
 
 
-def _loss(net: Network, params, X, epsZ, epsA, T):
+def _loss(net: Network, params, X, epsZ, epsA, Y):
     """``(L, (Zs, As))`` with the zero perturbations added after every Z_l and A_l."""
+    T = jax.nn.one_hot(Y, net.sizes[-1], dtype=net.np_dtype) if Y.ndim == 1 else Y  # labels -> rows
     A = X
     Zs, As = [], []
     for l, act in enumerate(net.activations, start=1):

@@ -101,7 +101,8 @@ def _grad(case: Case, params: dict[str, jax.Array], rows: slice = slice(None)) -
 
 def gradients(case: Case) -> dict[str, np.ndarray]:
     """The batch ``dWl``, ``dbl``."""
-    return {f"d{k}": np.asarray(g) for k, g in _grad(case, _params(case)).items()}
+    g = _grad(case, _params(case))
+    return {f"d{k}": np.asarray(g[k]) for k in case.params}  # layer order (trees come back key-sorted)
 
 
 def accumulated_gradients(case: Case, size: int) -> dict[str, np.ndarray]:
@@ -111,7 +112,7 @@ def accumulated_gradients(case: Case, size: int) -> dict[str, np.ndarray]:
     for start in range(0, case.batch, size):
         g = _grad(case, params, slice(start, start + size))
         total = g if total is None else jax.tree_util.tree_map(jnp.add, total, g)
-    return {f"d{k}": np.asarray(g) for k, g in total.items()}
+    return {f"d{k}": np.asarray(total[k]) for k in case.params}
 
 
 def next_parameters(case: Case, lr: float | None = None) -> dict[str, np.ndarray]:
@@ -119,4 +120,4 @@ def next_parameters(case: Case, lr: float | None = None) -> dict[str, np.ndarray
     lr = case.learning_rate if lr is None else lr
     params = _params(case)
     new = jax.tree_util.tree_map(lambda p, g: p - lr * g, params, _grad(case, params))
-    return {f"{k}_next": np.asarray(v) for k, v in new.items()}
+    return {f"{k}_next": np.asarray(new[k]) for k in case.params}

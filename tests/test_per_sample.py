@@ -135,3 +135,23 @@ def test_seed_000_rows_match_torch_per_sample_gradients():
         for l in (1, 2):
             np.testing.assert_allclose(row[f"dW{l}"], ref[f"dW{l}_per_sample"][i], rtol=RTOL, atol=ATOL)
             np.testing.assert_allclose(row[f"db{l}"], ref[f"db{l}_per_sample"][i], rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("net", sorted(NETWORKS))
+def test_per_sample_error_scales_let_the_comparator_accept_torch_and_reject_a_missing_c(net, dtype):
+    from manual_backprop.compare.comparator import compare_arrays
+    from manual_backprop.compare.tolerance import error_scales
+    from manual_backprop.per_sample import per_sample_error_scales
+
+    tt = torch_training()
+    case = case_for(net, "mean", dtype=dtype, batch=16)
+    trace = run(case)
+    E = per_sample_error_scales(case.network, trace, error_scales(case.network, case.params, trace, case.T))
+    ours, ref = per_sample_gradients(case, trace), tt.per_sample_gradients(case)
+    for name in ours:
+        assert compare_arrays(name, "torch", ours[name], ref[name], E[name], dtype).ok, name
+    # The classic slip: the batch row taken as sample i's gradient, i.e. c left in (a factor 1/16 or 1/32).
+    wrong = ours["db1_per_sample"] * ours["db1_per_sample"].dtype.type(1 / 16)
+    assert not compare_arrays("db1_per_sample", "torch", wrong, ref["db1_per_sample"],
+                              E["db1_per_sample"], dtype).ok

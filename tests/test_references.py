@@ -111,7 +111,7 @@ def test_loss_is_a_zero_dimensional_array(ref):
 
 
 def test_Y_is_returned_as_given(ref):
-    case = case_of((3, 4), ("softmax",), "softmax_cross_entropy")
+    case = case_of((3, 4, 2), ("relu", "softmax"), "softmax_cross_entropy")
     Y = ref.run(case)["Y"]
     assert Y.dtype == np.int64 and np.array_equal(Y, case.Y)
 
@@ -233,7 +233,7 @@ def test_unknown_reference_is_an_input_error_listing_the_known_ones(call):
 @pytest.mark.parametrize("name, hint", [
     ("torch", "pip install 'manual-backprop[torch]' (CPU build: add -c constraints.txt)"),
     ("jax", "pip install 'manual-backprop[jax]'"),
-])
+], ids=["torch", "jax"])
 def test_missing_framework_is_a_one_line_input_error_with_the_install_hint(monkeypatch, name, hint):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == name else real(n, *a))

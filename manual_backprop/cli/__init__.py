@@ -52,13 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except InputError as exc:
-        sys.stderr.write(f"manual-backprop: {exc}\n")
+        sys.stderr.write(f"manual-backprop: {one_line(exc)}\n")
+        return EXIT_INPUT
+    except MemoryError:
+        sys.stderr.write("manual-backprop: out of memory: the network or the batch is too large for this machine\n")
         return EXIT_INPUT
     except KeyboardInterrupt:
         sys.stderr.write("manual-backprop: interrupted\n")
         return 130
     except BrokenPipeError:
         return EXIT_OK
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line (a message quoting the user's text could hold a newline)."""
+    return " ".join(str(exc).split())
 
 
 def console_main() -> None:

@@ -99,8 +99,8 @@ def render(report: CheckReport, profile: bool = False, file=None) -> None:
             f"[{style}]{v}[/{style}]" if style else v,
         )
     console.print(table)
-    console.print("[dim]margin = worst |Δ| / tolerance over the references (at most 1 passes); "
-                  "tolerance = 8·√n·u·(magnitude) + floor, see README[/dim]")
+    console.print("[dim]margin = worst |Δ| / tolerance, over the references (≤ 1 passes); "
+                  "tolerance = 8·√n·u·magnitude + floor (README)[/dim]")
 
     first = report.first_divergence
     if first is None:

@@ -204,7 +204,9 @@ class _progress:
 
         self.total = total
         self.console = Console(stderr=True)
-        self.enabled = enabled and self.console.is_terminal
+        # A live bar only on an interactive terminal: never in a pipe, a file or a CI log
+        # (even where FORCE_COLOR makes rich treat the log as a terminal).
+        self.enabled = enabled and sys.stderr.isatty() and self.console.is_interactive
         self.bar = None
 
     def __enter__(self):
@@ -213,14 +215,14 @@ class _progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("loss {task.fields[loss]:.4f}"),
-                            TextColumn("held-out accuracy {task.fields[acc]:.1%}"),
+                            TextColumn("loss {task.fields[loss]}"),
+                            TextColumn("held-out accuracy {task.fields[acc]}"),
                             TimeElapsedColumn(), console=self.console, transient=False)
         self.bar.__enter__()
-        task = self.bar.add_task("train", total=self.total, loss=float("nan"), acc=float("nan"))
+        task = self.bar.add_task("train", total=self.total, loss="-", acc="-")
 
         def update(done: int, total: int, loss: float, acc: float) -> None:
-            self.bar.update(task, completed=done, loss=loss, acc=acc)
+            self.bar.update(task, completed=done, loss=f"{loss:.4f}", acc=f"{acc:.1%}")
 
         return update
 

@@ -1,0 +1,283 @@
+"""The implementations a whole forward + backward is timed in, one builder each.
+
+``build(impl, case, T) -> Prepared``: everything allocated and converted
+before the clock starts; ``Prepared.call()`` is what is timed (one forward
+and backward: the loss and every dWl, dbl), and ``Prepared.result()`` turns
+what the last call left into NumPy ``(L, {"W1": ..., "b1": ...})`` for the
+check against the engine, outside the timed region.
+
+- ``numpy_fast``: :func:`manual_backprop.fast.value_and_grad` with a workspace;
+- ``numpy_trace``: the checking engine (``forward`` + ``backward``, every named tensor kept);
+- ``numpy_loop``: the same rules one sample at a time (vector-matrix products,
+  ``np.outer`` for dW), accumulated; capped at ``LOOP_CAP`` samples, see ``loop_samples``;
+- ``torch``: eager autograd, ``torch.autograd.grad`` of the same maths;
+- ``jax``: ``jax.jit(jax.value_and_grad(loss))``, compiled by a first call before timing;
+- ``floor_numpy``, ``floor_torch``: only the matrix products forward and backward
+  need (``A @ W`` per layer, ``A.T @ dZ`` per layer, ``dZ @ W.T`` above the first),
+  on preallocated arrays with ``out=``: what this machine's BLAS allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from manual_backprop import engine, fast
+from manual_backprop.case import Case
+from manual_backprop.kernels import ACTIVATIONS, LOSSES, linear_forward
+
+IMPLS = ("numpy_fast", "numpy_trace", "numpy_loop", "torch", "jax", "floor_numpy", "floor_torch")
+LIBRARY = {"numpy_fast": "numpy", "numpy_trace": "numpy", "numpy_loop": "numpy", "floor_numpy": "numpy",
+           "torch": "torch", "floor_torch": "torch", "jax": "jax"}
+# The per-sample loop runs on at most this many samples per call (cost is linear in samples);
+# keyed by the widest layer, so one call stays well under a second.
+LOOP_CAP = {16: 4096, 512: 256, 2048: 32}
+
+
+def loop_samples(case: Case) -> int:
+    """How many of the batch's samples the per-sample loop runs on (the report scales by N / this)."""
+    widest = max(case.network.sizes)
+    cap = next(c for w, c in sorted(LOOP_CAP.items()) if widest <= w)
+    return min(case.batch, cap)
+
+
+@dataclass
+class Prepared:
+    call: Callable[[], Any]
+    result: Callable[[], tuple[Any, dict[str, np.ndarray]]]
+    extra: dict[str, Any] = field(default_factory=dict)
+    is_floor: bool = False
+
+
+def build(impl: str, case: Case, T: np.ndarray) -> Prepared:
+    """``T`` is the target as the timed code gets it: labels (N,) for cross-entropy, else (N, K)."""
+    return _BUILDERS[impl](case, T)
+
+
+def _numpy_fast(case: Case, T: np.ndarray) -> Prepared:
+    net, params, X = case.network, case.params, case.X
+    ws = fast.Workspace(net, case.batch)
+    box = {}
+
+    def call():
+        box["out"] = fast.value_and_grad(net, params, X, T, ws)
+
+    return Prepared(call, lambda: box["out"])
+
+
+def _numpy_trace(case: Case, T: np.ndarray) -> Prepared:
+    net, params, X, Y, Tm = case.network, case.params, case.X, case.Y, case.T
+    box = {}
+
+    def call():
+        fwd = engine.forward(net, params, X, Y, Tm)
+        box["out"] = fwd, engine.backward(net, params, fwd, Tm)
+
+    def result():
+        fwd, bwd = box["out"]
+        return fwd["L"], {name: bwd[f"d{name}"] for name in params}
+
+    return Prepared(call, result)
+
+
+def _numpy_loop(case: Case, T: np.ndarray) -> Prepared:
+    """One sample at a time: ``z = a @ W + b`` (vector-matrix), ``dW += outer(a, dz)``, ``db += dz``."""
+    net, params = case.network, case.params
+    m = loop_samples(case)
+    X, Tm = case.X[:m], case.T[:m]
+    loss = LOSSES[net.loss]
+    acts = [ACTIVATIONS[a] for a in net.activations]
+    Ws = [params[f"W{l}"] for l in range(1, net.depth + 1)]
+    bs = [params[f"b{l}"] for l in range(1, net.depth + 1)]
+    c = net.np_dtype.type(loss.scale(m, net.sizes[-1], net.reduction))
+    box = {}
+
+    def call():
+        dWs = [np.zeros_like(W) for W in Ws]
+        dbs = [np.zeros_like(b) for b in bs]
+        total = net.np_dtype.type(0)
+        for i in range(m):
+            x, t = X[i:i + 1], Tm[i:i + 1]
+            Zs, As = [], [x]
+            for W, b, act in zip(Ws, bs, acts):
+                Zs.append(linear_forward(As[-1], W, b))
+                As.append(act.forward(Zs[-1]))
+            total += loss.terms(Zs[-1], As[-1], t).sum()
+            g = loss.grad(Zs[-1], As[-1], t)
+            dZ = g if loss.fused_with else acts[-1].backward(g, Zs[-1], As[-1])
+            for l in range(net.depth - 1, -1, -1):
+                dWs[l] += np.outer(As[l][0], dZ[0])
+                dbs[l] += dZ[0]
+                if l:
+                    dZ = acts[l - 1].backward(dZ @ Ws[l].T, Zs[l - 1], As[l])
+        box["out"] = total * c, {f"{k}{l + 1}": v * c for l, (dW, db) in enumerate(zip(dWs, dbs))
+                                 for k, v in (("W", dW), ("b", db))}
+
+    return Prepared(call, lambda: box["out"], {"loop_samples": m, "scale": case.batch / m})
+
+
+def _torch_ops(net):
+    import torch
+    import torch.nn.functional as F
+
+    act = {"identity": lambda z: z, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+
+    def loss_fn(Z, A, T):
+        N = Z.shape[0]
+        if net.loss == "half_mse":
+            return F.mse_loss(A, T, reduction="sum") * (0.5 / N)
+        if net.loss == "softmax_cross_entropy":
+            return F.cross_entropy(Z, T)
+        raise NotImplementedError(net.loss)
+
+    return act, loss_fn
+
+
+def _torch(case: Case, T: np.ndarray) -> Prepared:
+    import torch
+
+    net = case.network
+    act, loss_fn = _torch_ops(net)
+    names = list(case.params)
+    params = [torch.from_numpy(case.params[n]).requires_grad_(True) for n in names]
+    X, Tt = torch.from_numpy(case.X), torch.from_numpy(T)
+    box = {}
+
+    def call():
+        A = X
+        for l in range(net.depth):
+            Z = torch.addmm(params[2 * l + 1], A, params[2 * l])
+            A = Z if l == net.depth - 1 and net.fused else act[net.activations[l]](Z)
+        L = loss_fn(Z, A, Tt)
+        box["out"] = L, torch.autograd.grad(L, params)
+
+    def result():
+        L, gs = box["out"]
+        return L.detach().numpy(), {n: g.numpy() for n, g in zip(names, gs)}
+
+    return Prepared(call, result, {"torch_threads": torch.get_num_threads()})
+
+
+def _jax(case: Case, T: np.ndarray) -> Prepared:
+    import time
+
+    import jax
+    import jax.numpy as jnp
+
+    net = case.network
+    act = {"identity": lambda z: z, "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
+
+    def loss(params, X, T):
+        A = X
+        for l in range(1, net.depth + 1):
+            Z = A @ params[f"W{l}"] + params[f"b{l}"]
+            A = act.get(net.activations[l - 1], lambda z: z)(Z)
+        N = X.shape[0]
+        if net.loss == "half_mse":
+            return 0.5 * jnp.sum((A - T) ** 2) / N
+        if net.loss == "softmax_cross_entropy":
+            logp = jax.nn.log_softmax(Z, axis=1)
+            return -jnp.mean(jnp.take_along_axis(logp, T[:, None], axis=1))
+        raise NotImplementedError(net.loss)
+
+    f = jax.jit(jax.value_and_grad(loss))
+    params = {k: jax.device_put(v) for k, v in case.params.items()}
+    X, Tj = jax.device_put(case.X), jax.device_put(T)
+    t0 = time.perf_counter()
+    jax.block_until_ready(f(params, X, Tj))  # trace + compile + one run
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(f(params, X, Tj))
+    steady = time.perf_counter() - t0
+    box = {}
+
+    def call():
+        box["out"] = jax.block_until_ready(f(params, X, Tj))
+
+    def result():
+        L, g = box["out"]
+        return np.asarray(L), {k: np.asarray(v) for k, v in g.items()}
+
+    return Prepared(call, result, {"jax_first_call_s": first, "jax_compile_s": max(first - steady, 0.0)})
+
+
+def _floor_numpy(case: Case, T: np.ndarray) -> Prepared:
+    """The fast engine's products alone, in its layout (feature-major) and thread policy."""
+    net, N = case.network, case.batch
+    ws = fast.Workspace(net, N)
+    Ws = [case.params[f"W{l}"] for l in range(1, net.depth + 1)]
+    outs = ws.hidden + [ws.scratch(0, net.sizes[-1], ws.output_sample_major)]
+    dZs = [ws.scratch(1, n) for n in net.sizes[1:]]
+    dAs = [ws.scratch(0, n) for n in net.sizes[1:-1]]
+    dWs = [ws.grads[f"W{l}"] for l in range(1, net.depth + 1)]
+    for dZ in dZs:
+        dZ[...] = 1
+    X = case.X
+
+    def result():
+        return None, {**{f"Z{l}": Z for l, Z in enumerate(outs, 1)}, **{f"dW{l}": g for l, g in enumerate(dWs, 1)}}
+
+    def call():
+        with fast._blas_threads(ws.threads):
+            A = X
+            for W, Z in zip(Ws, outs):
+                fast._matmul(A, W, Z)
+                A = Z
+            for l in range(net.depth - 1, -1, -1):
+                A_prev = outs[l - 1] if l else X
+                if N == 1:
+                    np.multiply(A_prev[0][:, None], dZs[l][0], out=dWs[l])
+                else:
+                    fast._matmul(A_prev.T, dZs[l], dWs[l])
+                if l:
+                    fast._matmul(dZs[l], Ws[l].T, dAs[l - 1])
+
+    return Prepared(call, result, is_floor=True)
+
+
+def floor_reference(case: Case) -> dict[str, np.ndarray]:
+    """What the floors compute, in float64: ``Zl = Z(l-1) @ Wl`` (no bias, no activation), ``dWl = Z(l-1).T @ 1``."""
+    out, A = {}, case.X.astype(np.float64)
+    for l in range(1, case.network.depth + 1):
+        W = case.params[f"W{l}"].astype(np.float64)
+        out[f"dW{l}"] = np.broadcast_to(A.sum(axis=0)[:, None], W.shape)
+        A = out[f"Z{l}"] = A @ W
+    return out
+
+
+def _floor_torch(case: Case, T: np.ndarray) -> Prepared:
+    import torch
+
+    net, N = case.network, case.batch
+    Ws = [torch.from_numpy(case.params[f"W{l}"]) for l in range(1, net.depth + 1)]
+    dt = Ws[0].dtype
+    X = torch.from_numpy(case.X)
+    outs = [torch.empty(N, n, dtype=dt) for n in net.sizes[1:]]
+    dZs = [torch.ones(N, n, dtype=dt) for n in net.sizes[1:]]
+    dAs = [torch.empty(N, n, dtype=dt) for n in net.sizes[1:-1]]
+    dWs = [torch.empty_like(W) for W in Ws]
+
+    def call():
+        A = X
+        for W, Z in zip(Ws, outs):
+            torch.mm(A, W, out=Z)
+            A = Z
+        for l in range(net.depth - 1, -1, -1):
+            A_prev = outs[l - 1] if l else X
+            torch.mm(A_prev.T, dZs[l], out=dWs[l])
+            if l:
+                torch.mm(dZs[l], Ws[l].T, out=dAs[l - 1])
+
+    def result():
+        return None, {**{f"Z{l}": Z.numpy() for l, Z in enumerate(outs, 1)},
+                      **{f"dW{l}": g.numpy() for l, g in enumerate(dWs, 1)}}
+
+    return Prepared(call, result, is_floor=True)
+
+
+_BUILDERS = {
+    "numpy_fast": _numpy_fast, "numpy_trace": _numpy_trace, "numpy_loop": _numpy_loop,
+    "torch": _torch, "jax": _jax, "floor_numpy": _floor_numpy, "floor_torch": _floor_torch,
+}

@@ -1,0 +1,152 @@
+"""Replay a derivation: each step recomputed with the right rule from the student's own inputs.
+
+The student's trace holds, for every name, the claimed value where there is
+a claim, and otherwise what the right rule makes from the student's earlier
+values (so an unwritten ``A2`` is ``identity(Z2)`` of the claimed ``Z2``).
+Every value carries a radius: the claim's precision where claimed, and for
+a derived value the precision of its inputs carried through the rule
+(:func:`spread`).
+
+A wrong claim is then told apart::
+
+    carried   the right rule applied to the claimed inputs gives the claim:
+              the step is right, an input was wrong (dZ1 from a wrong dA1)
+    own       the claim differs from the rule applied to the true inputs
+              (it is wrong) and from the rule applied to the claimed ones
+"""
+
+from __future__ import annotations
+
+from collections import ChainMap
+from dataclasses import dataclass
+from typing import Callable, Iterator, Mapping
+
+import numpy as np
+
+from .steps import Step, Values
+
+#: At most this many perturbed evaluations per :func:`spread`; beyond, random sign patterns estimate it.
+MAX_PROBES = 4096
+
+#: Slack for rounding in a value computed here from the student's inputs, in units of its magnitude.
+ROUNDING_ULPS = 16.0
+
+
+class _Reads(Mapping):
+    """A view of a mapping that records which names were read."""
+
+    def __init__(self, values: Values) -> None:
+        self.values, self.names = values, []
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.names:
+            self.names.append(name)
+        return self.values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def spread(fn: Callable[[Values], np.ndarray], values: Values, radius: Mapping[str, np.ndarray],
+           u: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(fn(values), bound)``: how far ``fn`` can move while each input moves within its radius.
+
+    First order, element by element: each input element with a radius above
+    rounding is moved by ``+r`` and ``-r`` in turn and the larger change is
+    added up, which is exact for the linear rules of backprop and finds a
+    ReLU mask that a claim's precision leaves undecided (Z within r of 0).
+    """
+    reads = _Reads(values)
+    base = np.asarray(fn(reads), dtype=np.float64)
+    bound = np.zeros(base.shape)
+    probes = []
+    for name in reads.names:
+        r = radius.get(name)
+        if r is None:
+            continue
+        v = np.asarray(values[name], dtype=np.float64)
+        r = np.broadcast_to(r, v.shape)
+        probes += [(name, k, float(r.flat[k])) for k in np.flatnonzero(r > ROUNDING_ULPS * u * np.abs(v))]
+    if len(probes) <= MAX_PROBES:
+        for name, k, r in probes:
+            moved = np.zeros(base.shape)
+            for sign in (1.0, -1.0):
+                w = np.array(values[name], dtype=np.float64)
+                w.flat[k] += sign * r
+                moved = np.maximum(moved, _change(fn, values, name, w, base))
+            bound += moved
+        return base, bound
+    rng = np.random.default_rng(0)  # an estimate for large claimed tensors: random joint moves
+    names = sorted({p[0] for p in probes})
+    for _ in range(16):
+        moved = {n: np.asarray(values[n], np.float64)
+                 + rng.choice([-1.0, 1.0], np.shape(values[n])) * np.broadcast_to(radius[n], np.shape(values[n]))
+                 for n in names}
+        bound = np.maximum(bound, 3 * np.abs(np.asarray(fn(ChainMap(moved, values)), np.float64) - base))
+    return base, bound
+
+
+def _change(fn, values, name, w, base) -> np.ndarray:
+    out = np.asarray(fn(ChainMap({name: w}, values)), dtype=np.float64)
+    return np.abs(out - base) if out.shape == base.shape else np.full(base.shape, np.inf)
+
+
+@dataclass
+class StudentTrace:
+    """A derivation as the student holds it: every value, and how precisely it is known."""
+
+    values: dict[str, np.ndarray]
+    radius: dict[str, np.ndarray]
+
+
+def student_trace(steps: Mapping[str, Step], fixed: Mapping[str, tuple[np.ndarray, np.ndarray]], u: float,
+                  until: str | None = None, skip: str | None = None) -> StudentTrace:
+    """Walk the steps: a name in ``fixed`` takes its (value, radius), any other is made by its rule.
+
+    Stops after ``until``; ``skip`` is made by its rule even if it is in ``fixed``.
+    """
+    trace = StudentTrace({}, {})
+    for name, step in steps.items():
+        if name in fixed and name != skip:
+            trace.values[name], trace.radius[name] = fixed[name]
+        else:
+            trace.values[name], trace.radius[name] = spread(step.rule, trace.values, trace.radius, u)
+        if name == until:
+            break
+    return trace
+
+
+def reproduces(claimed: np.ndarray, resolution: np.ndarray, tol: np.ndarray, value: np.ndarray,
+               radius: np.ndarray, u: float) -> bool:
+    """Whether ``value`` (known within ``radius``) gives the claimed numbers at their precision.
+
+    ``tol`` is the claimed tensor's rounding tolerance, in the true layout.
+    """
+    value = np.asarray(value, dtype=np.float64)
+    if value.shape != claimed.shape:
+        return False
+    if tol.shape != claimed.shape:
+        tol = tol.T if tol.T.shape == claimed.shape else np.full(claimed.shape, float(np.max(tol)))
+    slack = resolution + radius + tol + ROUNDING_ULPS * u * np.abs(value)
+    return bool(np.all(np.abs(claimed - value) <= slack))
+
+
+def off_truth(value: np.ndarray, radius: np.ndarray, true: np.ndarray, tol: np.ndarray, u: float) -> bool:
+    """Whether a student's value is wrong beyond its own precision."""
+    return not reproduces(np.asarray(true, np.float64), np.zeros(np.shape(true)), tol, value, radius, u) \
+        if np.shape(value) == np.shape(true) else True
+
+
+def origins(name: str, steps: Mapping[str, Step], claimed: set[str], wrong: Callable[[str], bool]) -> list[str]:
+    """The claimed names a wrong input of ``name`` comes from (through unwritten steps)."""
+    out: list[str] = []
+    for i in steps[name].inputs:
+        if not wrong(i):
+            continue
+        for o in ([i] if i in claimed else origins(i, steps, claimed, wrong)):
+            if o not in out:
+                out.append(o)
+    return out

@@ -1,0 +1,140 @@
+"""``manual-backprop train``: seed 004's network learns the circle with the hand-derived gradients alone."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import manual_backprop.train as train_module
+from manual_backprop import Network
+from manual_backprop.cli import main
+from manual_backprop.train import INNER_RADIUS, OUTER_RADII, circle_data, initial_parameters, train
+
+SEED_004 = Network((2, 4, 2, 1), ("relu", "relu", "sigmoid"), "bce")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def train_json(capsys, *argv: str) -> tuple[int, dict]:
+    code = main(["train", *argv, "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def test_seed_004_reaches_95_percent_held_out_accuracy_and_writes_both_pngs(tmp_path, capsys):
+    code, report = train_json(capsys, "--example", "seed-004", "--output", str(tmp_path))
+    assert code == 0 and report["ok"] is True
+    assert report["held_out_accuracy"] >= 0.95
+    assert report["network"] == "2-4-2-1 relu/relu/sigmoid, bce (mean), float64"
+    assert report["seconds"] < 60
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["decision_boundary.png", "loss_curve.png"]
+    assert sorted(report["files"]) == sorted(str(tmp_path / n) for n in written)
+    for name in written:
+        assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_mini_batch_training_also_reaches_95_percent(capsys):
+    code, report = train_json(capsys, "--batch-size", "32", "--epochs", "20", "--no-plots")
+    assert code == 0
+    assert report["batch_size"] == 32 and report["steps"] == 20 * 15  # 450 points: 14 batches of 32 and one of 2
+    assert report["held_out_accuracy"] >= 0.95
+    assert report["files"] == []
+
+
+def test_one_training_step_is_one_torch_sgd_step_on_the_training_set():
+    pytest.importorskip("torch")
+    from manual_backprop import make_case
+    from references import torch_training
+
+    data = circle_data(SEED_004, samples=40, seed=1)
+    params = initial_parameters(SEED_004, 1)
+    result = train(SEED_004, params, data, learning_rate=0.5, steps=1)
+    case = make_case(SEED_004, params, data.X_train, data.Y_train)
+    ref = torch_training.next_parameters(case, lr=0.5)
+    for name, value in result.params.items():
+        np.testing.assert_allclose(value, ref[f"{name}_next"], rtol=1e-13, atol=1e-15, err_msg=name)
+
+
+@pytest.mark.parametrize("against", ["torch", "jax"])
+def test_check_every_k_steps_agrees_with_the_reference_on_a_short_run(capsys, against):
+    pytest.importorskip(against)
+    code, report = train_json(capsys, "--steps", "12", "--check-every", "4", "--against", against, "--no-plots")
+    assert code == 0 and report["ok"] is True
+    assert report["check"] == {"against": against, "checks": 3, "ok": True, "mismatch": None}
+
+
+def test_check_every_stops_at_the_first_wrong_gradient_with_exit_1(capsys, monkeypatch):
+    pytest.importorskip("torch")
+    real_backward = train_module.backward
+
+    def backward_missing_1_over_N(network, params, fwd, T, **kw):  # a classic slip, in db1 only
+        grads = real_backward(network, params, fwd, T, **kw)
+        grads["db1"] = grads["db1"] * T.shape[0]
+        return grads
+
+    monkeypatch.setattr(train_module, "backward", backward_missing_1_over_N)
+    code, report = train_json(capsys, "--steps", "50", "--check-every", "10", "--no-plots")
+    assert code == 1 and report["ok"] is False
+    assert report["first_divergence"] == "db1"
+    assert report["check"]["mismatch"]["step"] == 0 and report["steps"] == 0
+    assert report["files"] == []
+
+
+def test_the_report_of_a_failed_check_names_the_step_tensor_element_and_both_values(capsys, monkeypatch):
+    pytest.importorskip("torch")
+    real_backward = train_module.backward
+
+    def backward_off_by_1e_6(network, params, fwd, T, **kw):
+        grads = real_backward(network, params, fwd, T, **kw)
+        grads["dW2"] = grads["dW2"] + 1e-6
+        return grads
+
+    monkeypatch.setattr(train_module, "backward", backward_off_by_1e_6)
+    assert main(["train", "--steps", "5", "--check-every", "1", "--no-plots"]) == 1
+    out = capsys.readouterr().out
+    assert "STOPPED: step 0: dW2[0, 0] disagrees with torch" in out
+
+
+def test_no_progress_bar_or_escape_codes_when_the_output_is_not_a_terminal(tmp_path, capsys):
+    assert main(["train", "--steps", "30", "--no-plots"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "\x1b" not in captured.out and "\r" not in captured.out
+    assert "held-out accuracy" in captured.out
+
+
+def test_circle_data_without_noise_is_split_by_the_circle():
+    data = circle_data(SEED_004, samples=400, held_out=0.25, noise=0.0, seed=9)
+    X = np.concatenate([data.X_train, data.X_held])
+    labels = np.concatenate([data.labels_train, data.labels_held])
+    r = np.linalg.norm(X, axis=1)
+    assert (r[labels == 1] <= INNER_RADIUS).all()
+    assert ((r[labels == 0] >= OUTER_RADII[0]) & (r[labels == 0] <= OUTER_RADII[1])).all()
+    assert labels.sum() == 200 and len(data.X_held) == 100
+    np.testing.assert_array_equal(data.Y_train[:, 0], data.labels_train)  # bce targets are the labels
+
+
+def test_the_same_seed_gives_the_same_data_and_a_new_seed_new_data():
+    a, b, c = (circle_data(SEED_004, seed=s) for s in (3, 3, 4))
+    np.testing.assert_array_equal(a.X_train, b.X_train)
+    assert not np.array_equal(a.X_train, c.X_train)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch-size", "0"], "--batch-size"),
+    (["--lr", "-1"], "--lr"),
+    (["--epochs", "0"], "--epochs"),
+    (["--check-every", "0", "--steps", "3"], "--check-every"),
+    (["--held-out", "1.5"], "--held-out"),
+    (["--example", "no-such-example"], "unknown example"),
+    (["/no/such/file.toml"], "no such file"),
+    (["--sizes", "2,3", "--activations", "softmax", "--loss", "softmax_cross_entropy"], "2 (one per class)"),
+    (["--sizes", "2,4,1", "--activations", "relu", "--loss", "bce"], "activation"),
+    (["--example", "seed-004", "--sizes", "2,1"], "give one of"),
+])
+def test_a_wrong_input_is_one_line_on_stderr_and_exit_2(capsys, argv, message):
+    assert main(["train", *argv, "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
