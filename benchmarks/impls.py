@@ -45,10 +45,13 @@ def loop_samples(case: Case) -> int:
 
 @dataclass
 class Prepared:
+    """``call()`` is timed; it leaves its output in ``box`` (``box.clear()`` frees it)."""
+
     call: Callable[[], Any]
     result: Callable[[], tuple[Any, dict[str, np.ndarray]]]
     extra: dict[str, Any] = field(default_factory=dict)
     is_floor: bool = False
+    box: dict[str, Any] = field(default_factory=dict)
 
 
 def build(impl: str, case: Case, T: np.ndarray) -> Prepared:
@@ -64,7 +67,7 @@ def _numpy_fast(case: Case, T: np.ndarray) -> Prepared:
     def call():
         box["out"] = fast.value_and_grad(net, params, X, T, ws)
 
-    return Prepared(call, lambda: box["out"])
+    return Prepared(call, lambda: box["out"], box=box)
 
 
 def _numpy_trace(case: Case, T: np.ndarray) -> Prepared:
@@ -79,7 +82,7 @@ def _numpy_trace(case: Case, T: np.ndarray) -> Prepared:
         fwd, bwd = box["out"]
         return fwd["L"], {name: bwd[f"d{name}"] for name in params}
 
-    return Prepared(call, result)
+    return Prepared(call, result, box=box)
 
 
 def _numpy_loop(case: Case, T: np.ndarray) -> Prepared:
@@ -115,7 +118,7 @@ def _numpy_loop(case: Case, T: np.ndarray) -> Prepared:
         box["out"] = total * c, {f"{k}{l + 1}": v * c for l, (dW, db) in enumerate(zip(dWs, dbs))
                                  for k, v in (("W", dW), ("b", db))}
 
-    return Prepared(call, lambda: box["out"], {"loop_samples": m, "scale": case.batch / m})
+    return Prepared(call, lambda: box["out"], {"loop_samples": m, "scale": case.batch / m}, box=box)
 
 
 def _torch_ops(net):
@@ -157,13 +160,15 @@ def _torch(case: Case, T: np.ndarray) -> Prepared:
         L, gs = box["out"]
         return L.detach().numpy(), {n: g.numpy() for n, g in zip(names, gs)}
 
-    return Prepared(call, result, {"torch_threads": torch.get_num_threads()})
+    return Prepared(call, result, {"torch_threads": torch.get_num_threads()}, box=box)
 
 
 def _jax(case: Case, T: np.ndarray) -> Prepared:
     import time
 
     import jax
+
+    jax.config.update("jax_enable_x64", True)  # float64 stays float64 (float32 inputs stay float32)
     import jax.numpy as jnp
 
     net = case.network
@@ -200,7 +205,8 @@ def _jax(case: Case, T: np.ndarray) -> Prepared:
         L, g = box["out"]
         return np.asarray(L), {k: np.asarray(v) for k, v in g.items()}
 
-    return Prepared(call, result, {"jax_first_call_s": first, "jax_compile_s": max(first - steady, 0.0)})
+    return Prepared(call, result, {"jax_first_call_s": first, "jax_compile_s": max(first - steady, 0.0)},
+                    box=box)
 
 
 def _floor_numpy(case: Case, T: np.ndarray) -> Prepared:
@@ -208,12 +214,13 @@ def _floor_numpy(case: Case, T: np.ndarray) -> Prepared:
     net, N = case.network, case.batch
     ws = fast.Workspace(net, N)
     Ws = [case.params[f"W{l}"] for l in range(1, net.depth + 1)]
-    outs = ws.hidden + [ws.scratch(0, net.sizes[-1], ws.output_sample_major)]
-    dZs = [ws.scratch(1, n) for n in net.sizes[1:]]
-    dAs = [ws.scratch(0, n) for n in net.sizes[1:-1]]
+    dt = net.np_dtype
+    # Own buffers, in the engine's layout: feature-major, the output sample-major when wide.
+    outs = ws.hidden + [np.empty((N, net.sizes[-1]), dt) if ws.output_sample_major
+                        else np.empty((net.sizes[-1], N), dt).T]
+    dZs = [np.ones((n, N), dt).T for n in net.sizes[1:]]
+    dAs = [np.empty((n, N), dt).T for n in net.sizes[1:-1]]
     dWs = [ws.grads[f"W{l}"] for l in range(1, net.depth + 1)]
-    for dZ in dZs:
-        dZ[...] = 1
     X = case.X
 
     def result():

@@ -16,10 +16,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from .case import Case
-from .compare import TensorCheck, compare_projections, compare_traces, compared_names, error_scales
+from .compare import TensorCheck, compare_arrays, compare_projections, compare_traces, compared_names, error_scales
 from .engine import Trace
 from .errors import InputError
 from .overflow import ensure_representable, run_quietly
+from .rounding import Verdict, explain_float32_failure
 
 ALL_REFERENCES = ("torch", "jax", "fd")
 
@@ -38,10 +39,14 @@ class CheckReport:
     skipped: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
+    #: For a failed float32 check: rounding or bug, from the same case re-run in float64 (see rounding.py).
+    float32_failure: Verdict | None = None
+    #: Names judged beyond the trace (per-sample gradients, the descent step), in order.
+    extra: list[str] = field(default_factory=list)
 
     @property
     def order(self) -> list[str]:
-        return compared_names(self.case.network)
+        return compared_names(self.case.network) + self.extra
 
     @property
     def ok(self) -> bool:
@@ -82,6 +87,7 @@ class CheckReport:
             "references": self.references,
             "skipped_references": self.skipped,
             "tensors": tensors,
+            "float32_failure": self.float32_failure.to_json() if self.float32_failure is not None else None,
             "environment": self.environment,
             "timings_s": self.timings,
         }
@@ -107,18 +113,62 @@ def resolve_references(against: Sequence[str] | None) -> tuple[list[str], bool]:
 
 
 def check(case: Case, against: Sequence[str] | None = None, device: str | None = None,
-          engine_trace: Trace | None = None) -> CheckReport:
+          engine_trace: Trace | None = None, per_sample: bool = False,
+          learning_rate: float | None = None) -> CheckReport:
     """Run ``case`` through the engine and the references, and compare every tensor.
 
     ``against=None`` means every installed reference (a missing framework is
     skipped and noted in ``report.skipped``); naming one that is not installed
     raises :class:`~manual_backprop.errors.InputError` with the install hint.
+    ``per_sample`` adds ``dWl_per_sample`` and ``dbl_per_sample``; a learning
+    rate (or the case's ``[sgd]`` table) adds ``Wl_next`` and ``bl_next``, both
+    judged against torch and JAX (finite differences have nothing to say there).
     """
     from .environment import describe
 
     names, explicit = resolve_references(against)
+    if learning_rate is None:
+        learning_rate = case.learning_rate
     with blas_threads_for(case):
-        return _check(case, names, explicit, device, engine_trace, describe)
+        report = _check(case, names, explicit, device, engine_trace, describe)
+        if per_sample or learning_rate is not None:
+            _check_beyond_the_trace(report, per_sample, learning_rate)
+    return report
+
+
+def _check_beyond_the_trace(report: CheckReport, per_sample: bool, learning_rate: float | None) -> None:
+    """Per-sample gradients and one descent step, against the frameworks' own training tools."""
+    import importlib
+
+    from .per_sample import per_sample_error_scales, per_sample_gradients
+    from .sgd import check_learning_rate, next_error_scales, next_parameters
+
+    case, trace = report.case, report.trace
+    E = error_scales(case.network, case.params, trace, case.T)
+    frameworks = [r for r in report.references if r != "fd"]
+    tables: list[tuple[dict, dict, str]] = []
+    if per_sample:
+        ours = per_sample_gradients(case, trace)
+        tables.append((ours, per_sample_error_scales(case.network, trace, E), "per_sample_gradients"))
+    if learning_rate is not None:
+        lr = check_learning_rate(learning_rate, "--lr")
+        ours = next_parameters(case, lr, trace)
+        tables.append((ours, next_error_scales(case.network, case.params, trace, E, lr), "next_parameters"))
+    for ours, scales, function in tables:
+        theirs = {}
+        for ref in frameworks:
+            module = importlib.import_module(f"references.{ref}_training")
+            t0 = time.perf_counter()
+            theirs[ref] = getattr(module, function)(case, learning_rate) if function == "next_parameters" \
+                else getattr(module, function)(case)
+            report.timings[f"{ref}:{function}"] = time.perf_counter() - t0
+        for name, value in ours.items():
+            trace[name] = value
+            report.extra.append(name)
+            report.checks[name] = {
+                ref: compare_arrays(name, ref, value, theirs[ref].get(name), scales[name], case.network.dtype)
+                for ref in frameworks
+            }
 
 
 def blas_threads_for(case: Case):
@@ -169,4 +219,9 @@ def _check(case, names, explicit, device, engine_trace, describe) -> CheckReport
         for name, c in per.items():
             checks[name][ref] = c
         used.append(ref)
-    return CheckReport(case, trace, used, checks, skipped, timings, describe(case.seed))
+    report = CheckReport(case, trace, used, checks, skipped, timings, describe(case.seed))
+    if not report.ok and case.network.dtype == "float32":
+        t0 = time.perf_counter()
+        report.float32_failure = explain_float32_failure(case, report)
+        timings["float64 re-run"] = time.perf_counter() - t0
+    return report

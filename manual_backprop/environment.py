@@ -54,3 +54,16 @@ def describe(seed: int | None = None) -> dict[str, Any]:
         "blas": blas(),
         "threads": threads(),
     }
+
+
+def summary(env: dict[str, Any]) -> str:
+    """:func:`describe` on one line, for a human report: what to match to rerun a disagreement elsewhere."""
+    threads = env.get("threads", {})
+    blas_threads = sorted({n for k, n in threads.items() if k != "cpu_count" and n is not None})
+    parts = [f"Python {env.get('python')}", f"NumPy {env.get('numpy')}"]
+    parts += [f"{name} {env[key]}" for key, name in (("torch", "torch"), ("jax", "JAX")) if env.get(key)]
+    parts.append(f"BLAS {env.get('blas')}"
+                 + (f" ({'/'.join(map(str, blas_threads))} thread{'s' if blas_threads != [1] else ''})" if blas_threads else ""))
+    parts.append(f"{threads.get('cpu_count')} CPUs")
+    parts.append(f"seed {env.get('seed')}")
+    return " · ".join(parts)

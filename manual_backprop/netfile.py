@@ -149,7 +149,10 @@ def _claims(table: dict[str, Any], case: Case, source: str) -> dict[str, Claim]:
                 f"{', '.join(known)}"
             )
         value = _claim_array(raw, source, name)
-        if value.shape != shapes[name]:
+        # A 2-D claim in the transposed layout (dW written as dZ.T @ A, or one sample per column) is
+        # kept as written: `validate` names the transposed product instead of refusing the file.
+        transposed = value.ndim == 2 and value.shape == shapes[name][::-1]
+        if value.shape != shapes[name] and not transposed:
             raise InputError(f"{source}: [claimed] {name} has shape {value.shape}, expected {shapes[name]}")
         res = np.vectorize(_value_resolution, otypes=[np.float64])(np.asarray(raw, dtype=object)) if value.ndim else np.float64(_value_resolution(raw))
         claims[name] = Claim(value, np.asarray(res, dtype=np.float64))

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 from ..checker import CheckReport, check
+from ..environment import summary
 from .common import add_case_options, case_from_args, print_json
 
 
@@ -22,13 +23,17 @@ def add_parser(sub) -> None:
     p.add_argument("--device", metavar="DEV", help="where torch and JAX run: cpu (default) or cuda")
     p.add_argument("--json", action="store_true", help="one JSON object on standard output")
     p.add_argument("--profile", action="store_true", help="show where the time went (engine, each reference, comparison)")
+    p.add_argument("--per-sample", action="store_true",
+                   help="also check dWl_per_sample and dbl_per_sample against torch.func and jax.vmap")
+    p.add_argument("--lr", type=float, metavar="RATE",
+                   help="also take one descent step W - lr*dW and check Wl_next, bl_next (default: the file's [sgd])")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     case = case_from_args(args)
     against = args.against.split(",") if args.against is not None else None
-    report = check(case, against=against, device=args.device)
+    report = check(case, against=against, device=args.device, per_sample=args.per_sample, learning_rate=args.lr)
     if args.json:
         print_json(report.to_json())
     else:
@@ -60,6 +65,7 @@ def verdict(report: CheckReport, name: str) -> str:
 
 def render(report: CheckReport, profile: bool = False, file=None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     out = file or sys.stdout
@@ -67,9 +73,9 @@ def render(report: CheckReport, profile: bool = False, file=None) -> None:
     case = report.case
     import references
 
-    if case.title:
-        console.print(f"[bold]{case.title}[/bold]")
-    console.print(f"network {case.network.describe()} · batch {case.batch} · seed {case.seed} · {case.source}")
+    if case.title:  # escaped: a title or path with [brackets] is the user's text, not markup
+        console.print(f"[bold]{escape(case.title)}[/bold]")
+    console.print(f"network {case.network.describe()} · batch {case.batch} · seed {case.seed} · {escape(case.source)}")
     versions = []
     for r in report.references:
         try:
@@ -77,6 +83,7 @@ def render(report: CheckReport, profile: bool = False, file=None) -> None:
         except Exception:  # the version is decoration; never fail a report on it
             versions.append(r)
     console.print("references: " + (", ".join(versions) if versions else "none"))
+    console.print(f"[dim]environment: {escape(summary(report.environment))}[/dim]", soft_wrap=True)
     for r, why in report.skipped.items():
         console.print(f"[yellow]skipped {r}: {why}[/yellow]")
 
@@ -132,7 +139,56 @@ def render(report: CheckReport, profile: bool = False, file=None) -> None:
             if worst is not None and prev.shape == np.shape(report.trace[first]) and worst.index:
                 line += f"; {_index(before, worst.index)} = {float(prev[worst.index]):.10g}"
             console.print(line)
+        if report.float32_failure is not None:
+            cause = report.float32_failure
+            console.print(f"[{'yellow' if cause.cause == 'rounding' else 'red'}]  rounding or bug? "
+                          f"re-run in float64: {cause.headline}[/]")
+            console.print(f"    {cause.detail}", soft_wrap=True)
+    if show_per_sample(report):
+        render_per_sample(report, console)
     if profile:
         t = report.timings
         console.print("time: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in t.items())
                       + f" (total {sum(t.values()) * 1e3:.1f} ms)")
+
+
+#: Networks this small get seed 000's table: one row per sample, each gradient as that sample alone sees it.
+PER_SAMPLE_ROWS, PER_SAMPLE_PARAMETERS = 4, 16
+
+
+def show_per_sample(report: CheckReport) -> bool:
+    case = report.case
+    n_params = sum(int(np.prod(s)) for s in case.network.parameter_shapes().values())
+    return case.batch <= PER_SAMPLE_ROWS and n_params <= PER_SAMPLE_PARAMETERS
+
+
+def render_per_sample(report: CheckReport, console) -> None:
+    """Seed 000's table: for each sample i, the gradients of its own term l_i."""
+    from rich.table import Table
+
+    from ..per_sample import normalisation, per_sample_rows
+
+    net = report.case.network
+    rows = per_sample_rows(net, report.trace)
+    names = ["dX"]
+    for l in range(1, net.depth + 1):
+        names += [n for n in (f"dW{l}", f"db{l}", f"dZ{l}", f"dA{l}") if n in rows[0]]
+    c = normalisation(net, report.case.batch)
+    console.print(f"Per sample (the gradients of each sample's own term l_i; the batch gradient is "
+                  f"{_fmt(c)} × their sum):")
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("tensor")
+    for i in range(len(rows)):
+        table.add_column(f"sample {i}", no_wrap=True)
+    for n in names:
+        table.add_row(n, *[_compact(row[n]) for row in rows])
+    console.print(table)
+
+
+def _compact(a) -> str:
+    """``[[0.1, -0.2], [0, 0]]``: 5 significant digits, no padding."""
+    a = np.asarray(a)
+    if a.ndim == 0:
+        v = float(a)
+        return "0" if v == 0 else f"{v:.5g}"
+    return "[" + ", ".join(_compact(x) for x in a) + "]"

@@ -35,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("title")
     for r in rows:
         table.add_row(r["name"], r["network"], str(len(r["claims"])) if r["claims"] else "-", r["title"])
-    Console(width=None if _tty() else 160).print(table)
+    console = Console(width=None if _tty() else 160)
+    console.print(table)
+    console.print("Every example runs with `manual-backprop check --example NAME`; one with claims "
+                  "(a derivation) with `manual-backprop validate --example NAME`.")
     return 0
 
 

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..case import Claim
-from ..compare import FLOOR, tolerance
+from ..compare import tolerance
 
 #: The loader's resolution of a number written without a decimal point.
 WHOLE = 0.5
@@ -109,7 +109,7 @@ def judge(name: str, claim: Claim, true: np.ndarray, E: np.ndarray, dtype: str,
     ratio = err / allowed
     wrong = ratio > 1
     worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), ratio.shape)) if ratio.ndim else ()
-    rel = err / np.maximum(np.abs(true), FLOOR[dtype])
+    rel = err / np.maximum(np.abs(true), allowed)  # against a true 0, relative to what the claim may miss by
     return ClaimCheck(name, claimed, true, written, res, tol, "wrong" if wrong.any() else "right", wrong,
                       float(err.max()) if err.size else 0.0, float(rel.max()) if rel.size else 0.0,
                       float(ratio.max()) if ratio.size else 0.0, worst)

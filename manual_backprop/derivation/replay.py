@@ -1,7 +1,8 @@
 """Replay a derivation: each step recomputed with the right rule from the student's own inputs.
 
 The student's trace holds, for every name, the claimed value where there is
-a claim, and otherwise what the right rule makes from the student's earlier
+a claim (:func:`~.validation.validate` passes a right claim as the true
+value), and otherwise what the right rule makes from the student's earlier
 values (so an unwritten ``A2`` is ``identity(Z2)`` of the claimed ``Z2``).
 Every value carries a radius: the claim's precision where claimed, and for
 a derived value the precision of its inputs carried through the rule
@@ -25,8 +26,9 @@ import numpy as np
 
 from .steps import Step, Values
 
-#: At most this many perturbed evaluations per :func:`spread`; beyond, random sign patterns estimate it.
-MAX_PROBES = 4096
+#: At most this many inputs moved one by one in :func:`spread`; beyond, random sign patterns bound it.
+MAX_PROBES = 256
+RANDOM_PATTERNS = 8
 
 #: Slack for rounding in a value computed here from the student's inputs, in units of its magnitude.
 ROUNDING_ULPS = 16.0
@@ -79,14 +81,17 @@ def spread(fn: Callable[[Values], np.ndarray], values: Values, radius: Mapping[s
                 moved = np.maximum(moved, _change(fn, values, name, w, base))
             bound += moved
         return base, bound
-    rng = np.random.default_rng(0)  # an estimate for large claimed tensors: random joint moves
+    # Many coarse inputs (a large tensor written to a few decimals): move them all at once, with random
+    # signs. For a linear rule each pattern gives |J (r s)|, whose size is about the RMS of the terms
+    # of |J| r; Cauchy-Schwarz bounds |J| r by sqrt(count) times that RMS, and 3x covers the randomness.
+    rng = np.random.default_rng(0)
     names = sorted({p[0] for p in probes})
-    for _ in range(16):
+    for _ in range(RANDOM_PATTERNS):
         moved = {n: np.asarray(values[n], np.float64)
                  + rng.choice([-1.0, 1.0], np.shape(values[n])) * np.broadcast_to(radius[n], np.shape(values[n]))
                  for n in names}
-        bound = np.maximum(bound, 3 * np.abs(np.asarray(fn(ChainMap(moved, values)), np.float64) - base))
-    return base, bound
+        bound = np.maximum(bound, np.abs(np.asarray(fn(ChainMap(moved, values)), np.float64) - base))
+    return base, 3 * np.sqrt(len(probes)) * bound
 
 
 def _change(fn, values, name, w, base) -> np.ndarray:
@@ -102,20 +107,15 @@ class StudentTrace:
     radius: dict[str, np.ndarray]
 
 
-def student_trace(steps: Mapping[str, Step], fixed: Mapping[str, tuple[np.ndarray, np.ndarray]], u: float,
-                  until: str | None = None, skip: str | None = None) -> StudentTrace:
-    """Walk the steps: a name in ``fixed`` takes its (value, radius), any other is made by its rule.
-
-    Stops after ``until``; ``skip`` is made by its rule even if it is in ``fixed``.
-    """
+def student_trace(steps: Mapping[str, Step], fixed: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                  u: float) -> StudentTrace:
+    """Walk the steps: a name in ``fixed`` takes its (value, radius), any other is made by its rule."""
     trace = StudentTrace({}, {})
     for name, step in steps.items():
-        if name in fixed and name != skip:
+        if name in fixed:
             trace.values[name], trace.radius[name] = fixed[name]
         else:
             trace.values[name], trace.radius[name] = spread(step.rule, trace.values, trace.radius, u)
-        if name == until:
-            break
     return trace
 
 
@@ -136,17 +136,23 @@ def reproduces(claimed: np.ndarray, resolution: np.ndarray, tol: np.ndarray, val
 
 def off_truth(value: np.ndarray, radius: np.ndarray, true: np.ndarray, tol: np.ndarray, u: float) -> bool:
     """Whether a student's value is wrong beyond its own precision."""
-    return not reproduces(np.asarray(true, np.float64), np.zeros(np.shape(true)), tol, value, radius, u) \
-        if np.shape(value) == np.shape(true) else True
+    true = np.asarray(true, dtype=np.float64)
+    return np.shape(value) != true.shape or not reproduces(true, np.zeros(true.shape), tol, value, radius, u)
 
 
-def origins(name: str, steps: Mapping[str, Step], claimed: set[str], wrong: Callable[[str], bool]) -> list[str]:
-    """The claimed names a wrong input of ``name`` comes from (through unwritten steps)."""
-    out: list[str] = []
+def origins(name: str, steps: Mapping[str, Step], claimed: set[str],
+            wrong: Callable[[str], bool]) -> tuple[list[str], list[str]]:
+    """The claimed names a wrong input of ``name`` comes from, and the unwritten wrong steps between."""
+    found: list[str] = []
+    through: list[str] = []
     for i in steps[name].inputs:
         if not wrong(i):
             continue
-        for o in ([i] if i in claimed else origins(i, steps, claimed, wrong)):
-            if o not in out:
-                out.append(o)
-    return out
+        if i in claimed:
+            found += [i] if i not in found else []
+            continue
+        through += [i] if i not in through else []
+        more, between = origins(i, steps, claimed, wrong)
+        found += [o for o in more if o not in found]
+        through += [t for t in between if t not in through]
+    return found, through

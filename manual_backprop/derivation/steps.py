@@ -32,7 +32,6 @@ Values = Mapping[str, np.ndarray]
 
 #: The elementwise derivative each activation's backward multiplies by, as written in a formula.
 DERIVATIVE_TEXT = {
-    "identity": "1",
     "relu": "({Z} > 0)",
     "sigmoid": "{A} * (1 - {A})",
     "tanh": "(1 - {A}**2)",
@@ -103,6 +102,8 @@ def derivation_steps(case: Case) -> dict[str, Step]:
         if l < L or not loss.fused_with:
             if act == "softmax":
                 formula = f"dZ{l} = A{l} * (dA{l} - sum(dA{l} * A{l}))"
+            elif act == "identity":
+                formula = f"dZ{l} = dA{l} (identity)"
             else:
                 formula = f"dZ{l} = dA{l} * " + DERIVATIVE_TEXT[act].format(Z=f"Z{l}", A=f"A{l}")
             add(f"dZ{l}", "activation_backward", (f"dA{l}", f"Z{l}", f"A{l}"), l,

@@ -35,6 +35,7 @@ class ClaimReport:
     step: Step
     error: str | None = None                      # None (right), "own" or "carried"
     carried_from: list[str] = field(default_factory=list)
+    carried_through: list[str] = field(default_factory=list)  # unwritten wrong steps in between
     from_your_inputs: np.ndarray | None = None    # the right rule applied to the student's own inputs
     fits: list[Fit] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -54,8 +55,10 @@ class ClaimReport:
             return None
         if self.error == "carried":
             inputs = ", ".join(self.carried_from)
-            return (f"Carried from {inputs}: the right rule, {self.step.formula}, applied to your "
-                    f"{inputs} gives these numbers.")
+            through = f" (through {', '.join(self.carried_through)}, not written down)" if self.carried_through else ""
+            verb = "gives" if len(self.carried_from) == 1 else "give"
+            return (f"Carried from {inputs}{through}: the rule {self.step.formula} is right, "
+                    f"and your {inputs} {verb} these numbers.")
         if not self.fits:
             return None
         also = [f.mistake.title for f in self.fits[1:]]
@@ -63,7 +66,8 @@ class ClaimReport:
 
     def to_json(self) -> dict[str, Any]:
         out = self.check.to_json()
-        out.update(error=self.error, carried_from=self.carried_from, diagnosis=self.diagnosis,
+        out.update(error=self.error, carried_from=self.carried_from, carried_through=self.carried_through,
+                   diagnosis=self.diagnosis,
                    mistakes=[f.to_json() for f in self.fits], notes=self.notes, formula=self.step.formula)
         if self.from_your_inputs is not None:
             out["from_your_inputs"] = self.from_your_inputs.tolist()
@@ -152,9 +156,14 @@ def validate(case: Case) -> Validation:
     resolution = judged_resolutions(case.claimed)
     claimed = [n for n in steps if n in case.claimed]
     checks = {n: judge(n, case.claimed[n], truth.values[n], truth.E[n], net.dtype, resolution[n]) for n in claimed}
-    fixed = {n: (in_layout(checks[n].claimed, truth.values[n]), in_layout(checks[n].resolution, truth.values[n]))
+    as_written = {n: (in_layout(checks[n].claimed, truth.values[n]), in_layout(checks[n].resolution, truth.values[n]))
+                  for n in claimed}
+    # A right claim stands for the true value: the student made it from the same right inputs, and its
+    # rounding must not blur what follows (a Z1 written 0.00000000 is exactly 0, and so is its mask).
+    fixed = {n: (truth.values[n], np.zeros(truth.values[n].shape)) if checks[n].ok else as_written[n]
              for n in claimed}
     student = student_trace(steps, fixed, u)
+    written: list[StudentTrace] = []  # the claims exactly as written, made only when a rounding may be carried
 
     def wrong(name: str) -> bool:
         if name in checks:
@@ -162,17 +171,22 @@ def validate(case: Case) -> Validation:
         return off_truth(student.values[name], student.radius[name], truth.values[name],
                          tolerance(truth.E[name], net.dtype), u)
 
+    def rounded() -> StudentTrace:
+        if not written:
+            written.append(student_trace(steps, as_written, u))
+        return written[0]
+
     reports = {}
     for name in claimed:
         report = ClaimReport(checks[name], steps[name])
         if not report.ok:
-            _explain(report, steps, case, truth, student, set(claimed), wrong)
+            _explain(report, steps, case, truth, student, set(claimed), wrong, rounded)
         reports[name] = report
     return Validation(case, truth, steps, reports)
 
 
 def _explain(report: ClaimReport, steps, case: Case, truth: Truth, student: StudentTrace,
-             claimed: set[str], wrong) -> None:
+             claimed: set[str], wrong, rounded) -> None:
     """Own or carried, and the mistake behind an own error."""
     check, step, u = report.check, report.step, truth.u
     if check.status == "shape":
@@ -183,18 +197,26 @@ def _explain(report: ClaimReport, steps, case: Case, truth: Truth, student: Stud
         report.from_your_inputs, radius = spread(step.rule, student.values, student.radius, u)
         if reproduces(check.claimed, check.resolution, check.tolerance, report.from_your_inputs, radius, u):
             report.error = "carried"
-            report.carried_from = origins(step.name, steps, claimed, wrong) or _imprecise(step, student)
-            if not origins(step.name, steps, claimed, wrong):
-                report.notes.append(f"{check.name} is as right as the precision of "
-                                    f"{', '.join(report.carried_from)} allows, but not at its own.")
+            found, through = origins(step.name, steps, claimed, wrong)
+            report.carried_from = [n for n in steps if n in found]
+            report.carried_through = [n for n in steps if n in through]
             return
     report.error = "own"
     report.fits = find_fits(check, steps, case, student, claimed, u)
+    if not report.fits and step.inputs:
+        # no mistake, but perhaps the rounding of right claims, carried at a finer precision
+        coarse = rounded()
+        value, radius = spread(step.rule, coarse.values, coarse.radius, u)
+        if reproduces(check.claimed, check.resolution, check.tolerance, value, radius, u):
+            report.error, report.carried_from = "carried", _imprecise(step, coarse)
+            report.notes.append(f"{check.name} is as right as the precision of "
+                                f"{', '.join(report.carried_from)} allows, but not at its own.")
+            return
     if check.status == "transposed":
         report.notes.append(f"{check.name} is written with shape {check.claimed.shape}; "
                             f"the row-vector convention makes it {check.true.shape}.")
-    if not report.fits and step.kind in FORWARD_KINDS:
-        report.notes.append(_does_not_follow(report, case, wrong))
+    if not report.fits:
+        report.notes.append(_does_not_follow(report, wrong))
     report.notes += _equal_inputs_differ(check, step, case)
 
 
@@ -203,17 +225,23 @@ def _imprecise(step: Step, student: StudentTrace) -> list[str]:
     return [i for i in step.inputs if np.any(student.radius.get(i, 0) > 0)]
 
 
-def _does_not_follow(report: ClaimReport, case: Case, wrong) -> str:
+def _does_not_follow(report: ClaimReport, wrong) -> str:
+    """What the right rule gives, from the true inputs and from the student's (when they differ)."""
     step = report.step
-    inputs = [i for i in step.inputs]
     if step.kind == "data":
         return f"{step.name} is not the data the file gives."
-    given = "the stated weights and inputs" if step.kind == "linear" else "the stated network"
-    text = (f"{step.name} does not follow from {given}: {step.formula} is "
-            f"{_short(report.check.true)}")
-    if any(wrong(i) for i in inputs) and report.from_your_inputs is not None:
-        text += f", and from your {', '.join(i for i in inputs if wrong(i))} it would be {_short(report.from_your_inputs)}"
-    return text + "."
+    bad = [i for i in step.inputs if wrong(i)]
+    if step.kind in FORWARD_KINDS:
+        given = "the stated weights and inputs" if step.kind == "linear" else "the stated network"
+        text = (f"{step.name} does not follow from {given}: with them, {step.formula} = "
+                f"{_short(report.check.true)}")
+        if bad and report.from_your_inputs is not None:
+            text += f"; from your {', '.join(bad)} it would be {_short(report.from_your_inputs)}"
+        return text + "."
+    if bad and report.from_your_inputs is not None:
+        return (f"{step.name} does not follow from your {', '.join(bad)} either: "
+                f"{step.formula} gives {_short(report.from_your_inputs)}.")
+    return f"{step.formula} gives {_short(report.check.true)}."
 
 
 def _equal_inputs_differ(check: ClaimCheck, step: Step, case: Case) -> list[str]:
@@ -236,5 +264,5 @@ def _short(a: np.ndarray) -> str:
     a = np.asarray(a, dtype=np.float64)
     if a.size > 12:
         return f"an array of shape {a.shape}"
-    return np.array2string(a, separator=", ", precision=6, suppress_small=True, floatmode="maxprec",
-                           max_line_width=200).replace("\n", "")
+    return np.array2string(a, separator=", ", formatter={"float_kind": lambda x: f"{x:.6g}"},
+                           max_line_width=400).replace("\n", "")

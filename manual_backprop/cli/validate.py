@@ -1,0 +1,179 @@
+"""``manual-backprop validate``: a hand derivation's claims beside the truth, and the mistake behind a wrong one."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+import numpy as np
+
+from ..catalog import load_example
+from ..derivation import Validation, validate
+from ..derivation.claims import WHOLE
+from ..errors import InputError
+from ..netfile import load_case
+from .common import print_json
+
+#: Rows and columns of a claimed tensor shown in the table; a larger one is cut with "…".
+MAX_ROWS, MAX_COLS = 8, 8
+MARK = "✗"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "validate", help="judge a hand derivation's [claimed] tensors and name the mistake behind a wrong one",
+        description="Compare the file's [claimed] tensors with the true values at the precision they were "
+                    "written with, tell a step's own error from one carried from an earlier step, and name "
+                    "the classic mistake that reproduces a wrong claim (or none). Exit 0 if every claim is "
+                    "right, 1 if some claim is wrong, 2 if the input is wrong.")
+    p.add_argument("file", nargs="?", metavar="FILE", help="a network file (TOML) with a [claimed] table")
+    p.add_argument("--example", metavar="NAME", help="a shipped example (see `manual-backprop examples`)")
+    p.add_argument("--json", action="store_true", help="one JSON object on standard output")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.file and args.example:
+        raise InputError("give one of FILE or --example, not both")
+    if not args.file and not args.example:
+        raise InputError("validate needs a FILE with a [claimed] table, or --example NAME")
+    case = load_case(args.file) if args.file else load_example(args.example)
+    report = validate(case)
+    if args.json:
+        print_json(report.to_json())
+    else:
+        render(report)
+    return 0 if report.ok else 1
+
+
+def render(report: Validation, file=None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = file or sys.stdout
+    console = Console(file=out, highlight=False, width=None if out.isatty() else 120)
+    case = report.case
+    if case.title:
+        console.print(f"[bold]{escape(case.title)}[/bold]")
+    console.print(f"network {case.network.describe()} · batch {case.batch} · {escape(case.source)}")
+    console.print(f"{len(report.claims)} claims, each judged at the precision it was written with; "
+                  f"{MARK} marks a wrong element")
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("tensor", "claimed", "true"):
+        table.add_column(column)
+    table.add_column("verdict", no_wrap=True)
+    for name, c in report.claims.items():
+        check = c.check
+        table.add_row(name, _cells(check.claimed, check.written, check.wrong),
+                      _cells(check.true, _in_shape(check.resolution, check.true), None,
+                             trim=_in_shape(check.written, check.true) == WHOLE), _verdict(c))
+    console.print(table)
+
+    if report.ok:
+        console.print(f"[green]{report.summary()[0]}[/green]")
+        return
+    first = report.claims[report.first_wrong]
+    console.print(f"[red bold]{report.summary()[0]}[/red bold]")
+    for name in report.own_errors:
+        c = report.claims[name]
+        _say(console, f"{name}: " + (c.diagnosis or "no classic mistake reproduces these numbers at their "
+                                                     "written precision."), 2)
+        for note in c.notes:
+            _say(console, note, 4)
+    if first.error == "carried":
+        _say(console, first.diagnosis, 2)
+    if report.carried_errors:
+        carried = ", ".join(f"{n} (from {', '.join(report.claims[n].carried_from)})" for n in report.carried_errors)
+        _say(console, f"Carried, the right rule applied to a wrong input: {carried}.", 0)
+    right = sum(c.ok for c in report.claims.values())
+    console.print(f"{right} of {len(report.claims)} claims are right; "
+                  f"{len(report.own_errors)} wrong on their own, {len(report.carried_errors)} carried.")
+
+
+def _say(console, text: str, indent: int) -> None:
+    """A sentence wrapped to the console, its continuation lines indented under its first."""
+    import textwrap
+
+    width = max(40, (console.width or 120) - 1)
+    console.print(textwrap.fill(text, width, initial_indent=" " * indent, subsequent_indent=" " * (indent + 2),
+                                break_on_hyphens=False), markup=False, soft_wrap=True)
+
+
+def _verdict(c) -> str:
+    check = c.check
+    if c.ok:
+        return "right"
+    count = ""
+    if check.wrong is not None and check.wrong.size > 1:
+        count = f" ({int(check.wrong.sum())} of {check.wrong.size})"
+    if check.status in ("transposed", "shape"):
+        count = f" (shape {tuple(check.claimed.shape)}, not {tuple(check.true.shape)})"
+    if c.error == "carried":
+        return f"[yellow]wrong: carried from {', '.join(c.carried_from)}{count}[/yellow]"
+    return f"[red bold]WRONG: own error{count}[/red bold]"
+
+
+def _in_shape(res: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """A claim's resolution in the true value's layout (the claim may be written transposed)."""
+    res = np.asarray(res)
+    if res.shape == like.shape:
+        return res
+    if res.T.shape == like.shape:
+        return res.T
+    return np.full(like.shape, float(np.min(res)) if res.size else 0.0)
+
+
+def _decimals(resolution: float) -> int:
+    """How many decimals a value of this resolution was written with (0.5 -> 0, 5e-5 -> 4)."""
+    if resolution <= 0 or resolution >= WHOLE:
+        return 0 if resolution >= WHOLE else 17
+    return min(20, max(0, round(-math.log10(2 * resolution))))
+
+
+def _number(x: float, resolution: float, trim: bool = False) -> str:
+    """``x`` with the decimals its resolution implies (``trim``: without trailing zeros); never "-0"."""
+    text = f"{x:.{_decimals(resolution)}f}"
+    if trim and "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def _cells(a: np.ndarray, resolution: np.ndarray, wrong: np.ndarray | None, trim: np.ndarray | None = None) -> str:
+    """A tensor as rows of numbers, one matrix row (or per-sample block) per line; wrong elements marked.
+
+    Each number is shown with the decimals its resolution implies: a claim as it was written, a
+    true value at the precision the claim is judged at (``trim``: without trailing zeros, where
+    the claim was a whole number).
+    """
+    from rich.markup import escape
+
+    a = np.asarray(a, dtype=np.float64)
+    res = np.broadcast_to(np.asarray(resolution, dtype=np.float64), a.shape)
+
+    def element(idx) -> str:
+        text = escape(_number(float(a[idx]), float(res[idx]), trim is not None and bool(trim[idx])))
+        return f"[red]{text}{MARK}[/red]" if wrong is not None and wrong[idx] else text
+
+    if a.ndim == 0:
+        return element(())
+    if a.ndim == 1:
+        return _row([element((j,)) for j in range(a.shape[0])])
+    lines = []
+    for i in range(min(a.shape[0], MAX_ROWS)):
+        if a.ndim == 2:
+            lines.append(_row([element((i, j)) for j in range(a.shape[1])]))
+        else:
+            block = [_row([element((i, j, k)) for k in range(a.shape[2])]) for j in range(a.shape[1])]
+            lines.append(_row(block))
+    if a.shape[0] > MAX_ROWS:
+        lines.append(f"… {a.shape[0] - MAX_ROWS} more rows")
+    return "\n".join(lines)
+
+
+def _row(items: list[str]) -> str:
+    if len(items) > MAX_COLS:
+        items = items[:MAX_COLS - 1] + [f"… ({len(items)} in all)"]
+    return "[" + ", ".join(items) + "]"

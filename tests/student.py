@@ -1,0 +1,88 @@
+"""A student's derivation, written out by the textbook rules, with chosen steps done wrong.
+
+Independent of the package's engine and of its catalogue of mistakes: each
+test writes the mistake itself, as a student would, and the validator has to
+recognise it. Claims are rounded to 8 decimals, as a notebook prints them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+
+from manual_backprop.case import Case, Claim
+
+FORWARD = {
+    "identity": lambda Z: Z,
+    "relu": lambda Z: np.maximum(Z, 0),
+    "sigmoid": lambda Z: 1 / (1 + np.exp(-Z)),
+    "tanh": np.tanh,
+    "softmax": lambda Z: np.exp(Z) / np.exp(Z).sum(axis=1, keepdims=True),
+}
+
+
+def backward_through(act: str, dA, Z, A):
+    """dZ = dA * act'(Z), as on the cheat sheet."""
+    if act == "softmax":
+        return A * (dA - (dA * A).sum(axis=1, keepdims=True))
+    return dA * {"identity": 1.0, "relu": Z > 0, "sigmoid": A * (1 - A), "tanh": 1 - A**2}[act]
+
+
+def derive(case: Case, wrong: Mapping[str, Callable[[dict, Case], np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+    """Every named tensor of ``case``; a name in ``wrong`` is made by ``wrong[name](tensors so far, case)``."""
+    wrong = wrong or {}
+    net, p, T = case.network, case.params, case.T
+    N, K = case.batch, net.sizes[-1]
+    t: dict[str, np.ndarray] = {"X": case.X}
+
+    def put(name: str, value) -> np.ndarray:
+        t[name] = wrong[name](t, case) if name in wrong else value
+        return t[name]
+
+    prev = "X"
+    for l, act in enumerate(net.activations, start=1):
+        Z = put(f"Z{l}", t[prev] @ p[f"W{l}"] + p[f"b{l}"])
+        put(f"A{l}", FORWARD[act](Z))
+        prev = f"A{l}"
+    L = net.depth
+    A = t[f"A{L}"]
+    if net.reduction == "sum":
+        c = 1.0
+    else:
+        c = 1 / (N * K) if net.loss in ("mse", "bce") else 1 / N
+    fused = net.loss in ("bce", "softmax_cross_entropy")
+    if net.loss == "half_mse":
+        put("L", c * 0.5 * ((A - T) ** 2).sum())
+    elif net.loss == "mse":
+        put("L", c * ((A - T) ** 2).sum())
+    elif net.loss == "softmax_cross_entropy":
+        put("L", -c * (T * np.log(A)).sum())
+    else:
+        put("L", -c * (T * np.log(A) + (1 - T) * np.log(1 - A)).sum())
+    if fused:
+        put(f"dZ{L}", c * (A - T))
+    else:
+        put(f"dA{L}", c * (2 if net.loss == "mse" else 1) * (A - T))
+    for l in range(L, 0, -1):
+        if l < L or not fused:
+            put(f"dZ{l}", backward_through(net.activations[l - 1], t[f"dA{l}"], t[f"Z{l}"], t[f"A{l}"]))
+        A_prev = t[f"A{l - 1}"] if l > 1 else t["X"]
+        put(f"dW{l}", A_prev.T @ t[f"dZ{l}"])
+        put(f"db{l}", t[f"dZ{l}"].sum(axis=0))
+        put(f"dA{l - 1}" if l > 1 else "dX", t[f"dZ{l}"] @ p[f"W{l}"].T)
+    if case.learning_rate is not None:
+        for l in range(1, L + 1):
+            for q in ("W", "b"):
+                put(f"{q}{l}_next", p[f"{q}{l}"] - case.learning_rate * t[f"d{q}{l}"])
+    return t
+
+
+def claims_of(trace: Mapping[str, np.ndarray], names=None, decimals: int = 8) -> dict[str, Claim]:
+    """The trace's tensors as a notebook prints them: rounded to ``decimals``, judged at that precision."""
+    names = [n for n in trace if n != "X"] if names is None else names
+    out = {}
+    for name in names:
+        value = np.round(np.asarray(trace[name], dtype=np.float64), decimals)
+        out[name] = Claim(value, np.full(value.shape, 0.5 * 10.0**-decimals))
+    return out
