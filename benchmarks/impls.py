@@ -36,11 +36,14 @@ LIBRARY = {"numpy_fast": "numpy", "numpy_trace": "numpy", "numpy_loop": "numpy",
 LOOP_CAP = {16: 4096, 512: 256, 2048: 32}
 
 
-def loop_samples(case: Case) -> int:
-    """How many of the batch's samples the per-sample loop runs on (the report scales by N / this)."""
+def loop_samples(case: Case, quick: bool = False) -> int:
+    """How many of the batch's samples the per-sample loop runs on (the report scales by N / this).
+
+    ``quick`` (a run that only checks, not times): at most 4.
+    """
     widest = max(case.network.sizes)
     cap = next(c for w, c in sorted(LOOP_CAP.items()) if widest <= w)
-    return min(case.batch, cap)
+    return min(case.batch, 4 if quick else cap)
 
 
 @dataclass
@@ -54,8 +57,13 @@ class Prepared:
     box: dict[str, Any] = field(default_factory=dict)
 
 
-def build(impl: str, case: Case, T: np.ndarray) -> Prepared:
-    """``T`` is the target as the timed code gets it: labels (N,) for cross-entropy, else (N, K)."""
+def build(impl: str, case: Case, T: np.ndarray, quick: bool = False) -> Prepared:
+    """``T`` is the target as the timed code gets it: labels (N,) for cross-entropy, else (N, K).
+
+    ``quick``: the run only checks (``--benchmark-disable``); the loop takes fewer samples.
+    """
+    if impl == "numpy_loop":
+        return _numpy_loop(case, T, loop_samples(case, quick))
     return _BUILDERS[impl](case, T)
 
 
@@ -85,10 +93,9 @@ def _numpy_trace(case: Case, T: np.ndarray) -> Prepared:
     return Prepared(call, result, box=box)
 
 
-def _numpy_loop(case: Case, T: np.ndarray) -> Prepared:
+def _numpy_loop(case: Case, T: np.ndarray, m: int) -> Prepared:
     """One sample at a time: ``z = a @ W + b`` (vector-matrix), ``dW += outer(a, dz)``, ``db += dz``."""
     net, params = case.network, case.params
-    m = loop_samples(case)
     X, Tm = case.X[:m], case.T[:m]
     loss = LOSSES[net.loss]
     acts = [ACTIVATIONS[a] for a in net.activations]
@@ -191,11 +198,8 @@ def _jax(case: Case, T: np.ndarray) -> Prepared:
     params = {k: jax.device_put(v) for k, v in case.params.items()}
     X, Tj = jax.device_put(case.X), jax.device_put(T)
     t0 = time.perf_counter()
-    jax.block_until_ready(f(params, X, Tj))  # trace + compile + one run
+    jax.block_until_ready(f(params, X, Tj))  # trace + compile + one run, before any timing
     first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    jax.block_until_ready(f(params, X, Tj))
-    steady = time.perf_counter() - t0
     box = {}
 
     def call():
@@ -205,8 +209,7 @@ def _jax(case: Case, T: np.ndarray) -> Prepared:
         L, g = box["out"]
         return np.asarray(L), {k: np.asarray(v) for k, v in g.items()}
 
-    return Prepared(call, result, {"jax_first_call_s": first, "jax_compile_s": max(first - steady, 0.0)},
-                    box=box)
+    return Prepared(call, result, {"jax_first_call_s": first}, box=box)
 
 
 def _floor_numpy(case: Case, T: np.ndarray) -> Prepared:
@@ -285,6 +288,6 @@ def _floor_torch(case: Case, T: np.ndarray) -> Prepared:
 
 
 _BUILDERS = {
-    "numpy_fast": _numpy_fast, "numpy_trace": _numpy_trace, "numpy_loop": _numpy_loop,
+    "numpy_fast": _numpy_fast, "numpy_trace": _numpy_trace,
     "torch": _torch, "jax": _jax, "floor_numpy": _floor_numpy, "floor_torch": _floor_torch,
 }

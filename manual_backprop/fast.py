@@ -44,14 +44,16 @@ from .errors import InputError
 from .kernels import ACTIVATIONS, LOSSES
 from .network import Network
 
-# Below this many multiply-adds per product, BLAS runs on one thread.
+# Below this many multiply-adds per product, BLAS runs on one thread (below
+# OPENBLAS_SMALL, OpenBLAS already does so itself and is left alone).
 SINGLE_THREAD_BELOW = 2_000_000
+OPENBLAS_SMALL = 262_144
 # An output layer this wide is stored sample-major, the layout of the targets T.
 WIDE_OUTPUT = 64
 
 
 class Workspace:
-    """Preallocated buffers for one network and one batch size N.
+    """Preallocated buffers for one network and one batch size N, and the plan that uses them.
 
     ``value_and_grad`` returns the gradient buffers of its workspace: they are
     overwritten by the next call with the same workspace (copy them to keep).
@@ -60,9 +62,10 @@ class Workspace:
     def __init__(self, network: Network, N: int) -> None:
         if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N < 1:
             raise InputError(f"workspace batch size must be a positive integer, got {N!r}")
+        N = int(N)
         dt = network.np_dtype
-        sizes = network.sizes
-        self.network, self.N = network, int(N)
+        sizes, depth = network.sizes, network.depth
+        self.network, self.N, self.dtype = network, N, dt
         widest = max(sizes[1:])
         # A1 .. A(L-1): one feature-major buffer per hidden layer.
         self.hidden = [np.empty((n, N), dt).T for n in sizes[1:-1]]
@@ -71,10 +74,31 @@ class Workspace:
         self.mask = np.empty(widest * N, np.bool_)
         self.ones = np.ones(N, dt)
         self.output_sample_major = sizes[-1] >= WIDE_OUTPUT
-        self.grads: dict[str, np.ndarray] = {}
-        for name, shape in network.parameter_shapes().items():
-            self.grads[name] = np.empty(shape, dt)
-        self.threads = 1 if _largest_product(sizes, N) < SINGLE_THREAD_BELOW else None
+        self.grads = {name: np.empty(shape, dt) for name, shape in network.parameter_shapes().items()}
+        largest = _largest_product(sizes, N)
+        self.threads = 1 if OPENBLAS_SMALL <= largest < SINGLE_THREAD_BELOW else None
+
+        # The plan: for layer l = 1..L, its output buffer Z[l], the parameter names, and where dZ[l] lives.
+        self.names = [(f"W{l}", f"b{l}") for l in range(1, depth + 1)]
+        self.shapes = network.parameter_shapes()
+        self.Z = [None] + self.hidden + [self.scratch(0, sizes[-1], self.output_sample_major)]
+        loss = LOSSES[network.loss]
+        self.loss, self.act_names = loss, network.activations
+        self.c = loss.scale(N, sizes[-1], network.reduction)
+        # dZL is in scratch 0 (in place over the output) unless a non-identity output
+        # activation needs its A while dAL is formed: then in scratch 1.
+        in_place = (loss.fused_with is not None or network.activations[-1] == "identity"
+                    or network.loss not in ("half_mse", "mse"))
+        cur = 0 if in_place else 1
+        self.dZ = [None] * (depth + 1)
+        self.free = [None] * (depth + 1)
+        self.dZ[depth] = self.scratch(cur, sizes[-1], self.output_sample_major)
+        for l in range(depth - 1, 0, -1):  # dA_l (then dZ_l in place) goes in the other scratch buffer
+            cur = 1 - cur
+            self.dZ[l] = self.scratch(cur, sizes[l])
+            self.free[l] = self.scratch(1 - cur, sizes[l])
+        self.masks = [None] + [self.mask_like(A) for A in self.hidden]
+        self.tmp = [None] + [self.scratch(1, n) for n in sizes[1:-1]]
 
     def scratch(self, i: int, n: int, sample_major: bool = False) -> np.ndarray:
         """Scratch buffer ``i`` (0 or 1) seen as an (N, n) array."""
@@ -88,7 +112,7 @@ class Workspace:
         return flat.reshape(N, n) if A.flags.c_contiguous and N > 1 else flat.reshape(n, N).T
 
     def fits(self, network: Network, N: int) -> bool:
-        return self.network == network and self.N == N
+        return self.N == N and (self.network is network or self.network == network)
 
 
 def value_and_grad(
@@ -106,57 +130,69 @@ def value_and_grad(
     Without a ``workspace`` a fresh one is made (and the gradients are yours);
     with one, they are its buffers, valid until its next call.
     """
-    N = _check_inputs(network, params, X, T)
-    ws = workspace if workspace is not None else Workspace(network, N)
-    if not ws.fits(network, N):
+    N = X.shape[0] if isinstance(X, np.ndarray) and X.ndim == 2 else None
+    ws = workspace
+    if ws is None:
+        ws = Workspace(network, _check_inputs(network, params, X, T))
+    elif not ws.fits(network, N):
         raise InputError(
             f"workspace is for {ws.network.describe()} at batch {ws.N}, "
             f"called with {network.describe()} at batch {N}"
         )
+    else:
+        _check_inputs(network, params, X, T, ws)
+    if ws.threads is None:
+        return _run(params, X, T, ws), ws.grads
     with _blas_threads(ws.threads):
-        L = _run(network, params, X, T, ws)
-    return L, ws.grads
+        return _run(params, X, T, ws), ws.grads
 
 
-def _run(network: Network, params: Mapping[str, np.ndarray], X, T, ws: Workspace) -> np.ndarray:
-    depth, N = network.depth, ws.N
-    acts = network.activations
-    loss = LOSSES[network.loss]
-    K = network.sizes[-1]
-    out = ws.scratch(0, K, ws.output_sample_major)
+def _run(params: Mapping[str, np.ndarray], X, T, ws: Workspace) -> np.ndarray:
+    network, N = ws.network, ws.N
+    depth, acts = network.depth, ws.act_names
+    matmul, add, multiply = np.matmul, np.add, np.multiply
     kept_Z: dict[int, np.ndarray] = {}  # only for activations without an in-place rule
 
     # Forward: Zl = A(l-1) @ Wl + bl, then Al = act(Zl) in place (the output's act is the loss's business).
     A = X
     for l in range(1, depth + 1):
-        Z = ws.hidden[l - 1] if l < depth else out
-        _matmul(A, params[f"W{l}"], Z)
-        np.add(Z, params[f"b{l}"], out=Z)
+        W, b = ws.names[l - 1]
+        Z = ws.Z[l]
+        _matmul(A, params[W], Z)
+        add(Z, params[b], out=Z)
         if l < depth:
-            kept_Z.update(_activate(acts[l - 1], Z, l, ws))
+            name = acts[l - 1]
+            if name == "relu":
+                np.maximum(Z, 0, out=Z)
+            elif name != "identity":
+                kept_Z.update(_activate(name, Z, l, ws))
         A = Z
 
-    # The loss and dZL, in scratch buffer `cur`.
-    L, cur = _loss_and_dZ(network, loss, out, T, ws, kept_Z)
+    L = _loss_and_dZ(network, ws.loss, ws.Z[depth], T, ws)
 
     # Backward: dWl = A(l-1).T @ dZl, dbl = 1.T @ dZl, dA(l-1) = dZl @ Wl.T, dZ(l-1) = dA(l-1) * act'.
-    dZ = ws.scratch(cur, K, ws.output_sample_major)
+    grads = ws.grads
     for l in range(depth, 0, -1):
-        A_prev = ws.hidden[l - 2] if l > 1 else X
-        dW, db = ws.grads[f"W{l}"], ws.grads[f"b{l}"]
+        W, b = ws.names[l - 1]
+        dZ = ws.dZ[l]
+        A_prev = ws.Z[l - 1] if l > 1 else X
+        dW, db = grads[W], grads[b]
+        _matmul(A_prev.T, dZ, dW)  # an outer product when N = 1
         if N == 1:
-            np.multiply(A_prev[0][:, None], dZ[0], out=dW)
             np.copyto(db, dZ[0])
         else:
-            _matmul(A_prev.T, dZ, dW)
-            np.matmul(ws.ones, dZ, out=db)
+            matmul(ws.ones, dZ, out=db)
         if l == 1:
             break
-        cur = 1 - cur
-        dA = ws.scratch(cur, network.sizes[l - 1])
-        _matmul(dZ, params[f"W{l}"].T, dA)
-        _activation_backward(acts[l - 2], dA, A_prev, ws, kept_Z.get(l - 1), ws.scratch(1 - cur, network.sizes[l - 1]))
-        dZ = dA
+        dA = ws.dZ[l - 1]
+        _matmul(dZ, params[W].T, dA)
+        name = acts[l - 2]
+        if name == "relu":  # dA * (Z > 0), and Z > 0 exactly where A = max(Z, 0) > 0
+            mask = ws.masks[l - 1]
+            np.greater(A_prev, 0, out=mask)
+            multiply(dA, mask, out=dA)
+        elif name != "identity":
+            _activation_backward(name, dA, A_prev, ws, kept_Z.get(l - 1), ws.free[l - 1])
     return L
 
 
@@ -169,7 +205,7 @@ def _activate(name: str, Z: np.ndarray, l: int, ws: Workspace) -> dict[int, np.n
     elif name == "tanh":
         np.tanh(Z, out=Z)
     elif name == "sigmoid":
-        _sigmoid_inplace(Z, ws.scratch(1, Z.shape[1]), ws.mask_like(Z))
+        _sigmoid_inplace(Z, ws.tmp[l] if l < ws.network.depth else ws.scratch(1, Z.shape[1]))
     elif name == "softmax":
         _softmax_inplace(Z)
     else:  # no in-place rule: the registry's kernel, keeping Z for its backward
@@ -207,14 +243,19 @@ def _activation_backward(name: str, dA: np.ndarray, A: np.ndarray, ws: Workspace
         dA[...] = ACTIVATIONS[name].backward(dA.copy(), Z, A)
 
 
-def _sigmoid_inplace(Z: np.ndarray, tmp: np.ndarray, pos: np.ndarray) -> None:
-    """``A = 1/(1+e)`` where Z >= 0 and ``e/(1+e)`` where Z < 0, ``e = exp(-|Z|)``: the engine's formula."""
-    np.greater_equal(Z, 0, out=pos)
-    np.copysign(Z, -1, out=Z)      # -|Z|
-    np.exp(Z, out=Z)               # e, in (0, 1]
-    np.add(Z, 1, out=tmp)          # 1 + e
-    np.copyto(Z, 1, where=pos)     # numerator: 1 where Z >= 0, e elsewhere
-    np.divide(Z, tmp, out=Z)
+def _sigmoid_inplace(Z: np.ndarray, tmp: np.ndarray) -> None:
+    """``A = 1/(1+e)`` where Z >= 0 and ``e/(1+e)`` where Z < 0, ``e = exp(-|Z|)``: the engine's formula.
+
+    The numerator (1 or e) is ``max(e, [Z >= 0])``, exact since e <= 1: an
+    arithmetic select, much faster than a masked copy.
+    """
+    np.greater_equal(Z, 0, out=tmp)  # 1.0 where Z >= 0, else 0.0
+    np.abs(Z, out=Z)
+    np.negative(Z, out=Z)
+    np.exp(Z, out=Z)                 # e, in (0, 1]
+    np.maximum(Z, tmp, out=tmp)      # numerator
+    np.add(Z, 1, out=Z)              # 1 + e
+    np.divide(tmp, Z, out=Z)
 
 
 def _softmax_inplace(Z: np.ndarray) -> np.ndarray:
@@ -226,15 +267,14 @@ def _softmax_inplace(Z: np.ndarray) -> np.ndarray:
     return s
 
 
-def _loss_and_dZ(network: Network, loss, Z: np.ndarray, T: np.ndarray, ws: Workspace,
-                 kept_Z: dict[int, np.ndarray]) -> tuple[np.ndarray, int]:
-    """``L`` and dL/dZL, written into one scratch buffer; returns L and that buffer's index.
+def _loss_and_dZ(network: Network, loss, Z: np.ndarray, T: np.ndarray, ws: Workspace) -> np.ndarray:
+    """``L``, with dL/dZL written into ``ws.dZ[L]``.
 
     On entry scratch 0 holds ZL (the output layer's activation not yet applied).
     """
     N, K = Z.shape
     dt = Z.dtype.type
-    c = loss.scale(N, K, network.reduction)
+    c = ws.c
     act = network.activations[-1]
     labels = T.ndim == 1
 
@@ -257,14 +297,12 @@ def _loss_and_dZ(network: Network, loss, Z: np.ndarray, T: np.ndarray, ws: Works
         else:
             np.subtract(Z, T, out=Z)
         np.multiply(Z, dt(c), out=Z)
-        return np.asarray(total * dt(c), dtype=Z.dtype), 0
+        return np.asarray(total * dt(c), dtype=Z.dtype)
 
     if network.loss in ("half_mse", "mse") and act in ("identity", "relu", "sigmoid", "tanh", "softmax"):
-        if act == "identity":
-            D, cur = Z, 0
-        else:
+        if act != "identity":
             _activate(act, Z, network.depth, ws)
-            D, cur = ws.scratch(1, K, ws.output_sample_major), 1
+        D = ws.dZ[network.depth]                      # Z itself for an identity output
         np.subtract(Z, T, out=D)                      # D = A - T
         flat = D.T.reshape(-1) if not D.flags.c_contiguous else D.reshape(-1)
         sq = flat @ flat
@@ -276,7 +314,7 @@ def _loss_and_dZ(network: Network, loss, Z: np.ndarray, T: np.ndarray, ws: Works
             np.multiply(D, dt(2 * c), out=D)
         if act != "identity":
             _activation_backward(act, D, Z, ws, None, None)
-        return L, cur
+        return L
 
     # Any other loss (bce, or a new one): the registry's kernels, on copies.
     Tm = T if not labels else _one_hot(T, K, Z.dtype)
@@ -287,7 +325,7 @@ def _loss_and_dZ(network: Network, loss, Z: np.ndarray, T: np.ndarray, ws: Works
     if loss.fused_with is None:
         g = ACTIVATIONS[act].backward(g, Zc, A)
     np.copyto(Z, g)
-    return L, 0
+    return L
 
 
 def _one_hot(labels: np.ndarray, K: int, dtype: np.dtype) -> np.ndarray:
@@ -297,8 +335,14 @@ def _one_hot(labels: np.ndarray, K: int, dtype: np.dtype) -> np.ndarray:
 
 
 def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """``out = a @ b`` through BLAS whatever out's layout: a feature-major out is filled as ``b.T @ a.T``."""
-    if out.flags.c_contiguous:
+    """``out = a @ b`` through BLAS whatever out's layout: a feature-major out is filled as ``b.T @ a.T``.
+
+    An inner dimension of 1 (a one-row batch's dW, a one-unit layer's dA) is an
+    outer product: a broadcast multiply, where OpenBLAS's GEMM is very slow.
+    """
+    if a.shape[1] == 1:
+        np.multiply(a, b, out=out)
+    elif out.flags.c_contiguous:
         np.matmul(a, b, out=out)
     else:
         np.matmul(b.T, a.T, out=out.T)
@@ -308,9 +352,12 @@ def _largest_product(sizes: tuple[int, ...], N: int) -> int:
     return max(N * sizes[l] * sizes[l + 1] for l in range(len(sizes) - 1))
 
 
-def _check_inputs(network: Network, params: Mapping[str, np.ndarray], X, T) -> int:
-    dt = network.np_dtype
-    for name, shape in network.parameter_shapes().items():
+def _check_inputs(network: Network, params: Mapping[str, np.ndarray], X, T,
+                  ws: Workspace | None = None) -> int:
+    """N, after checking every array's type, dtype and shape (no casts, no broadcasting)."""
+    dt = network.np_dtype if ws is None else ws.dtype
+    shapes = network.parameter_shapes() if ws is None else ws.shapes
+    for name, shape in shapes.items():
         p = params.get(name)
         if not isinstance(p, np.ndarray) or p.shape != shape or p.dtype != dt:
             got = "missing" if p is None else f"{getattr(p, 'dtype', type(p).__name__)} {getattr(p, 'shape', '')}"
@@ -322,6 +369,8 @@ def _check_inputs(network: Network, params: Mapping[str, np.ndarray], X, T) -> i
     K = network.sizes[-1]
     if not isinstance(T, np.ndarray):
         raise InputError(f"T must be a NumPy array, got {type(T).__name__}")
+    if T.ndim == 2 and T.shape == (N, K) and T.dtype == dt and N:
+        return N
     labels_ok = network.loss == "softmax_cross_entropy" and T.ndim == 1 and T.dtype.kind in "iu"
     if not labels_ok and (T.shape != (N, K) or T.dtype != dt):
         raise InputError(f"T must be a {network.dtype} array of shape ({N}, {K}) "

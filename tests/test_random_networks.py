@@ -21,9 +21,11 @@ HIDDEN = ("identity", "sigmoid", "relu", "tanh")
 REFS = [r for r in ("torch", "jax", "fd") if references.is_installed(r)]
 
 
+LOSSES = ("half_mse", "mse", "bce", "softmax_cross_entropy")
+
+
 @st.composite
-def networks(draw, dtype):
-    loss = draw(st.sampled_from(("half_mse", "mse", "bce", "softmax_cross_entropy")))
+def networks(draw, dtype, loss):
     depth = draw(st.integers(1, 4))
     widths = draw(st.lists(st.integers(1, 64), min_size=depth + 1, max_size=depth + 1))
     hidden = draw(st.lists(st.sampled_from(HIDDEN), min_size=depth - 1, max_size=depth - 1))
@@ -51,16 +53,19 @@ def _assert_agrees(case):
         assert np.asarray(report.trace[name]).dtype == case.network.np_dtype
 
 
-@settings(max_examples=40)
-@given(networks("float64"))
-def test_every_tensor_of_a_random_float64_network_agrees_with_every_reference(case):
-    _assert_agrees(case)
+# One test per loss, so that pytest-xdist spreads the examples over the workers.
+@pytest.mark.parametrize("loss", LOSSES)
+@settings(max_examples=10)
+@given(data=st.data())
+def test_every_tensor_of_a_random_float64_network_agrees_with_every_reference(loss, data):
+    _assert_agrees(data.draw(networks("float64", loss)))
 
 
-@settings(max_examples=25)
-@given(networks("float32"))
-def test_every_tensor_of_a_random_float32_network_agrees_within_float32_tolerance(case):
-    _assert_agrees(case)
+@pytest.mark.parametrize("loss", LOSSES)
+@settings(max_examples=6)
+@given(data=st.data())
+def test_every_tensor_of_a_random_float32_network_agrees_within_float32_tolerance(loss, data):
+    _assert_agrees(data.draw(networks("float32", loss)))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

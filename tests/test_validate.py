@@ -6,12 +6,13 @@ text and comments, seed 000's table) or from arithmetic shown beside them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from manual_backprop import InputError, load_example, parse_case, validate
+from manual_backprop import InputError, load_example, parse_case, run, validate
 from manual_backprop.case import Claim
 from manual_backprop.catalog import example_names, example_text
 from manual_backprop.cli import main
@@ -112,6 +113,15 @@ def test_a_claim_is_right_when_the_truth_rounds_to_it(written, right):
     assert report.claims["dW2"].ok is right
 
 
+def test_a_float32_derivation_is_judged_against_the_float64_truth_within_float32_rounding():
+    case = load_example("seed-002", {"dtype": "float32"})
+    ours = run(case)                                  # every value computed in float32
+    claims = {n: Claim(np.asarray(ours[n], np.float64), np.zeros(np.shape(ours[n]))) for n in ("dW1", "dZ1", "L")}
+    report = validate(dataclasses.replace(case, claimed=claims))
+    assert report.ok
+    assert 0 < report.claims["dW1"].check.max_abs_err < 1e-8   # float32 rounding, far above float64's
+
+
 def test_whole_numbers_are_read_at_the_precision_of_the_decimals_beside_them():
     claims = {"a": Claim(np.array([0.5, 0.0]), np.array([0.05, 0.5])),   # [0.5, 0]: the 0 as 0.0
               "b": Claim(np.array([0.0, 1.0]), np.array([0.5, 0.5])),    # whole numbers only: the table's 0.05
@@ -120,6 +130,18 @@ def test_whole_numbers_are_read_at_the_precision_of_the_decimals_beside_them():
     np.testing.assert_array_equal(res["a"], [0.05, 0.05])
     np.testing.assert_array_equal(res["b"], [5e-4 * 100, 5e-4 * 100])
     np.testing.assert_array_equal(judged_resolutions({"d": claims["b"]})["d"], [0.5, 0.5])
+
+
+def test_a_claim_made_from_rounded_inputs_carries_their_rounding_and_is_not_called_its_own_error():
+    # dZ1 written to 3 decimals (right at 3 decimals), dW1 = X.T @ (that dZ1) written to 8
+    case = load_example("seed-002")
+    dZ1 = np.round(run(case)["dZ1"], 3)
+    dW1 = np.round(case.X.T @ dZ1, 8)
+    report = validate(dataclasses.replace(case, claimed={
+        "dZ1": Claim(dZ1, np.full(dZ1.shape, 5e-4)), "dW1": Claim(dW1, np.full(dW1.shape, 5e-9))}))
+    assert report.claims["dZ1"].ok and not report.claims["dW1"].ok
+    assert (report.claims["dW1"].error, report.claims["dW1"].carried_from) == ("carried", ["dZ1"])
+    assert report.claims["dW1"].notes == ["dW1 is as right as the precision of dZ1 allows, but not at its own."]
 
 
 def test_a_transposed_weight_gradient_in_a_file_is_loaded_and_diagnosed_not_refused():
@@ -186,7 +208,7 @@ def test_validate_reads_a_file(tmp_path, capsys):
     (["validate"], "validate needs a FILE with a [claimed] table, or --example NAME"),
     (["validate", "x.toml", "--example", "seed-002"], "give one of FILE or --example, not both"),
     (["validate", "--example", "no-such"], "unknown example 'no-such'"),
-])
+], ids=["no claims", "nothing to validate", "both a file and an example", "unknown example"])
 def test_validate_input_errors_exit_2_with_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..catalog import load_example
 from ..derivation import Validation, validate
-from ..derivation.claims import WHOLE
+from ..derivation.claims import WHOLE, in_layout
 from ..errors import InputError
 from ..netfile import load_case
 from .common import print_json
@@ -88,9 +88,7 @@ def render(report: Validation, file=None) -> None:
     if report.carried_errors:
         carried = ", ".join(f"{n} (from {', '.join(report.claims[n].carried_from)})" for n in report.carried_errors)
         _say(console, f"Carried, the right rule applied to a wrong input: {carried}.", 0)
-    right = sum(c.ok for c in report.claims.values())
-    console.print(f"{right} of {len(report.claims)} claims are right; "
-                  f"{len(report.own_errors)} wrong on their own, {len(report.carried_errors)} carried.")
+    console.print(report.summary()[-1])
 
 
 def _say(console, text: str, indent: int) -> None:
@@ -118,12 +116,8 @@ def _verdict(c) -> str:
 
 def _in_shape(res: np.ndarray, like: np.ndarray) -> np.ndarray:
     """A claim's resolution in the true value's layout (the claim may be written transposed)."""
-    res = np.asarray(res)
-    if res.shape == like.shape:
-        return res
-    if res.T.shape == like.shape:
-        return res.T
-    return np.full(like.shape, float(np.min(res)) if res.size else 0.0)
+    res = in_layout(np.asarray(res), like)
+    return res if res.shape == like.shape else np.full(like.shape, float(np.min(res)))
 
 
 def _decimals(resolution: float) -> int:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,8 +113,9 @@ class Validation:
         lines.append(f"Wrong on their own: {', '.join(own)}." if own else "No claim is wrong on its own.")
         if self.carried_errors:
             lines.append(f"Carried (the right rule applied to a wrong input): {', '.join(self.carried_errors)}.")
-        right = [c for c in self.claims.values() if c.ok]
-        lines.append(f"{len(right)} of {n} claims are right.")
+        right = sum(c.ok for c in self.claims.values())
+        lines.append(f"{right} of {n} claims are right; {len(own)} wrong on their own, "
+                     f"{len(self.carried_errors)} carried.")
         return lines
 
     def to_json(self) -> dict[str, Any]:
@@ -163,18 +165,14 @@ def validate(case: Case) -> Validation:
     fixed = {n: (truth.values[n], np.zeros(truth.values[n].shape)) if checks[n].ok else as_written[n]
              for n in claimed}
     student = student_trace(steps, fixed, u)
-    written: list[StudentTrace] = []  # the claims exactly as written, made only when a rounding may be carried
+    # the claims exactly as written, replayed only when a rounding may have been carried
+    rounded = functools.cache(lambda: student_trace(steps, as_written, u))
 
     def wrong(name: str) -> bool:
         if name in checks:
             return not checks[name].ok
         return off_truth(student.values[name], student.radius[name], truth.values[name],
                          tolerance(truth.E[name], net.dtype), u)
-
-    def rounded() -> StudentTrace:
-        if not written:
-            written.append(student_trace(steps, as_written, u))
-        return written[0]
 
     reports = {}
     for name in claimed:
@@ -202,7 +200,9 @@ def _explain(report: ClaimReport, steps, case: Case, truth: Truth, student: Stud
             report.carried_through = [n for n in steps if n in through]
             return
     report.error = "own"
-    report.fits = find_fits(check, steps, case, student, claimed, u)
+    # a mistake applied to the true values of the right claims, else to the claims as written (rounded)
+    report.fits = find_fits(check, steps, case, student, claimed, u) \
+        or find_fits(check, steps, case, rounded(), claimed, u)
     if not report.fits and step.inputs:
         # no mistake, but perhaps the rounding of right claims, carried at a finer precision
         coarse = rounded()

@@ -1,0 +1,105 @@
+"""The kernels one at a time: the Linear backward rules, the activation masks, each loss's gradient.
+
+Each group is one rule; its rows are ways of computing it (the registry kernel
+the checking engine uses, the fast engine's in-place form, the textbook
+expression), all checked against the textbook expression in float64 first.
+Shapes are those of 784-256-256-10's first layer at batch 512 (the loss
+kernels: its output, 512 x 10), float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from manual_backprop import fast
+from manual_backprop.kernels import ACTIVATIONS, LOSSES
+from manual_backprop.kernels import linear as lin
+
+from .conftest import start_clean
+
+N, N_IN, N_OUT, K = 512, 784, 256, 10
+DT = np.float32
+rng = np.random.default_rng(0)
+A = rng.standard_normal((N, N_IN)).astype(DT)
+W = (rng.standard_normal((N_IN, N_OUT)) / np.sqrt(N_IN)).astype(DT)
+dZ = rng.standard_normal((N, N_OUT)).astype(DT)
+Zh = rng.standard_normal((N, N_OUT)).astype(DT)
+dAh = rng.standard_normal((N, N_OUT)).astype(DT)
+ZL = rng.standard_normal((N, K)).astype(DT)
+labels = rng.integers(0, K, N)
+TL = np.eye(K, dtype=DT)[labels]
+a1, dz1 = A[:1], dZ[:1]  # one-row batch
+BUF = {"dW": np.empty((N_IN, N_OUT), DT), "dA": np.empty((N, N_IN), DT), "db": np.empty(N_OUT, DT),
+       "h": np.empty_like(Zh), "mask": np.empty(Zh.shape, np.bool_)}
+ONES = np.ones(N, DT)
+
+
+def relu_inplace():
+    out = BUF["h"]
+    np.copyto(out, dAh)  # the fast engine overwrites dA in place; start from a fresh copy each call
+    np.greater(np.maximum(Zh, 0), 0, out=BUF["mask"])
+    return np.multiply(out, BUF["mask"], out=out)
+
+
+S = ACTIVATIONS["sigmoid"].forward(Zh)
+
+
+def sigmoid_inplace():
+    out, tmp = BUF["h"], np.empty_like(S)
+    np.subtract(1, S, out=tmp)
+    np.multiply(S, tmp, out=tmp)
+    return np.multiply(dAh, tmp, out=out)
+
+
+def loss_grad(name, Y):
+    loss = LOSSES[name]
+    act = ACTIVATIONS[loss.fused_with or "identity"]
+    AL = act.forward(ZL)
+    return lambda: loss.gradient(ZL, AL, Y, "mean")
+
+
+def f64(x):
+    return np.asarray(x, np.float64)
+
+
+sig64 = 1 / (1 + np.exp(-f64(ZL)))
+soft64 = np.exp(f64(ZL)) / np.exp(f64(ZL)).sum(axis=1, keepdims=True)
+bce_T = (rng.uniform(size=(N, K)) > 0.5).astype(DT)
+
+# (group, variant, function, textbook value in float64)
+KERNELS = [
+    ("dW = A.T @ dZ", "registry linear_dW", lambda: lin.linear_dW(A, dZ), f64(A).T @ f64(dZ)),
+    ("dW = A.T @ dZ", "out= (fast)", lambda: fast._matmul(A.T, dZ, BUF["dW"]) or BUF["dW"], f64(A).T @ f64(dZ)),
+    ("dW, one row", "np.outer (registry, N=1)", lambda: lin.linear_dW(a1, dz1), np.outer(f64(a1), f64(dz1))),
+    ("dW, one row", "a.T @ dz (GEMM, inner dim 1)", lambda: a1.T @ dz1, np.outer(f64(a1), f64(dz1))),
+    ("db = 1.T @ dZ", "ones @ dZ (registry)", lambda: lin.linear_db(dZ), f64(dZ).sum(0)),
+    ("db = 1.T @ dZ", "dZ.sum(0)", lambda: dZ.sum(0), f64(dZ).sum(0)),
+    ("db = 1.T @ dZ", "ones @ dZ, out=", lambda: np.matmul(ONES, dZ, out=BUF["db"]), f64(dZ).sum(0)),
+    ("dA_prev = dZ @ W.T", "registry linear_dA_prev", lambda: lin.linear_dA_prev(dZ, W), f64(dZ) @ f64(W).T),
+    ("dA_prev = dZ @ W.T", "out= (fast)", lambda: fast._matmul(dZ, W.T, BUF["dA"]) or BUF["dA"], f64(dZ) @ f64(W).T),
+    ("relu mask dA * (Z > 0)", "registry relu_backward",
+     lambda: ACTIVATIONS["relu"].backward(dAh, Zh, None), f64(dAh) * (Zh > 0)),
+    ("relu mask dA * (Z > 0)", "in place (fast)", relu_inplace, f64(dAh) * (Zh > 0)),
+    ("sigmoid mask dA * A(1 - A)", "registry sigmoid_backward",
+     lambda: ACTIVATIONS["sigmoid"].backward(dAh, Zh, S), f64(dAh) * f64(S) * (1 - f64(S))),
+    ("sigmoid mask dA * A(1 - A)", "in place (fast)", sigmoid_inplace, f64(dAh) * f64(S) * (1 - f64(S))),
+    ("loss gradient", "half_mse: c (A - T)", loss_grad("half_mse", TL), (f64(ZL) - TL) / N),
+    ("loss gradient", "mse: 2c (A - T)", loss_grad("mse", TL), 2 * (f64(ZL) - TL) / (N * K)),
+    ("loss gradient", "bce: c (sigmoid(Z) - T)", loss_grad("bce", bce_T), (sig64 - bce_T) / (N * K)),
+    ("loss gradient", "softmax_cross_entropy: c (P - T)", loss_grad("softmax_cross_entropy", TL),
+     (soft64 - TL) / N),
+]
+
+
+@pytest.mark.parametrize(("group", "variant", "fn", "want"), KERNELS,
+                         ids=[f"{g}: {v}" for g, v, _, _ in KERNELS])
+def test_kernel(benchmark, group, variant, fn, want):
+    got = f64(fn())
+    err = np.abs(got - want).max() / np.abs(want).max()
+    assert err < 1e-5, f"{group} by {variant}: off by {err:.1e} (relative to the largest entry)"
+    benchmark.group = f"kernel: {group}"
+    benchmark.extra_info.update(kind="kernel", kernel=group, variant=variant, dtype="float32",
+                                shape=f"N={N}, {N_IN}->{N_OUT}, K={K}")
+    start_clean(benchmark)
+    benchmark(fn)
