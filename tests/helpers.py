@@ -19,3 +19,23 @@ def with_kinks(case: Case, rows: int = 2) -> Case:
     params = dict(case.params)
     params["b1"] = np.zeros_like(params["b1"])
     return make_case(case.network, params, X, case.Y, seed=case.seed)
+
+
+def torch_training():
+    """references.torch_training, or skip the test where torch is not installed."""
+    import pytest
+
+    pytest.importorskip("torch")
+    from references import torch_training as module
+
+    return module
+
+
+def jax_training():
+    """references.jax_training, or skip the test where JAX is not installed."""
+    import pytest
+
+    pytest.importorskip("jax")
+    from references import jax_training as module
+
+    return module

@@ -9,6 +9,8 @@ from manual_backprop import InputError, Network, make_case
 from manual_backprop.accumulate import accumulate, full_batch_gradient, micro_batches
 from manual_backprop.engine import backward, forward, run
 
+from .helpers import jax_training, torch_training
+
 NETWORKS = {
     "relu-relu-bce": ((3, 4, 4, 1), ("relu", "relu", "sigmoid"), "bce"),
     "tanh-softmax-cross_entropy": ((3, 4, 2), ("tanh", "softmax"), "softmax_cross_entropy"),
@@ -17,20 +19,6 @@ NETWORKS = {
 }
 N = 12
 RTOL, ATOL = 1e-12, 1e-14  # the same sums in another order: rounding only
-
-
-def torch_training():
-    pytest.importorskip("torch")
-    from references import torch_training
-
-    return torch_training
-
-
-def jax_training():
-    pytest.importorskip("jax")
-    from references import jax_training
-
-    return jax_training
 
 
 def case_for(name: str, reduction: str):

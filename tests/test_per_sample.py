@@ -10,6 +10,8 @@ from manual_backprop.catalog import load_example
 from manual_backprop.per_sample import per_sample_gradients, per_sample_rows, reduce_per_sample
 from manual_backprop.engine import run
 
+from .helpers import jax_training, torch_training
+
 # Every activation (hidden and output) and every loss appears at least once.
 NETWORKS = {  # widths kept to a few shapes: JAX compiles each op once per shape
     "identity-half_mse": ((3, 4, 2), ("identity", "identity"), "half_mse"),
@@ -22,20 +24,6 @@ NETWORKS = {  # widths kept to a few shapes: JAX compiles each op once per shape
 REDUCTIONS = ("mean", "sum")
 # Same float64 arithmetic, summed in another order: a few units of rounding.
 RTOL, ATOL = 1e-12, 1e-14
-
-
-def torch_training():
-    pytest.importorskip("torch")
-    from references import torch_training
-
-    return torch_training
-
-
-def jax_training():
-    pytest.importorskip("jax")
-    from references import jax_training
-
-    return jax_training
 
 
 def case_for(name: str, reduction: str, dtype: str = "float64", batch: int = 6):

@@ -8,6 +8,8 @@ import pytest
 from manual_backprop import InputError, Network, make_case, parse_case
 from manual_backprop.sgd import next_parameters, sgd_step
 
+from .helpers import jax_training, torch_training
+
 NETWORKS = {
     "relu-relu-bce": ((3, 4, 4, 1), ("relu", "relu", "sigmoid"), "bce"),
     "tanh-softmax-cross_entropy": ((3, 4, 2), ("tanh", "softmax"), "softmax_cross_entropy"),
@@ -15,20 +17,6 @@ NETWORKS = {
     "tanh-sigmoid-mse": ((3, 4, 2), ("tanh", "sigmoid"), "mse"),
 }
 TOLERANCE = {"float64": (1e-13, 1e-15), "float32": (1e-5, 1e-6)}  # (rtol, atol)
-
-
-def torch_training():
-    pytest.importorskip("torch")
-    from references import torch_training
-
-    return torch_training
-
-
-def jax_training():
-    pytest.importorskip("jax")
-    from references import jax_training
-
-    return jax_training
 
 
 def case_for(name: str, reduction: str = "mean", dtype: str = "float64", lr: float = 0.3):
