@@ -247,13 +247,23 @@ def _floor_numpy(case: Case, T: np.ndarray) -> Prepared:
     return Prepared(call, result, is_floor=True)
 
 
+_FLOOR_REFERENCE: dict[int, tuple[Case, dict[str, np.ndarray]]] = {}
+
+
 def floor_reference(case: Case) -> dict[str, np.ndarray]:
-    """What the floors compute, in float64: ``Zl = Z(l-1) @ Wl`` (no bias, no activation), ``dWl = Z(l-1).T @ 1``."""
+    """What the floors compute, in float64: ``Zl = Z(l-1) @ Wl`` (no bias, no activation), ``dWl = Z(l-1).T @ 1``.
+
+    Kept for the last case asked (both floors check against it).
+    """
+    if id(case) in _FLOOR_REFERENCE:
+        return _FLOOR_REFERENCE[id(case)][1]
     out, A = {}, case.X.astype(np.float64)
     for l in range(1, case.network.depth + 1):
         W = case.params[f"W{l}"].astype(np.float64)
         out[f"dW{l}"] = np.broadcast_to(A.sum(axis=0)[:, None], W.shape)
         A = out[f"Z{l}"] = A @ W
+    _FLOOR_REFERENCE.clear()
+    _FLOOR_REFERENCE[id(case)] = case, out
     return out
 
 

@@ -9,8 +9,8 @@ an :class:`~manual_backprop.errors.InputError` naming the tensor and index.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import os
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np

@@ -43,6 +43,8 @@ class CheckReport:
     float32_failure: Verdict | None = None
     #: Names judged beyond the trace (per-sample gradients, the descent step), in order.
     extra: list[str] = field(default_factory=list)
+    #: The rounding scale E of every tensor (compare.tolerance.error_scales).
+    scales: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def order(self) -> list[str]:
@@ -133,6 +135,10 @@ def check(case: Case, against: Sequence[str] | None = None, device: str | None =
         report = _check(case, names, explicit, device, engine_trace, describe)
         if per_sample or learning_rate is not None:
             _check_beyond_the_trace(report, per_sample, learning_rate)
+        if not report.ok and case.network.dtype == "float32":
+            t0 = time.perf_counter()
+            report.float32_failure = explain_float32_failure(case, report, per_sample, learning_rate)
+            report.timings["float64 re-run"] = time.perf_counter() - t0
     return report
 
 
@@ -143,8 +149,7 @@ def _check_beyond_the_trace(report: CheckReport, per_sample: bool, learning_rate
     from .per_sample import per_sample_error_scales, per_sample_gradients
     from .sgd import check_learning_rate, next_error_scales, next_parameters
 
-    case, trace = report.case, report.trace
-    E = error_scales(case.network, case.params, trace, case.T)
+    case, trace, E = report.case, report.trace, report.scales
     frameworks = [r for r in report.references if r != "fd"]
     tables: list[tuple[dict, dict, str]] = []
     if per_sample:
@@ -220,8 +225,5 @@ def _check(case, names, explicit, device, engine_trace, describe) -> CheckReport
             checks[name][ref] = c
         used.append(ref)
     report = CheckReport(case, trace, used, checks, skipped, timings, describe(case.seed))
-    if not report.ok and case.network.dtype == "float32":
-        t0 = time.perf_counter()
-        report.float32_failure = explain_float32_failure(case, report)
-        timings["float64 re-run"] = time.perf_counter() - t0
+    report.scales = E
     return report

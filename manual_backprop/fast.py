@@ -25,7 +25,8 @@ are wanted and the same shapes come back call after call:
   is very slow on a product with inner dimension 1), ``db`` as a copy;
 * small products run on one BLAS thread: starting a second thread costs more
   than it saves there, and a finished multi-threaded call leaves a thread
-  spinning (see ``benchmarks/README``).
+  spinning (see ``benchmarks/README.md``); a large outer product is split
+  over two Python threads (NumPy releases the GIL in its loops).
 
 The numbers agree with :func:`manual_backprop.engine.run` to float rounding:
 the elementwise steps are the same operations on the same values; only the
@@ -48,6 +49,8 @@ from .network import Network
 # OPENBLAS_SMALL, OpenBLAS already does so itself and is left alone).
 SINGLE_THREAD_BELOW = 2_000_000
 OPENBLAS_SMALL = 262_144
+# An outer product (one-row batch's dW) at least this large is split over two threads.
+PARALLEL_OUTER = 524_288
 # An output layer this wide is stored sample-major, the layout of the targets T.
 WIDE_OUTPUT = 64
 
@@ -73,6 +76,7 @@ class Workspace:
         self._flat = [np.empty(widest * N, dt), np.empty(widest * N, dt)]
         self.mask = np.empty(widest * N, np.bool_)
         self.ones = np.ones(N, dt)
+        self.rows = np.arange(N)
         self.output_sample_major = sizes[-1] >= WIDE_OUTPUT
         self.grads = {name: np.empty(shape, dt) for name, shape in network.parameter_shapes().items()}
         largest = _largest_product(sizes, N)
@@ -130,11 +134,11 @@ def value_and_grad(
     Without a ``workspace`` a fresh one is made (and the gradients are yours);
     with one, they are its buffers, valid until its next call.
     """
-    N = X.shape[0] if isinstance(X, np.ndarray) and X.ndim == 2 else None
     ws = workspace
     if ws is None:
         ws = Workspace(network, _check_inputs(network, params, X, T))
-    elif not ws.fits(network, N):
+    elif not ws.fits(network, X.shape[0] if isinstance(X, np.ndarray) and X.ndim == 2 else None):
+        N = _check_inputs(network, params, X, T)  # a wrong X or T is named first
         raise InputError(
             f"workspace is for {ws.network.describe()} at batch {ws.N}, "
             f"called with {network.describe()} at batch {N}"
@@ -282,7 +286,7 @@ def _loss_and_dZ(network: Network, loss, Z: np.ndarray, T: np.ndarray, ws: Works
         # L = c sum_i [log s_i - (Z_iy - m_i)] with s_i = sum_k exp(Z_ik - m_i); dZ = c (P - T).
         np.subtract(Z, Z.max(axis=1, keepdims=True), out=Z)
         if labels:
-            picked = Z[np.arange(N), T].sum()
+            picked = Z[ws.rows, T].sum()
             weights = None
         else:
             picked = np.einsum("ij,ij->", T, Z)
@@ -293,7 +297,7 @@ def _loss_and_dZ(network: Network, loss, Z: np.ndarray, T: np.ndarray, ws: Works
         total = (log_s.sum() if weights is None else weights @ log_s) - picked
         np.divide(Z, s, out=Z)
         if labels:
-            Z[np.arange(N), T] -= 1
+            Z[ws.rows, T] -= 1
         else:
             np.subtract(Z, T, out=Z)
         np.multiply(Z, dt(c), out=Z)
@@ -341,11 +345,40 @@ def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     outer product: a broadcast multiply, where OpenBLAS's GEMM is very slow.
     """
     if a.shape[1] == 1:
-        np.multiply(a, b, out=out)
+        _outer(a, b, out)
     elif out.flags.c_contiguous:
         np.matmul(a, b, out=out)
     else:
         np.matmul(b.T, a.T, out=out.T)
+
+
+def _outer(col: np.ndarray, row: np.ndarray, out: np.ndarray) -> None:
+    """``out = col * row``, (m, 1) * (1, n): on two threads when large (NumPy releases the GIL).
+
+    A broadcast multiply runs well below memory speed on one core; a second
+    thread nearly halves a 1024 x 1024 outer product.
+    """
+    m = out.shape[0]
+    if out.size < PARALLEL_OUTER or m < 2:
+        np.multiply(col, row, out=out)
+        return
+    h = m // 2
+    job = _helper().submit(np.multiply, col[h:], row, out=out[h:])
+    np.multiply(col[:h], row, out=out[:h])
+    job.result()
+
+
+_HELPER = None
+
+
+def _helper():
+    """One worker thread, started on first use."""
+    global _HELPER
+    if _HELPER is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _HELPER = ThreadPoolExecutor(1, thread_name_prefix="manual_backprop.fast")
+    return _HELPER
 
 
 def _largest_product(sizes: tuple[int, ...], N: int) -> int:

@@ -70,8 +70,12 @@ class Verdict:
                 "float64_first_divergence": self.float64_first_divergence, "explanation": self.sentence}
 
 
-def explain_float32_failure(case: Case, report: CheckReport) -> Verdict | None:
-    """Re-run a failed float32 check in float64 and say whether it is rounding or a bug (None if not applicable)."""
+def explain_float32_failure(case: Case, report: CheckReport, per_sample: bool = False,
+                            learning_rate: float | None = None) -> Verdict | None:
+    """Re-run a failed float32 check in float64 and say whether it is rounding or a bug (None if not applicable).
+
+    ``per_sample`` and ``learning_rate`` repeat what the float32 check judged beyond the trace.
+    """
     from .checker import check  # the checker calls this module: import late
 
     if case.network.dtype != "float32" or report.ok or not report.references:
@@ -81,7 +85,8 @@ def explain_float32_failure(case: Case, report: CheckReport) -> Verdict | None:
     at_first = [c for c in report.checks[first].values() if not c.ok]
     worst = max(at_first, key=lambda c: -1.0 if c.margin is None or np.isnan(c.margin) else c.margin)
 
-    report64 = check(as_float64(case), against=report.references)
+    report64 = check(as_float64(case), against=report.references, per_sample=per_sample,
+                     learning_rate=learning_rate)
     c64 = report64.checks.get(first, {}).get(worst.reference)
     values_only = all(c.status == "fail" for c in failing)
     cause = "rounding" if report64.ok and values_only else "bug"

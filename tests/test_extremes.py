@@ -137,3 +137,18 @@ def test_without_the_floor_the_flushed_subnormal_would_fail(monkeypatch):
     assert not report.ok
     assert report.first_divergence == "A1"
     assert report.checks["A1"]["jax"].worst.index == (0, 0)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("loss", ["bce", "softmax_cross_entropy"])
+def test_the_fast_engine_stays_finite_at_saturated_logits_and_equals_the_engine(loss, dtype):
+    from manual_backprop import fast
+
+    case = saturated_case(loss, dtype)
+    with np.errstate(**NO_OVERFLOW):
+        trace = run(case)
+        L, grads = fast.value_and_grad(case.network, case.params, case.X, case.T)
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(L, trace["L"], rtol=rtol)
+    for name, g in grads.items():
+        np.testing.assert_allclose(g, trace[f"d{name}"], rtol=rtol, atol=rtol * np.abs(trace[f"d{name}"]).max())

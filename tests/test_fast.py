@@ -123,3 +123,11 @@ def test_wrong_inputs_are_input_errors():
         fast.value_and_grad(net, case.params, case.X, case.T[:2])
     with pytest.raises(InputError, match="workspace is for"):
         fast.value_and_grad(net, case.params, case.X, case.T, fast.Workspace(net, 4))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_one_row_batch_with_a_large_outer_product(dtype):
+    # 800 x 800 >= PARALLEL_OUTER: dW2 is split over two threads.
+    assert 800 * 800 >= fast.PARALLEL_OUTER
+    net = Network((30, 800, 800, 5), ("relu", "sigmoid", "softmax"), "softmax_cross_entropy", "mean", dtype)
+    assert_same_as_engine(make_case(net, seed=7, batch=1))

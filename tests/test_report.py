@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -123,11 +124,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, content, message):
 @pytest.mark.slow
 def test_a_real_tiny_benchmark_run_makes_a_report(tmp_path):
     results = tmp_path / "tiny.json"
+    # Not an xdist worker's environment: a worker's pytest-benchmark saves no JSON.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "benchmarks",
          "-k", "2-3-1-float32-B8-numpy_fast or 2-3-1-float32-B8-floor_numpy",
          "--benchmark-max-time=0.01", "--benchmark-min-rounds=3", f"--benchmark-json={results}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = benchreport.build(benchreport.load(results))
     assert set(report.times[("2-3-1", "float32", 8)]) == {"numpy_fast", "floor_numpy"}

@@ -18,7 +18,8 @@ import path points at it. The copies are removed at the end, also on Ctrl-C.
 On POSIX the children are forked from a parent that has already imported
 NumPy, torch and pytest, so a mutant costs its tests and not the imports.
 
-    python tools/mutate.py              # every mutant, 2 at a time; prints the table and the score
+    python tools/mutate.py              # every mutant, 2 at a time; the table and the score; exit 0 at 100%,
+                                        # 1 below it, 2 if the unmutated code already fails its tests
     python tools/mutate.py --list       # the mutants, without running them
     python tools/mutate.py --show 17    # the change mutant 17 makes
     python tools/mutate.py --only 17 42 # just these
@@ -47,7 +48,8 @@ COPIED = ("manual_backprop", "references", "tests", "pyproject.toml")
 # JAX would compile every network again in every child.
 KERNEL_TESTS = ["tests/test_every_backward_rule.py", "tests/test_seeds.py"]
 ENGINE_TESTS = KERNEL_TESTS + ["tests/test_accumulation.py", "-k", "not jax"]
-FAST_TESTS = ["tests/test_fast.py"]
+FAST_TESTS = ["tests/test_fast.py",
+              "tests/test_extremes.py::test_the_fast_engine_stays_finite_at_saturated_logits_and_equals_the_engine"]
 # -x: the first failure kills the mutant; plain asserts: no rewriting of every module on each run;
 # no gc-heavy unraisable-exception hooks at exit (torch makes the heap large).
 PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:benchmark",
@@ -94,10 +96,37 @@ HANDWRITTEN = [
 
 #: Handwritten mutants whose code has changed since (reported, so that the list is kept up to date).
 STALE: list[str] = []
+#: Every mutant made (before --only picks some).
+ALL: list = []
 
 # Mutants that compute the same thing as the original, with the reason. Keyed by
 # "path:function: description"; they are listed, and left out of the score.
-EQUIVALENT: dict[str, str] = {}
+_1D = "a transpose of a 1-D array is the same array"
+_SUMSQ = "a sum of squares does not depend on the order of the elements it runs over"
+EQUIVALENT: dict[str, str] = {
+    "manual_backprop/kernels/linear.py:linear_dW: in `if A_prev.shape[0] == 1:`: `1` constant 1 -> 0":
+        "N == 0 never holds, so every batch takes A_prev.T @ dZ, which for N = 1 is the same outer product",
+    "manual_backprop/kernels/linear.py:linear_db: in `return np.ones(dZ.shape[0], dtype=dZ.dtype) @ dZ`: "
+    "`np.ones(dZ.shape[0], dtype=dZ.dtype) @ dZ` left operand of @ transposed": _1D,
+    "manual_backprop/fast.py:_run: in `if N == 1:`: `1` constant 1 -> 0":
+        "the one-row shortcut db = dZ[0] is skipped; ones @ dZ gives the same row",
+    "manual_backprop/fast.py:_loss_and_dZ: in `total = (log_s.sum() if weights is None else weights @ log_s) - picked`: "
+    "`weights @ log_s` operands of @ swapped": "the dot product of two vectors is symmetric",
+    "manual_backprop/fast.py:_loss_and_dZ: in `total = (log_s.sum() if weights is None else weights @ log_s) - picked`: "
+    "`weights @ log_s` left operand of @ transposed": _1D,
+    "manual_backprop/fast.py:_loss_and_dZ: in `total = (log_s.sum() if weights is None else weights @ log_s) - picked`: "
+    "`weights @ log_s` right operand of @ transposed": _1D,
+    "manual_backprop/fast.py:_loss_and_dZ: in `flat = D.T.reshape(-1) if not D.flags.c_contiguous else D.reshape(-1)`: "
+    "`not D.flags.c_contiguous` sign or negation dropped": _SUMSQ + " (reshape copies a non-contiguous D)",
+    "manual_backprop/fast.py:_loss_and_dZ: in `flat = D.T.reshape(-1) if not D.flags.c_contiguous else D.reshape(-1)`: "
+    "`D.T` transpose dropped": _SUMSQ,
+    "manual_backprop/fast.py:_loss_and_dZ: in `flat = D.T.reshape(-1) if not D.flags.c_contiguous else D.reshape(-1)`: "
+    "`1` constant 1 -> 2": "NumPy reads any negative size in reshape as 'the rest', like -1",
+    "manual_backprop/fast.py:_loss_and_dZ: in `flat = D.T.reshape(-1) if not D.flags.c_contiguous else D.reshape(-1)`: "
+    "`1` constant 1 -> 2 #2": "NumPy reads any negative size in reshape as 'the rest', like -1",
+    "manual_backprop/fast.py:_loss_and_dZ: in `sq = flat @ flat`: `flat @ flat` left operand of @ transposed": _1D,
+    "manual_backprop/fast.py:_loss_and_dZ: in `sq = flat @ flat`: `flat @ flat` right operand of @ transposed": _1D,
+}
 
 
 # --- making mutants ----------------------------------------------------------------------------
@@ -108,13 +137,13 @@ class Mutant:
     path: str
     function: str
     line: int
-    description: str
+    description: str  # what changes, in words, without the line number (so that it survives edits above it)
     source: str
     tests: list[str]
+    key: str = ""     # "path:function: description", numbered "#2", "#3" where the same words recur
 
-    @property
-    def key(self) -> str:
-        return f"{self.path}:{self.function}: {self.description}"
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line} {self.function}: {self.description}"
 
 
 SWAP_BINOP = {ast.Add: [ast.Sub], ast.Sub: [ast.Add], ast.Mult: [ast.Div], ast.Div: [ast.Mult]}
@@ -255,7 +284,9 @@ class Source:
         self.starts = [0]
         for line in self.data.split(b"\n")[:-1]:
             self.starts.append(self.starts[-1] + len(line) + 1)
-        self.dump = ast.dump(ast.parse(text))
+
+    def line(self, lineno: int) -> str:
+        return self.text.splitlines()[lineno - 1].strip()
 
     def span(self, node: ast.AST) -> tuple[int, int]:
         return (self.starts[node.lineno - 1] + node.col_offset, self.starts[node.end_lineno - 1] + node.end_col_offset)
@@ -272,27 +303,35 @@ class Source:
         parsed_node = parsed.body[0] if is_stmt else parsed.body
         if ast.dump(parsed_node) != ast.dump(node):
             return None  # positions inside some f-strings are not exact: leave such a node alone
-        text = ast.unparse(ast.fix_missing_locations(new))
-        if not is_stmt:
-            text = f"({text})"
-        out = (self.data[:a] + text.encode("utf-8") + self.data[b:]).decode("utf-8")
-        try:
-            if ast.dump(ast.parse(out)) == self.dump:
-                return None
-        except SyntaxError:
+        new = ast.fix_missing_locations(new)
+        if ast.dump(new) == ast.dump(node):
             return None
-        return out
+        text = ast.unparse(new)
+        if not is_stmt:
+            text = f"({text})"  # an expression in parentheses is valid wherever the original stood
+        return (self.data[:a] + text.encode("utf-8") + self.data[b:]).decode("utf-8")
+
+
+def _short(text: str | None, width: int = 100) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def make_mutants(root: Path = ROOT) -> list[Mutant]:
     mutants: list[Mutant] = []
     seen: set[tuple[str, str]] = set()
 
+    keys: dict[str, int] = {}
+
     def add(path: str, function: str, line: int, description: str, text: str | None, tests: list[str]) -> None:
         if text is None or (path, text) in seen:
             return
         seen.add((path, text))
-        mutants.append(Mutant(len(mutants) + 1, path, function, line, description, text, tests))
+        key = f"{path}:{function}: {description}"
+        keys[key] = keys.get(key, 0) + 1
+        if keys[key] > 1:
+            key += f" #{keys[key]}"
+        mutants.append(Mutant(len(mutants) + 1, path, function, line, description, text, tests, key))
 
     for target in TARGETS:
         file = root / target.path
@@ -307,10 +346,8 @@ def make_mutants(root: Path = ROOT) -> list[Mutant]:
                 for node in [stmt, *_walk(stmt)]:
                     variants = statement_variants(node) if isinstance(node, ast.stmt) else expression_variants(node)
                     for new, what in variants:
-                        segment = ast.get_source_segment(src.text, node) or ""
-                        shown = " ".join(segment.split())
-                        shown = shown if len(shown) <= 48 else shown[:45] + "..."
-                        add(target.path, qualname, node.lineno, f"line {node.lineno}: `{shown}`: {what}",
+                        add(target.path, qualname, node.lineno,
+                            f"in `{_short(src.line(node.lineno))}`: `{_short(ast.get_source_segment(src.text, node))}` {what}",
                             src.splice(node, new), target.tests)
     for path, function, old, new in HANDWRITTEN:
         file = root / path
@@ -320,7 +357,8 @@ def make_mutants(root: Path = ROOT) -> list[Mutant]:
         tree = ast.parse(text)
         func = dict(_functions(tree)).get(function)
         if func is None:
-            raise SystemExit(f"mutate.py: {path} has no function {function} (update HANDWRITTEN)")
+            STALE.append(f"{path} has no function {function} any more: update HANDWRITTEN in tools/mutate.py")
+            continue
         lines = text.splitlines(keepends=True)
         first = _body(func, None, text)[0]  # the code after the docstring: a formula there is not the rule
         start, end = first.lineno - 1, func.end_lineno
@@ -331,7 +369,7 @@ def make_mutants(root: Path = ROOT) -> list[Mutant]:
         line = first.lineno + body[: body.index(old)].count("\n")
         mutated = "".join(lines[:start]) + body.replace(old, new, 1) + "".join(lines[end:])
         tests = next(t.tests for t in TARGETS if t.path == path)
-        add(path, function, line, f"line {line}: `{old}` -> `{new}` (classic mistake)", mutated, tests)
+        add(path, function, line, f"`{old}` -> `{new}` (classic mistake)", mutated, tests)
     return mutants
 
 
@@ -346,7 +384,7 @@ class Result:
 
 
 def _snapshot(tmp: Path) -> Path:
-    """A clean copy of what the tests need, with bytecode compiled once (each mutant copies it again)."""
+    """A clean copy of what the tests need, with bytecode compiled once (the job slots are copies of it)."""
     snap = tmp / "clean"
     snap.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache")
@@ -362,26 +400,36 @@ def _snapshot(tmp: Path) -> Path:
     return snap
 
 
-def _prepare(snap: Path, tmp: Path, mutant: Mutant | None) -> Path:
-    """A private copy of the snapshot with the mutant's file written (and its stale bytecode removed)."""
-    where = tmp / (f"m{mutant.id}" if mutant else "baseline")
-    shutil.copytree(snap, where)
-    if mutant is not None:
-        file = where / mutant.path
-        file.write_text(mutant.source, encoding="utf-8")
-        for pyc in (file.parent / "__pycache__").glob(f"{file.stem}.*.pyc"):
-            pyc.unlink()
-    return where
+def _write(slot: Path, snap: Path, path: str, text: str | None) -> None:
+    """Put the mutant's text (or, with None, the original file) into a slot, and drop that module's bytecode.
+
+    The children write no bytecode, so a stale .pyc of an earlier mutant can never be loaded.
+    """
+    file = slot / path
+    if text is None:
+        shutil.copy2(snap / path, file)
+    else:
+        file.write_text(text, encoding="utf-8")
+    for pyc in (file.parent / "__pycache__").glob(f"{file.stem}.*.pyc"):
+        pyc.unlink()
 
 
 def _child(where: Path, tests: list[str], log: Path) -> None:
     """In the forked child: point imports at the copy, run pytest, and leave without cleanup."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)   # Ctrl-C or a CI timeout ends a child at once;
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent cleans up
     try:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.chdir(where)
         sys.path.insert(0, str(where))
+        sys.dont_write_bytecode = True
+        import manual_backprop
+
+        if not Path(manual_backprop.__file__).resolve().is_relative_to(where.resolve()):
+            print(f"mutate.py: imported {manual_backprop.__file__}, not the copy in {where}")
+            os._exit(WRONG_IMPORT)
         import pytest
 
         code = pytest.main([*PYTEST_ARGS, *tests])
@@ -396,13 +444,18 @@ def _child(where: Path, tests: list[str], log: Path) -> None:
         os._exit(99)
 
 
+#: A child's exit code when the package it imported is not the mutated copy (the run is then void).
+WRONG_IMPORT = 98
+
+
 def _start(where: Path, tests: list[str], log: Path, fork: bool):
     if fork:
         pid = os.fork()
         if pid == 0:
             _child(where, tests, log)
         return pid
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(where), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(where), os.environ.get("PYTHONPATH", "")]),
+               PYTHONDONTWRITEBYTECODE="1")
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "-m", "pytest", *PYTEST_ARGS, *tests], cwd=where, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
@@ -438,33 +491,37 @@ def _killed_by(log: Path) -> str:
 
 def run_all(mutants: list[Mutant], jobs: int, timeout: float, fork: bool, progress: bool) -> tuple[list[Result], float]:
     tmp = Path(tempfile.mkdtemp(prefix="mutate-"))
-    running: dict = {}
+    running: dict[int, tuple] = {}
     results: list[Result] = []
     try:
         snap = _snapshot(tmp)
+        slots = []
+        for i in range(jobs):  # one private copy per job: a mutant is written in, run, and written back
+            slots.append(tmp / f"slot{i}")
+            shutil.copytree(snap, slots[-1])
         # The unmutated code must pass the same tests, or no kill means anything.
         t0 = time.perf_counter()
-        for tests in {tuple(m.tests) for m in mutants} or {tuple(KERNEL_TESTS)}:
-            where = _prepare(snap, tmp, None) if not (tmp / "baseline").exists() else tmp / "baseline"
+        for tests in dict.fromkeys(tuple(m.tests) for m in mutants):
             log = tmp / "baseline.log"
-            handle = _start(where, list(tests), log, fork)
+            handle = _start(slots[0], list(tests), log, fork)
             while (code := _poll(handle, fork)) is None:
                 time.sleep(0.05)
-            if code != 0:
+            if code != 0:  # (including WRONG_IMPORT)
                 sys.stderr.write(log.read_text(errors="replace")[-3000:])
-                raise SystemExit(f"mutate.py: the unmutated code fails its tests ({' '.join(tests)}); fix that first")
+                raise Abort(f"the unmutated code fails its tests ({' '.join(tests)}); fix that first")
         baseline = time.perf_counter() - t0
 
         queue = [m for m in mutants if m.key not in EQUIVALENT]
         results += [Result(m, "equivalent", EQUIVALENT[m.key]) for m in mutants if m.key in EQUIVALENT]
+        free = list(range(jobs))
         while queue or running:
-            while queue and len(running) < jobs:
-                m = queue.pop(0)
-                where = _prepare(snap, tmp, m)
+            while queue and free:
+                m, slot = queue.pop(0), free.pop()
+                _write(slots[slot], snap, m.path, m.source)
                 log = tmp / f"m{m.id}.log"
-                running[m.id] = (m, _start(where, m.tests, log, fork), time.perf_counter(), where, log)
-            time.sleep(0.02)
-            for mid, (m, handle, t, where, log) in list(running.items()):
+                running[slot] = (m, _start(slots[slot], m.tests, log, fork), time.perf_counter(), log)
+            time.sleep(0.01)
+            for slot, (m, handle, t, log) in list(running.items()):
                 code = _poll(handle, fork)
                 elapsed = time.perf_counter() - t
                 if code is None and elapsed < timeout:
@@ -472,13 +529,16 @@ def run_all(mutants: list[Mutant], jobs: int, timeout: float, fork: bool, progre
                 if code is None:
                     _kill(handle, fork)
                     r = Result(m, "timeout", f"no result in {timeout:.0f} s", elapsed)
+                elif code == WRONG_IMPORT:
+                    raise Abort(log.read_text(errors="replace").strip())
                 elif code == 0:
                     r = Result(m, "survived", "", elapsed)
                 else:
                     r = Result(m, "killed", _killed_by(log), elapsed)
                 results.append(r)
-                del running[mid]
-                shutil.rmtree(where, ignore_errors=True)
+                del running[slot]
+                _write(slots[slot], snap, m.path, None)
+                free.append(slot)
                 if progress:
                     sys.stderr.write(f"\r{len(results)}/{len(mutants)} mutants run")
                     sys.stderr.flush()
@@ -495,19 +555,19 @@ def run_all(mutants: list[Mutant], jobs: int, timeout: float, fork: bool, progre
 
 def report(results: list[Result], seconds: float, baseline: float) -> float:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("#", "file", "function", "mutation", "result", "killed by", "s"):
+    for col in ("#", "file:line", "function", "mutation", "result", "killed by", "s"):
         table.add_column(col, overflow="fold")
     for r in results:
         m = r.mutant
         style = {"killed": "", "timeout": "", "equivalent": "dim", "survived": "red bold"}[r.status]
         cell = f"[{style}]{r.status}[/{style}]" if style else r.status
-        table.add_row(str(m.id), m.path.removeprefix("manual_backprop/"), m.function,
-                      m.description.split(": ", 1)[1] if ": " in m.description else m.description,
-                      cell, r.by, f"{r.seconds:.1f}")
+        table.add_row(str(m.id), f"{m.path.removeprefix('manual_backprop/')}:{m.line}", m.function,
+                      escape(m.description), cell, escape(r.by), f"{r.seconds:.1f}")
     console.print(table)
     judged = [r for r in results if r.status != "equivalent"]
     killed = sum(r.status in ("killed", "timeout") for r in judged)
@@ -528,10 +588,14 @@ def report(results: list[Result], seconds: float, baseline: float) -> float:
                   + (f" ({equivalent} equivalent mutant(s) not counted)" if equivalent else "")
                   + f" in {seconds:.0f} s (unmutated tests: {baseline:.1f} s)")
     for line in STALE:
-        console.print(f"[yellow]stale: {line}[/yellow]")
+        console.print(f"[yellow]stale: {escape(line)}[/yellow]")
+    keys = {r.mutant.key for r in results}
+    for key in EQUIVALENT:
+        if key not in keys and len(results) == len(ALL):
+            console.print(f"[yellow]stale: EQUIVALENT names no mutant any more: {escape(key)}[/yellow]")
     for r in results:
         if r.status == "survived":
-            console.print(f"[red]SURVIVED {r.mutant.id}: {r.mutant.key}[/red]  (see: python tools/mutate.py --show {r.mutant.id})")
+            console.print(f"[red]SURVIVED {r.mutant.id}: {escape(str(r.mutant))}[/red]  (python tools/mutate.py --show {r.mutant.id})")
     return score
 
 
@@ -541,6 +605,14 @@ def show(m: Mutant) -> None:
     original = (ROOT / m.path).read_text(encoding="utf-8").splitlines(keepends=True)
     sys.stdout.writelines(difflib.unified_diff(original, m.source.splitlines(keepends=True),
                                                f"a/{m.path}", f"b/{m.path}", n=2))
+
+
+class Abort(Exception):
+    """The run means nothing (the unmutated code fails, or the copy was not what got imported): exit 2."""
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -555,17 +627,22 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     mutants = make_mutants()
+    ALL[:] = mutants
     if args.show is not None:
         show(next(m for m in mutants if m.id == args.show))
         return 0
     if args.list:
         for m in mutants:
-            print(f"{m.id:4d}  {m.key}")
+            print(f"{m.id:4d}  {m}")
         print(f"{len(mutants)} mutants")
         return 0
     if args.only:
         mutants = [m for m in mutants if m.id in set(args.only)]
 
+    # Ctrl-C, and SIGTERM from a CI timeout, interrupt the run so that its copies are removed
+    # (a shell without job control starts background jobs with SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     fork = hasattr(os, "fork") and not args.no_fork
     if fork:  # import once in the parent; every forked child inherits them (nothing started yet)
         os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -579,7 +656,14 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             pass
     t0 = time.perf_counter()
-    results, baseline = run_all(mutants, max(1, args.jobs), args.timeout, fork, sys.stderr.isatty())
+    try:
+        results, baseline = run_all(mutants, max(1, args.jobs), args.timeout, fork, sys.stderr.isatty())
+    except KeyboardInterrupt:
+        sys.stderr.write("mutate.py: interrupted; the temporary copies are removed, the working tree was never touched\n")
+        return 130
+    except Abort as exc:
+        sys.stderr.write(f"mutate.py: {exc}\n")
+        return 2
     score = report(results, time.perf_counter() - t0, baseline)
     return 0 if score >= args.min_score else 1
 
