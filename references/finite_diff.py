@@ -86,7 +86,7 @@ def run(case: Case, directions: int = DIRECTIONS, seed: int | None = None,
     for grad_name in net.backward_names():
         target = target_of(grad_name)
         value = params[target] if target in params else (X if target == "X" else base[target])
-        h = RELATIVE_STEP * max(1.0, float(np.sqrt(np.mean(value * value))))
+        h = RELATIVE_STEP * max(1.0, _rms(value))
         projections = []
         for _ in range(directions):
             v = rng.standard_normal(value.shape)
@@ -100,3 +100,9 @@ def run(case: Case, directions: int = DIRECTIONS, seed: int | None = None,
             projections.append(Projection(v, estimate, error, k1 or k2 or k3 or k4))
         out[grad_name] = projections
     return out
+
+
+def _rms(a: np.ndarray) -> float:
+    """Root-mean-square size, scaled first so that squaring values near the float maximum does not overflow."""
+    m = float(np.abs(a).max()) if a.size else 0.0
+    return m * float(np.sqrt(np.mean((a / m) ** 2))) if m > 0 else 0.0

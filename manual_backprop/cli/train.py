@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..environment import describe
 from ..catalog import example_text
 from ..errors import InputError
 from ..network import Network
@@ -173,6 +174,7 @@ def _json(case, result: T.TrainResult, seed: int, files: list[str], total: float
             "against": result.against, "checks": result.checks, "ok": result.ok,
             "mismatch": m.to_json() if m else None},
         "files": files,
+        "environment": describe(seed),
     }
 
 

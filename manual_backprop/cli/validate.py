@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 
+from ..environment import describe, summary
 from ..catalog import load_example
 from ..derivation import Validation, validate
 from ..derivation.claims import WHOLE, in_layout
@@ -58,6 +59,7 @@ def render(report: Validation, file=None) -> None:
     if case.title:
         console.print(f"[bold]{escape(case.title)}[/bold]")
     console.print(f"network {case.network.describe()} · batch {case.batch} · {escape(case.source)}")
+    console.print(f"[dim]environment: {escape(summary(describe(case.seed)))}[/dim]")
     console.print(f"{len(report.claims)} claims, each judged at the precision it was written with; "
                   f"{MARK} marks a wrong element")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..environment import describe
 from ..case import Case
 from ..compare import tolerance
 from ..errors import InputError
@@ -140,6 +141,7 @@ class Validation:
             "title": self.case.title,
             "source": self.case.source,
             "tensors": tensors,
+            "environment": describe(self.case.seed),
         }
 
 

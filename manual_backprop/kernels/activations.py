@@ -68,9 +68,11 @@ def softmax_forward(Z: np.ndarray) -> np.ndarray:
     """``A_ik = exp(Z_ik) / sum_j exp(Z_ij)``, row by row.
 
     The row maximum is subtracted first (the value does not change), so exp
-    never overflows: the largest term is exp(0) = 1.
+    never overflows: the largest term is exp(0) = 1. (A row spanning more than
+    the float range makes the difference -inf, whose exp is the right 0.)
     """
-    e = np.exp(Z - Z.max(axis=1, keepdims=True))
+    with np.errstate(over="ignore"):
+        e = np.exp(Z - Z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 

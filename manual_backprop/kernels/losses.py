@@ -68,8 +68,9 @@ def bce_grad(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
 def softmax_cross_entropy_terms(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
     """``T · (logsumexp(Z) − Z) = −T log softmax(Z)`` from the logits, (N, K)."""
     m = Z.max(axis=1, keepdims=True)
-    lse = m + np.log(np.exp(Z - m).sum(axis=1, keepdims=True))
-    return T * (lse - Z)
+    with np.errstate(over="ignore"):  # a row spanning beyond the float range: exp(-inf) = 0, rightly
+        lse = m + np.log(np.exp(Z - m).sum(axis=1, keepdims=True))
+        return T * (lse - Z)
 
 
 def softmax_cross_entropy_grad(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
