@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
@@ -103,9 +104,11 @@ def test_the_sgd_table_of_a_file_adds_the_descent_step(tmp_path, capsys):
 def test_seed_000_prints_one_row_per_sample_as_its_table_does(capsys):
     assert main(["check", "--example", "seed-000", "--against", "fd"]) == 0
     out = capsys.readouterr().out
-    assert "sample 0" in out and "sample 1" in out
-    # x = 0 for both samples, so each sample's dW1 = outer(x, dZ1) is exactly zero
-    assert "dW1     [[0, 0], [0, 0]]" in out
+    assert "Per sample" in out
+    # x = 0 for both samples, so each sample's dW1 = outer(x, dZ1) is exactly zero;
+    # db2 per sample is z2 - y = [0.25 - 1, 0.05 - 0] (summed half-MSE)
+    assert re.search(r"\ndW1 +0 +\[\[0, 0\], \[0, 0\]\] *\n +1 +\[\[0, 0\], \[0, 0\]\]", out)
+    assert re.search(r"\ndb2 +0 +\[-0\.75, 0\.05\]", out)
 
 
 def test_profile_shows_where_the_time_went(capsys):

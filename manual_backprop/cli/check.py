@@ -153,12 +153,15 @@ def render(report: CheckReport, profile: bool = False, file=None) -> None:
 
 
 #: Networks this small get seed 000's table: one row per sample, each gradient as that sample alone sees it.
-PER_SAMPLE_ROWS, PER_SAMPLE_PARAMETERS = 4, 16
+#: With --per-sample, the table is shown up to 8 samples and 64 parameters.
+PER_SAMPLE_ROWS, PER_SAMPLE_PARAMETERS = 2, 16
 
 
 def show_per_sample(report: CheckReport) -> bool:
     case = report.case
     n_params = sum(int(np.prod(s)) for s in case.network.parameter_shapes().values())
+    if report.extra and any(n.endswith("_per_sample") for n in report.extra):
+        return case.batch <= 4 * PER_SAMPLE_ROWS and n_params <= 4 * PER_SAMPLE_PARAMETERS
     return case.batch <= PER_SAMPLE_ROWS and n_params <= PER_SAMPLE_PARAMETERS
 
 
@@ -177,11 +180,12 @@ def render_per_sample(report: CheckReport, console) -> None:
     console.print(f"Per sample (the gradients of each sample's own term l_i; the batch gradient is "
                   f"{_fmt(c)} × their sum):")
     table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("tensor")
-    for i in range(len(rows)):
-        table.add_column(f"sample {i}", no_wrap=True)
+    table.add_column("tensor", no_wrap=True)
+    table.add_column("sample", justify="right", no_wrap=True)
+    table.add_column("its own gradient")
     for n in names:
-        table.add_row(n, *[_compact(row[n]) for row in rows])
+        for i, row in enumerate(rows):
+            table.add_row(n if i == 0 else "", str(i), _compact(row[n]))
     console.print(table)
 
 
