@@ -35,18 +35,24 @@ BUF = {"dW": np.empty((N_IN, N_OUT), DT), "dA": np.empty((N, N_IN), DT), "db": n
 ONES = np.ones(N, DT)
 
 
+Ah = np.maximum(Zh, 0)
+
+
 def relu_inplace():
-    out = BUF["h"]
-    np.copyto(out, dAh)  # the fast engine overwrites dA in place; start from a fresh copy each call
-    np.greater(np.maximum(Zh, 0), 0, out=BUF["mask"])
-    return np.multiply(out, BUF["mask"], out=out)
+    # The fast engine's form: the mask read off A into a kept boolean buffer, the product
+    # written over dA (here into a buffer, so that every call sees the same dA).
+    np.greater(Ah, 0, out=BUF["mask"])
+    return np.multiply(dAh, BUF["mask"], out=BUF["h"])
 
 
 S = ACTIVATIONS["sigmoid"].forward(Zh)
 
 
+TMP = np.empty_like(S)
+
+
 def sigmoid_inplace():
-    out, tmp = BUF["h"], np.empty_like(S)
+    out, tmp = BUF["h"], TMP
     np.subtract(1, S, out=tmp)
     np.multiply(S, tmp, out=tmp)
     return np.multiply(dAh, tmp, out=out)

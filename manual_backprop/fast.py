@@ -97,6 +97,10 @@ class Workspace:
         self.dZ = [None] * (depth + 1)
         self.free = [None] * (depth + 1)
         self.dZ[depth] = self.scratch(cur, sizes[-1], self.output_sample_major)
+        self.dZ_flat = self._flat[cur][: N * sizes[-1]]
+        self.c_dt = dt.type(self.c)
+        # L = c sum(terms): half_mse's terms are ½ D², and halving is exact.
+        self.c_loss = self.c_dt * dt.type(0.5) if network.loss == "half_mse" else self.c_dt
         for l in range(depth - 1, 0, -1):  # dA_l (then dZ_l in place) goes in the other scratch buffer
             cur = 1 - cur
             self.dZ[l] = self.scratch(cur, sizes[l])
@@ -308,14 +312,14 @@ def _loss_and_dZ(network: Network, loss, Z: np.ndarray, T: np.ndarray, ws: Works
             _activate(act, Z, network.depth, ws)
         D = ws.dZ[network.depth]                      # Z itself for an identity output
         np.subtract(Z, T, out=D)                      # D = A - T
-        flat = D.T.reshape(-1) if not D.flags.c_contiguous else D.reshape(-1)
+        flat = ws.dZ_flat                             # D's memory, whatever its layout
         sq = flat @ flat
         if network.loss == "half_mse":                # L = c sum ½ D²,  dA = c D
-            L = np.asarray(sq * dt(0.5) * dt(c), dtype=Z.dtype)
-            np.multiply(D, dt(c), out=D)
+            L = np.asarray(sq * ws.c_loss)
+            np.multiply(D, ws.c_dt, out=D)
         else:                                         # L = c sum D²,    dA = 2c D
-            L = np.asarray(sq * dt(c), dtype=Z.dtype)
-            np.multiply(D, dt(2 * c), out=D)
+            L = np.asarray(sq * ws.c_loss)
+            np.multiply(D, dt(2) * ws.c_dt, out=D)
         if act != "identity":
             _activation_backward(act, D, Z, ws, None, None)
         return L
