@@ -40,7 +40,7 @@ ACTIVATIONS = {
     "sigmoid": jax.nn.sigmoid,
     "relu": jax.nn.relu,
     "tanh": jnp.tanh,
-    "softmax": lambda Z: jax.nn.softmax(Z, axis=1),
+    "softmax": lambda Z: jax.nn.softmax(Z, axis=-1),
 }
 
 #: ``sum(terms)``, before the reduction's factor c; T is the (N, K) target matrix.

@@ -15,24 +15,15 @@ silently compute in float32).
 
 from __future__ import annotations
 
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from manual_backprop.case import Case
 from manual_backprop.network import Network
+from references.jax_ref import ACTIVATIONS  # one table per framework; softmax over the last axis, so it serves one row (vmap) too
 
 jax.config.update("jax_enable_x64", True)
-
-ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "identity": lambda Z: Z,
-    "sigmoid": jax.nn.sigmoid,
-    "relu": jax.nn.relu,
-    "tanh": jnp.tanh,
-    "softmax": lambda Z: jax.nn.softmax(Z, axis=-1),
-}
 
 
 def version() -> str:

@@ -28,7 +28,7 @@ ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
     "relu": torch.relu,
     "tanh": torch.tanh,
-    "softmax": lambda Z: torch.softmax(Z, dim=1),
+    "softmax": lambda Z: torch.softmax(Z, dim=-1),
 }
 
 #: ``sum(terms)``, before the reduction's factor c. bce and cross-entropy take the

@@ -16,8 +16,6 @@ the names of ../shared/PRODUCT.md.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,14 +23,7 @@ from torch.func import grad, vmap
 
 from manual_backprop.case import Case
 from manual_backprop.network import Network
-
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "identity": lambda Z: Z,
-    "sigmoid": torch.sigmoid,
-    "relu": torch.relu,
-    "tanh": torch.tanh,
-    "softmax": lambda Z: torch.softmax(Z, dim=-1),
-}
+from references.torch_ref import ACTIVATIONS  # one table per framework; softmax over the last axis, so it serves one row (vmap) too
 
 
 def version() -> str:

@@ -101,7 +101,6 @@ def error_scales(network: Network, params: Mapping[str, np.ndarray], trace: Mapp
         E_dZ = E_top
     else:
         E[f"dA{L}"] = E_dA = E_top
-    dA_abs = None
     for l in range(L, 0, -1):
         Z, A = np.asarray(trace[f"Z{l}"], np.float64), np.asarray(trace[f"A{l}"], np.float64)
         if l < L or not loss.fused_with:
@@ -116,8 +115,7 @@ def error_scales(network: Network, params: Mapping[str, np.ndarray], trace: Mapp
         E[f"dW{l}"] = _gamma(N, u) * (A_prev.T @ dZ_abs) + A_prev.T @ E_dZ + E_A_prev.T @ dZ_abs
         E[f"db{l}"] = _gamma(N, u) * dZ_abs.sum(axis=0) + E_dZ.sum(axis=0)
         E_dA = _gamma(network.sizes[l], u) * (dZ_abs @ absW[l].T) + E_dZ @ absW[l].T
-        dA_abs = E_dA
-    E["dX"] = dA_abs
+    E["dX"] = E_dA
     return E
 
 
