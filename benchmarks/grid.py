@@ -13,8 +13,8 @@ from functools import lru_cache
 import numpy as np
 
 from manual_backprop import engine
-from manual_backprop.case import Case, make_case
-from manual_backprop.network import Network
+from manual_backprop.description.case import Case, make_case
+from manual_backprop.description.network import Network
 
 NETWORKS = {
     "2-3-1": ((2, 3, 1), ("sigmoid", "identity"), "half_mse"),

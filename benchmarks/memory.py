@@ -35,7 +35,7 @@ def measure(impl: str, network: str, dtype: str, batch: int) -> dict:
 
     case, T = prepared_case(Point(network, dtype, batch))
     if impl == "numpy_fast":
-        from manual_backprop import fast
+        from manual_backprop.engine import fast
 
         box = {}
 

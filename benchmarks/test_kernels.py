@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from manual_backprop import fast
+from manual_backprop.engine import fast
 from manual_backprop.kernels import ACTIVATIONS, LOSSES
 from manual_backprop.kernels import linear as lin
 

@@ -1,16 +1,17 @@
 """manual_backprop: hand-derived NumPy backpropagation, checked tensor by tensor.
 
-The public names live here; each comes from the module that owns it.
+The public names live here; each comes from the folder that owns it:
+``description`` (the network, its parameters and data, the TOML file),
+``engine`` (forward and the hand-derived backward), ``checking`` (``check``),
+``validation`` (``validate``) and ``testing`` (``check_layer``).
 """
 
-from .case import Case, Claim, make_case
-from .catalog import load_example
-from .checker import check
-from .derivation import LayerReport, Validation, check_layer, validate
+from .checking import check
+from .description import Case, Claim, Network, load_case, load_example, make_case, parse_case
 from .engine import backward, forward, run
 from .errors import InputError
-from .netfile import load_case, parse_case
-from .network import Network
+from .testing import LayerReport, check_layer
+from .validation import Validation, validate
 
 __all__ = [
     "Case", "Claim", "InputError", "LayerReport", "Network", "Validation", "backward", "check", "check_layer",

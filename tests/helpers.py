@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from manual_backprop import Network, make_case
-from manual_backprop.case import Case
+from manual_backprop.description.case import Case
 
 
 def case_of(sizes, activations, loss, *, reduction="mean", dtype="float64", batch=6, seed=0) -> Case:
@@ -26,7 +26,7 @@ def torch_training():
     import pytest
 
     pytest.importorskip("torch")
-    from references import torch_training as module
+    from manual_backprop.references import torch_training as module
 
     return module
 
@@ -36,6 +36,6 @@ def jax_training():
     import pytest
 
     pytest.importorskip("jax")
-    from references import jax_training as module
+    from manual_backprop.references import jax_training as module
 
     return module

@@ -11,7 +11,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from manual_backprop.case import Case, Claim
+from manual_backprop.description.case import Case, Claim
 
 FORWARD = {
     "identity": lambda Z: Z,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from manual_backprop import InputError, Network, make_case
-from manual_backprop.accumulate import accumulate, full_batch_gradient, micro_batches
-from manual_backprop.engine import backward, forward, run
+from manual_backprop.engine.accumulate import accumulate, full_batch_gradient, micro_batches
+from manual_backprop.engine.trace import backward, forward, run
 
 from .helpers import jax_training, torch_training
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import references
+from manual_backprop import references
 from manual_backprop import InputError, Network, load_case, make_case
-from manual_backprop.catalog import load_example
-from manual_backprop.checker import check
+from manual_backprop.description.catalog import load_example
+from manual_backprop.checking.checker import check
 
 BAD = Path(__file__).parent / "bad_inputs"
 FILES = sorted(BAD.glob("*.toml"))

@@ -92,7 +92,7 @@ def test_per_sample_and_descent_step_are_checked_against_both_frameworks(capsys)
 
 
 def test_the_sgd_table_of_a_file_adds_the_descent_step(tmp_path, capsys):
-    from manual_backprop.catalog import example_text
+    from manual_backprop.description.catalog import example_text
 
     f = tmp_path / "net.toml"
     f.write_text(example_text("seed-002") + "\n[sgd]\nlearning_rate = 0.5\n")

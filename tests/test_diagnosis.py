@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from manual_backprop import validate
-from manual_backprop.derivation.mistakes import BY_ID
+from manual_backprop.validation.mistakes import BY_ID
 
 from .helpers import case_of, with_kinks
 from .student import claims_of, derive

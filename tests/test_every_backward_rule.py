@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from manual_backprop import Network, make_case
-from manual_backprop.checker import check
-from manual_backprop.engine import run
+from manual_backprop.checking.checker import check
+from manual_backprop.engine.trace import run
 
 from .helpers import with_kinks
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from manual_backprop import Network, make_case, run
-from manual_backprop.checker import check
+from manual_backprop.checking.checker import check
 from manual_backprop.compare import FLOOR, K, error_scales
 from manual_backprop.kernels.activations import sigmoid_forward, softmax_forward
 from manual_backprop.kernels.losses import LOSSES
@@ -142,7 +142,7 @@ def test_without_the_floor_the_flushed_subnormal_would_fail(monkeypatch):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("loss", ["bce", "softmax_cross_entropy"])
 def test_the_fast_engine_stays_finite_at_saturated_logits_and_equals_the_engine(loss, dtype):
-    from manual_backprop import fast
+    from manual_backprop.engine import fast
 
     case = saturated_case(loss, dtype)
     with np.errstate(**NO_OVERFLOW):

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-import references
+from manual_backprop import references
 from manual_backprop import Network, make_case
-from manual_backprop.checker import check
+from manual_backprop.checking.checker import check
 from manual_backprop.compare import compare_traces, compared_names, error_scales
-from manual_backprop.engine import run
+from manual_backprop.engine.trace import run
 from manual_backprop.kernels.activations import sigmoid_forward
 
 from .helpers import case_of, with_kinks

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import references
+from manual_backprop import references
 
 from manual_backprop import InputError, check_layer
-from manual_backprop.derivation.layers import LAYERS, make_trials
+from manual_backprop.testing.layers import LAYERS, make_trials
 from manual_backprop.testing import assert_layer_matches
 
 # asked without importing them: torch and JAX are imported by the first check that runs

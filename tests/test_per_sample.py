@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from manual_backprop import Network, make_case
-from manual_backprop.catalog import load_example
-from manual_backprop.per_sample import per_sample_gradients, per_sample_rows, reduce_per_sample
-from manual_backprop.engine import run
+from manual_backprop.description.catalog import load_example
+from manual_backprop.engine.per_sample import per_sample_gradients, per_sample_rows, reduce_per_sample
+from manual_backprop.engine.trace import run
 
 from .helpers import jax_training, torch_training
 
@@ -130,7 +130,7 @@ def test_seed_000_rows_match_torch_per_sample_gradients():
 def test_per_sample_error_scales_let_the_comparator_accept_torch_and_reject_a_missing_c(net, dtype):
     from manual_backprop.compare.comparator import compare_arrays
     from manual_backprop.compare.tolerance import error_scales
-    from manual_backprop.per_sample import per_sample_error_scales
+    from manual_backprop.engine.per_sample import per_sample_error_scales
 
     tt = torch_training()
     case = case_for(net, "mean", dtype=dtype, batch=16)

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import references
+from manual_backprop import references
 from manual_backprop import Network, make_case
-from manual_backprop.checker import check
+from manual_backprop.checking.checker import check
 
 HIDDEN = ("identity", "sigmoid", "relu", "tanh")
 REFS = [r for r in ("torch", "jax", "fd") if references.is_installed(r)]

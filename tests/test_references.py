@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 
 import manual_backprop
-import references
-from manual_backprop.case import Case, make_case
-from manual_backprop.engine import run as engine_run
+from manual_backprop import references
+from manual_backprop.description.case import Case, make_case
+from manual_backprop.engine.trace import run as engine_run
 from manual_backprop.errors import InputError
 from manual_backprop.kernels import ACTIVATIONS, LOSSES
 from manual_backprop.kernels.losses import REDUCTIONS, one_hot
-from manual_backprop.netfile import load_case
-from manual_backprop.network import Network
+from manual_backprop.description.netfile import load_case
+from manual_backprop.description.network import Network
 
 EXAMPLES = sorted((Path(manual_backprop.__file__).parent / "examples").glob("seed-*.toml"))
 
@@ -176,20 +176,20 @@ def test_unknown_device_is_an_input_error(ref):
 
 
 def test_version_is_the_framework_version(ref):
-    framework = {"references.torch_ref": "torch", "references.jax_ref": "jax"}[ref.__name__]
+    framework = {"manual_backprop.references.torch_ref": "torch", "manual_backprop.references.jax_ref": "jax"}[ref.__name__]
     assert ref.version() == sys.modules[framework].__version__
 
 
 def test_torch_gradient_of_the_wrong_dtype_is_a_clear_error():
     torch = pytest.importorskip("torch")
-    from references import torch_ref
+    from manual_backprop.references import torch_ref
     with pytest.raises(TypeError, match="dW1 came back as float32, but the network is float64"):
         torch_ref._numpy(torch.zeros(2, dtype=torch.float32), "dW1", np.dtype(np.float64))
 
 
 def test_jax_gradient_of_the_wrong_dtype_is_a_clear_error():
     jnp = pytest.importorskip("jax.numpy")
-    from references import jax_ref
+    from manual_backprop.references import jax_ref
     with pytest.raises(TypeError, match="dW1 came back as float32, but the network is float64"):
         jax_ref._numpy(jnp.zeros(2, dtype=jnp.float32), "dW1", np.dtype(np.float64))
 
@@ -211,7 +211,7 @@ def test_is_installed_says_whether_the_framework_can_be_found(name):
 
 
 def test_is_installed_does_not_import_the_frameworks():
-    code = ("import sys, references; [references.is_installed(n) for n in references.NAMES]; "
+    code = ("import sys; from manual_backprop import references; [references.is_installed(n) for n in references.NAMES]; "
             "print(sorted({'torch', 'jax'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from manual_backprop import benchreport
+from manual_backprop.bench import report as benchreport
 from manual_backprop.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

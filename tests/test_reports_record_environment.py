@@ -7,7 +7,7 @@ import platform
 
 import numpy as np
 
-from manual_backprop.checker import check
+from manual_backprop.checking.checker import check
 from manual_backprop.cli.check import render
 from manual_backprop.environment import summary
 

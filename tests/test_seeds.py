@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from manual_backprop import load_case, run
-from manual_backprop.catalog import example_path, load_example
+from manual_backprop.description.catalog import example_path, load_example
 from manual_backprop.kernels.activations import softmax_forward
 from manual_backprop.kernels.losses import LOSSES
 

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-import manual_backprop.train as train_module
+import manual_backprop.training.train as train_module
 from manual_backprop import Network
 from manual_backprop.cli import main
-from manual_backprop.train import INNER_RADIUS, OUTER_RADII, circle_data, initial_parameters, train
+from manual_backprop.training.train import INNER_RADIUS, OUTER_RADII, circle_data, initial_parameters, train
 
 SEED_004 = Network((2, 4, 2, 1), ("relu", "relu", "sigmoid"), "bce")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -46,7 +46,7 @@ def test_mini_batch_training_also_reaches_95_percent(capsys):
 def test_one_training_step_is_one_torch_sgd_step_on_the_training_set():
     pytest.importorskip("torch")
     from manual_backprop import make_case
-    from references import torch_training
+    from manual_backprop.references import torch_training
 
     data = circle_data(SEED_004, samples=40, seed=1)
     params = initial_parameters(SEED_004, 1)

@@ -12,13 +12,15 @@ import dataclasses
 import numpy as np
 import pytest
 
-from manual_backprop import checker, engine
+from manual_backprop import references
+from manual_backprop.engine import trace as engine
+from manual_backprop.checking import checker
 from manual_backprop.kernels import ACTIVATIONS, LOSSES
 from manual_backprop.kernels import linear as linear_kernels
 
 from .helpers import case_of, with_kinks
 
-REFS = [r for r in ("torch", "jax", "fd") if __import__("references").is_installed(r)]
+REFS = [r for r in ("torch", "jax", "fd") if references.is_installed(r)]
 
 
 def _report(case):

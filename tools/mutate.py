@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
-COPIED = ("manual_backprop", "references", "tests", "pyproject.toml")
+COPIED = ("manual_backprop", "tests", "pyproject.toml")
 
 # The tests each mutant is given, fastest and most discriminating first. torch only:
 # JAX would compile every network again in every child.
@@ -74,8 +74,8 @@ TARGETS = [
            lambda q: q in {"linear_dW", "linear_db", "linear_dA_prev", "linear_backward"}, KERNEL_TESTS),
     Target("manual_backprop/kernels/losses.py",
            lambda q: q.endswith("_grad") or q in {"Loss.scale", "Loss.gradient"}, KERNEL_TESTS),
-    Target("manual_backprop/engine.py", lambda q: q in {"backward", "_accumulate"}, ENGINE_TESTS),
-    Target("manual_backprop/fast.py", lambda q: q in {"_run", "_activation_backward", "_loss_and_dZ"}, FAST_TESTS,
+    Target("manual_backprop/engine/trace.py", lambda q: q in {"backward", "_accumulate"}, ENGINE_TESTS),
+    Target("manual_backprop/engine/fast.py", lambda q: q in {"_run", "_activation_backward", "_loss_and_dZ"}, FAST_TESTS,
            after={"_run": "_loss_and_dZ("}),
 ]
 
@@ -90,8 +90,8 @@ HANDWRITTEN = [
     ("manual_backprop/kernels/losses.py", "Loss.gradient", "Z.dtype.type(c)", "Z.dtype.type(c / Z.shape[0])"),
     ("manual_backprop/kernels/losses.py", "Loss.scale", "1.0 / N", "1.0 / (N - 1)"),
     ("manual_backprop/kernels/losses.py", "Loss.scale", "1.0 / (N * K)", "1.0 / N"),
-    ("manual_backprop/engine.py", "backward", 'fwd[f"Z{l}"], fwd[f"A{l}"])', 'fwd[f"Z{l}"], fwd[f"Z{l}"])'),
-    ("manual_backprop/fast.py", "_activation_backward", "np.greater(A, 0, out=mask)", "np.greater_equal(A, 0, out=mask)"),
+    ("manual_backprop/engine/trace.py", "backward", 'fwd[f"Z{l}"], fwd[f"A{l}"])', 'fwd[f"Z{l}"], fwd[f"Z{l}"])'),
+    ("manual_backprop/engine/fast.py", "_activation_backward", "np.greater(A, 0, out=mask)", "np.greater_equal(A, 0, out=mask)"),
 ]
 
 #: Handwritten mutants whose code has changed since (reported, so that the list is kept up to date).
@@ -107,16 +107,16 @@ EQUIVALENT: dict[str, str] = {
         "N == 0 never holds, so every batch takes A_prev.T @ dZ, which for N = 1 is the same outer product",
     "manual_backprop/kernels/linear.py:linear_db: in `return np.ones(dZ.shape[0], dtype=dZ.dtype) @ dZ`: "
     "`np.ones(dZ.shape[0], dtype=dZ.dtype) @ dZ` left operand of @ transposed": _1D,
-    "manual_backprop/fast.py:_run: in `if N == 1:`: `1` constant 1 -> 0":
+    "manual_backprop/engine/fast.py:_run: in `if N == 1:`: `1` constant 1 -> 0":
         "the one-row shortcut db = dZ[0] is skipped; ones @ dZ gives the same row",
-    "manual_backprop/fast.py:_loss_and_dZ: in `total = (log_s.sum() if weights is None else weights @ log_s) - picked`: "
+    "manual_backprop/engine/fast.py:_loss_and_dZ: in `total = (log_s.sum() if weights is None else weights @ log_s) - picked`: "
     "`weights @ log_s` operands of @ swapped": "the dot product of two vectors is symmetric",
-    "manual_backprop/fast.py:_loss_and_dZ: in `total = (log_s.sum() if weights is None else weights @ log_s) - picked`: "
+    "manual_backprop/engine/fast.py:_loss_and_dZ: in `total = (log_s.sum() if weights is None else weights @ log_s) - picked`: "
     "`weights @ log_s` left operand of @ transposed": _1D,
-    "manual_backprop/fast.py:_loss_and_dZ: in `total = (log_s.sum() if weights is None else weights @ log_s) - picked`: "
+    "manual_backprop/engine/fast.py:_loss_and_dZ: in `total = (log_s.sum() if weights is None else weights @ log_s) - picked`: "
     "`weights @ log_s` right operand of @ transposed": _1D,
-    "manual_backprop/fast.py:_loss_and_dZ: in `sq = flat @ flat`: `flat @ flat` left operand of @ transposed": _1D,
-    "manual_backprop/fast.py:_loss_and_dZ: in `sq = flat @ flat`: `flat @ flat` right operand of @ transposed": _1D,
+    "manual_backprop/engine/fast.py:_loss_and_dZ: in `sq = flat @ flat`: `flat @ flat` left operand of @ transposed": _1D,
+    "manual_backprop/engine/fast.py:_loss_and_dZ: in `sq = flat @ flat`: `flat @ flat` right operand of @ transposed": _1D,
 }
 
 

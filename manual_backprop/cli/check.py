@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from ..checker import CheckReport, check
+from ..checking.checker import CheckReport, check
 from ..environment import summary
 from .common import add_case_options, case_from_args, print_json
 
@@ -71,7 +71,7 @@ def render(report: CheckReport, profile: bool = False, file=None) -> None:
     out = file or sys.stdout
     console = Console(file=out, highlight=False, width=None if out.isatty() else 120)
     case = report.case
-    import references
+    from .. import references
 
     if case.title:  # escaped: a title or path with [brackets] is the user's text, not markup
         console.print(f"[bold]{escape(case.title)}[/bold]")
@@ -169,7 +169,7 @@ def render_per_sample(report: CheckReport, console) -> None:
     """Seed 000's table: for each sample i, the gradients of its own term l_i."""
     from rich.table import Table
 
-    from ..per_sample import normalisation, per_sample_rows
+    from ..engine.per_sample import normalisation, per_sample_rows
 
     net = report.case.network
     rows = per_sample_rows(net, report.trace)

@@ -8,11 +8,11 @@ import math
 import sys
 from typing import Any
 
-from ..case import Case, make_case
-from ..catalog import DEFAULT_EXAMPLE, load_example
+from ..description.case import Case, make_case
+from ..description.catalog import DEFAULT_EXAMPLE, load_example
 from ..errors import InputError
-from ..netfile import load_case
-from ..network import Network
+from ..description.netfile import load_case
+from ..description.network import Network
 
 INLINE = ("sizes", "activations", "loss", "reduction", "batch", "seed")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..catalog import example_names, load_example
+from ..description.catalog import example_names, load_example
 from .common import print_json
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import benchreport
+from ..bench import report as benchreport
 from ..errors import InputError
 from .common import print_json
 

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 from ..environment import describe
-from ..catalog import example_text
+from ..description.catalog import example_text
 from ..errors import InputError
-from ..network import Network
-from .. import train as T
+from ..description.network import Network
+from ..training import train as T
 
 DEFAULT_EXAMPLE = "seed-004"
 
@@ -61,8 +61,8 @@ def add_parser(sub) -> None:
 
 def _load(args: argparse.Namespace):
     """The case, and whether its source gave the starting parameters."""
-    from ..case import make_case
-    from ..netfile import parse_case, tomllib
+    from ..description.case import make_case
+    from ..description.netfile import parse_case, tomllib
 
     inline = [k for k in ("sizes", "activations", "loss", "reduction") if getattr(args, k) is not None]
     given = [x for x in (args.file and "FILE", args.example and "--example",
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         if net.sizes[0] != 2:
             raise InputError(f"the decision boundary is drawn in the plane: the network has {net.sizes[0]} "
                              f"inputs, not 2 (pass --no-plots to train without pictures)")
-        from ..train_plots import require_matplotlib
+        from ..training.plots import require_matplotlib
 
         require_matplotlib()  # a missing matplotlib is an input error before training, not after
 
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
     files: list[str] = []
     if result.ok and not args.no_plots:
-        from ..train_plots import decision_boundary, loss_curve
+        from ..training.plots import decision_boundary, loss_curve
 
         out.mkdir(parents=True, exist_ok=True)
         files = [str(decision_boundary(result, out / "decision_boundary.png")),

@@ -9,11 +9,11 @@ import sys
 import numpy as np
 
 from ..environment import describe, summary
-from ..catalog import load_example
-from ..derivation import Validation, validate
-from ..derivation.claims import WHOLE, in_layout
+from ..description.catalog import load_example
+from ..validation import Validation, validate
+from ..validation.claims import WHOLE, in_layout
 from ..errors import InputError
-from ..netfile import load_case
+from ..description.netfile import load_case
 from .common import print_json
 
 #: Rows and columns of a claimed tensor shown in the table; a larger one is cut with "…".

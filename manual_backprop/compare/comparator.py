@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..kernels import ACTIVATIONS
-from ..network import Network
+from ..description.network import Network
 from .tolerance import FLOOR, K, kink_scales, tolerance
 
 #: Statuses that count as agreement.

@@ -25,7 +25,7 @@ from typing import Mapping
 import numpy as np
 
 from ..kernels import ACTIVATIONS, LOSSES
-from ..network import Network
+from ..description.network import Network
 
 #: Safety factor over the rounding estimate, the same for every dtype.
 K = 8.0

@@ -1,0 +1,327 @@
+"""Turn a pytest-benchmark JSON file (from ``benchmarks/``) into a report a person can read.
+
+:func:`load` reads and checks the file; :func:`build` makes a :class:`Report`:
+the medians of the whole forward + backward per network, dtype, batch and
+implementation, the ratios the project's targets are stated in, the kernels,
+the peak memory, and the environment the run recorded. :func:`markdown` and
+:func:`plot` render it; :func:`compare` sets it against an older run.
+
+Ratios are taken within one run (never across runs): this machine's absolute
+times drift by tens of percent between runs, the ratios much less.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+IMPLS = ("numpy_fast", "numpy_trace", "numpy_loop", "torch", "jax", "floor_numpy", "floor_torch")
+LABELS = {
+    "numpy_fast": "fast engine", "numpy_trace": "checking engine", "numpy_loop": "per-sample loop",
+    "torch": "torch eager", "jax": "jax.jit", "floor_numpy": "floor NumPy", "floor_torch": "floor torch",
+}
+# A point sits "on the matrix-multiply floor" (where the targets allow 3%): batch >= 512 on a wide network.
+WIDE = ("784-256-256-10", "1024x4")
+
+
+@dataclass
+class Target:
+    name: str
+    point: str
+    value: float
+    limit: float
+    kind: str  # "<=" or ">="
+
+    @property
+    def ok(self) -> bool:
+        return self.value <= self.limit if self.kind == "<=" else self.value >= self.limit
+
+
+@dataclass
+class Report:
+    source: str
+    environment: dict[str, Any]
+    # (network, dtype, batch) -> impl -> seconds per call (the loop scaled to the whole batch)
+    times: dict[tuple[str, str, int], dict[str, float]] = field(default_factory=dict)
+    compile_s: dict[tuple[str, str, int], float] = field(default_factory=dict)
+    kernels: dict[str, dict[str, float]] = field(default_factory=dict)
+    kernel_shape: str = ""
+    memory: dict[str, float] = field(default_factory=dict)
+    memory_case: str = ""
+    by_name: dict[str, float] = field(default_factory=dict)
+
+    def ratios(self, key: tuple[str, str, int]) -> dict[str, float]:
+        t = self.times[key]
+        fast = t.get("numpy_fast")
+        out: dict[str, float] = {}
+        if fast is None:
+            return out
+        floors = [t[f] for f in ("floor_numpy", "floor_torch") if f in t]
+        if floors:
+            out["fast/floor"] = fast / min(floors)
+        for other, name in (("torch", "fast/torch"), ("jax", "fast/jax")):
+            if other in t:
+                out[name] = fast / t[other]
+        if "numpy_loop" in t:
+            out["loop/fast"] = t["numpy_loop"] / fast
+        if "numpy_trace" in t:
+            out["trace/fast"] = t["numpy_trace"] / fast
+        return out
+
+    def targets(self) -> list[Target]:
+        """The issue's targets, checked at every grid point the run has."""
+        found: list[Target] = []
+        for key in sorted(self.times, key=_order):
+            network, dtype, batch = key
+            r = self.ratios(key)
+            where = f"{network} {dtype} B={batch}"
+            on_floor = network in WIDE and batch >= 512
+            for name in ("fast/torch", "fast/jax"):
+                if name in r:
+                    found.append(Target(name, where, r[name], 1.03 if on_floor else 1.0, "<="))
+            if "fast/floor" in r and batch >= 64 and network in WIDE:
+                found.append(Target("fast/floor", where, r["fast/floor"], 1.10, "<="))
+            if network == "2-3-1" and batch == 4096 and "loop/fast" in r:
+                found.append(Target("loop/fast", where, r["loop/fast"], 100.0, ">="))
+        if "numpy_fast" in self.memory and "torch" in self.memory:
+            found.append(Target("memory fast/torch", self.memory_case,
+                                self.memory["numpy_fast"] / self.memory["torch"], 1.0, "<="))
+        return found
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """The parsed file, or an :class:`InputError` saying why it is not a pytest-benchmark JSON file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{p}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise InputError(f"{p}: not a pytest-benchmark JSON file (no 'benchmarks' list); "
+                         f"make one with `pytest benchmarks --benchmark-json={p.name}`")
+    for i, b in enumerate(data["benchmarks"]):
+        if not isinstance(b, dict) or not isinstance(b.get("stats"), dict) or "median" not in b["stats"]:
+            raise InputError(f"{p}: benchmark #{i} has no stats.median; "
+                             f"was the run made with --benchmark-disable?")
+    return data
+
+
+def build(data: dict[str, Any], source: str = "") -> Report:
+    report = Report(source, environment(data))
+    for b in data["benchmarks"]:
+        info = b.get("extra_info") or {}
+        median = float(b["stats"]["median"])
+        report.by_name[b.get("fullname") or b.get("name", "")] = median * float(info.get("scale", 1.0))
+        kind = info.get("kind")
+        if kind == "network":
+            key = (info["network"], info["dtype"], int(info["batch"]))
+            report.times.setdefault(key, {})[info["impl"]] = median * float(info.get("scale", 1.0))
+            if "jax_first_call_s" in info:
+                report.compile_s[key] = max(float(info["jax_first_call_s"]) - median, 0.0)
+        elif kind == "kernel":
+            report.kernels.setdefault(info["kernel"], {})[info["variant"]] = median
+            report.kernel_shape = info.get("shape", "")
+        elif kind == "memory":
+            report.memory[info["impl"]] = float(info["peak_extra_mib"])
+            report.memory_case = f"{info['network']} {info['dtype']} B={info['batch']}"
+    return report
+
+
+def environment(data: dict[str, Any]) -> dict[str, Any]:
+    """Date, versions, BLAS and threads: pytest-benchmark's machine_info and what conftest added."""
+    mi = data.get("machine_info") or {}
+    ours = mi.get("manual_backprop") or {}
+    cpu = mi.get("cpu") or {}
+    threads = ours.get("threads") or {}
+    return {
+        "date": data.get("datetime", "?"),
+        "python": ours.get("python") or mi.get("python_version", "?"),
+        "numpy": ours.get("numpy", "?"),
+        "torch": ours.get("torch") or "-",
+        "jax": ours.get("jax") or "-",
+        "blas": ours.get("blas", "?"),
+        "torch_blas": ours.get("torch_blas", "?"),
+        "cpu": cpu.get("brand_raw") or mi.get("processor") or "?",
+        "cpu_count": threads.get("cpu_count") or cpu.get("count", "?"),
+        "blas_threads": ", ".join(f"{p.get('internal_api')} {p.get('num_threads')}"
+                                  for p in ours.get("blas_pools", [])) or "?",
+        "torch_threads": ours.get("torch_threads", "?"),
+        "gap_s": ours.get("gap_s", "?"),
+        "platform": ours.get("platform") or mi.get("system", "?"),
+        "pytest_benchmark": data.get("version", "?"),
+    }
+
+
+def fmt_time(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def _order(key: tuple[str, str, int]) -> tuple:
+    network, dtype, batch = key
+    nets = ["2-3-1", "784-256-256-10", "1024x4"]
+    return (nets.index(network) if network in nets else 99, network, dtype != "float32", dtype, batch)
+
+
+def _cell(value: float | None, limit: float | None = None, kind: str = "<=") -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.2f}" if value < 100 else f"{value:.0f}"
+    if limit is not None:
+        ok = value <= limit if kind == "<=" else value >= limit
+        text = text if ok else f"**{text}** ✗"
+    return text
+
+
+def markdown(report: Report, comparison: list[dict[str, Any]] | None = None) -> str:
+    env = report.environment
+    lines = [
+        "# Benchmark report",
+        "",
+        f"Run {env['date']} on {env['cpu']} ({env['cpu_count']} CPUs), {env['platform']}.",
+        f"Python {env['python']}, NumPy {env['numpy']} ({env['blas']}; threads: {env['blas_threads']}), "
+        f"torch {env['torch']} ({env['torch_blas']}, {env['torch_threads']} threads), JAX {env['jax']}, "
+        f"pytest-benchmark {env['pytest_benchmark']}. Pause before each timed benchmark: {env['gap_s']} s.",
+        "",
+        "Median time of one forward + backward (the loss and every dW, db). "
+        "Ratios are within this run; ✗ marks a ratio that misses its target "
+        "(fast/torch and fast/jax ≤ 1, ≤ 1.03 at batch ≥ 512 on the wide networks; "
+        "fast/floor ≤ 1.10 at batch ≥ 64 on the wide networks (2-3-1 is Python-overhead bound: "
+        "its floor is five tiny products); loop/fast ≥ 100 on 2-3-1 at batch 4096). "
+        "floor = the better of the two floors; the per-sample loop is timed on a capped subset "
+        "and scaled to the batch.",
+    ]
+    tables: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
+    for key in sorted(report.times, key=_order):
+        tables.setdefault(key[:2], []).append(key)
+    for (network, dtype), keys in tables.items():
+        impls = [i for i in IMPLS if any(i in report.times[k] for k in keys)]
+        lines += ["", f"## {network}, {dtype}", ""]
+        head = ["batch"] + [LABELS[i] for i in impls] + ["fast/floor", "fast/torch", "fast/jax", "loop/fast",
+                                                        "jax compile"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for key in keys:
+            t, r, batch = report.times[key], report.ratios(key), key[2]
+            on_floor = network in WIDE and batch >= 512
+            fw = 1.03 if on_floor else 1.0
+            row = [str(batch)] + [fmt_time(t.get(i)) for i in impls] + [
+                _cell(r.get("fast/floor"), 1.10 if batch >= 64 and network in WIDE else None),
+                _cell(r.get("fast/torch"), fw), _cell(r.get("fast/jax"), fw),
+                _cell(r.get("loop/fast"), 100.0 if network == "2-3-1" and batch == 4096 else None, ">="),
+                fmt_time(report.compile_s.get(key)),
+            ]
+            lines.append("| " + " | ".join(row) + " |")
+    if report.kernels:
+        lines += ["", f"## Kernels ({report.kernel_shape}, float32)", "", "| rule | way | median |", "|---|---|---|"]
+        for group, variants in report.kernels.items():
+            for variant, median in variants.items():
+                lines.append(f"| {group} | {variant} | {fmt_time(median)} |")
+    if report.memory:
+        lines += ["", f"## Peak extra memory, {report.memory_case}", "", "| implementation | MiB |", "|---|---|"]
+        for impl in IMPLS:
+            if impl in report.memory:
+                lines.append(f"| {LABELS[impl]} | {report.memory[impl]:.1f} |")
+    targets = report.targets()
+    if targets:
+        missed = [t for t in targets if not t.ok]
+        lines += ["", "## Targets", "", f"{len(targets) - len(missed)} of {len(targets)} hold."]
+        if missed:
+            lines += ["", "| target | where | measured | limit |", "|---|---|---|---|"]
+            for t in missed:
+                lines.append(f"| {t.name} {t.kind} {t.limit:g} | {t.point} | {t.value:.3f} | {t.limit:g} |")
+    if comparison is not None:
+        regressions = [c for c in comparison if c["regression"]]
+        lines += ["", "## Against the older run", "",
+                  f"{len(comparison)} benchmarks in both runs, {len(regressions)} slower by more than the threshold."]
+        if comparison:
+            lines += ["", "| benchmark | old | new | new/old | |", "|---|---|---|---|---|"]
+            for c in sorted(comparison, key=lambda c: -c["ratio"]):
+                flag = "**regression**" if c["regression"] else ""
+                lines.append(f"| {c['name']} | {fmt_time(c['old'])} | {fmt_time(c['new'])} | "
+                             f"{c['ratio']:.2f} | {flag} |")
+    return "\n".join(lines) + "\n"
+
+
+def compare(new: Report, old: Report, threshold: float) -> list[dict[str, Any]]:
+    """Benchmarks present in both runs: old and new medians, their ratio, and whether it is a regression."""
+    out = []
+    for name, t_new in new.by_name.items():
+        t_old = old.by_name.get(name)
+        if t_old:
+            ratio = t_new / t_old
+            out.append({"name": name, "old": t_old, "new": t_new, "ratio": ratio, "regression": ratio > threshold})
+    return out
+
+
+def plot(report: Report, path: str | Path) -> Path | None:
+    """Log-log time against batch: one panel per network and dtype, one line per implementation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
+    for key in sorted(report.times, key=_order):
+        panels.setdefault(key[:2], []).append(key)
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
+    styles = {"numpy_fast": "o-", "numpy_trace": "s--", "numpy_loop": "x:", "torch": "^-", "jax": "v-",
+              "floor_numpy": "k-", "floor_torch": "k--"}
+    for ax, ((network, dtype), keys) in zip(axes[0], panels.items()):
+        for impl in IMPLS:
+            pts = [(k[2], report.times[k][impl]) for k in keys if impl in report.times[k]]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, styles.get(impl, "-"), label=LABELS[impl], lw=1.2, ms=4)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{network}, {dtype}", fontsize=10)
+        ax.set_xlabel("batch size")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0][0].set_ylabel("seconds per forward + backward")
+    axes[0][-1].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"manual_backprop benchmarks, {report.environment['date'][:10]}", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def summary(report: Report, comparison: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The machine-readable form (``--json``)."""
+    rows = []
+    for key in sorted(report.times, key=_order):
+        rows.append({"network": key[0], "dtype": key[1], "batch": key[2],
+                     "median_s": report.times[key], "ratios": report.ratios(key),
+                     "jax_compile_s": report.compile_s.get(key)})
+    targets = report.targets()
+    out: dict[str, Any] = {
+        "ok": not any(c["regression"] for c in comparison or []),  # as the exit code: 1 on a regression
+        "targets_ok": all(t.ok for t in targets),
+        "environment": report.environment,
+        "networks": rows,
+        "kernels": report.kernels,
+        "memory_mib": report.memory,
+        "targets": [{"name": t.name, "where": t.point, "value": t.value, "limit": t.limit, "kind": t.kind,
+                     "ok": t.ok} for t in targets],
+    }
+    if comparison is not None:
+        out["comparison"] = comparison
+    return out

@@ -1,0 +1,231 @@
+"""``check``: run the engine and every reference on one case, and compare every tensor.
+
+>>> from manual_backprop import load_example, check
+>>> report = check(load_example("seed-002"))
+>>> report.ok, report.first_divergence
+(True, None)
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..description.case import Case, as_float64
+from ..compare import TensorCheck, compare_arrays, compare_projections, compare_traces, compared_names, error_scales
+from ..engine.trace import Trace
+from ..errors import InputError
+from .overflow import ensure_representable, run_quietly
+from .rounding import Verdict, explain_float32_failure, needs_explaining
+
+ALL_REFERENCES = ("torch", "jax", "fd")
+
+#: Below this many multiply-adds per forward pass, BLAS runs on one thread.
+SMALL_PRODUCT_FLOPS = 2**27
+
+
+@dataclass
+class CheckReport:
+    """The engine's trace and, per tensor and per reference, the verdict."""
+
+    case: Case
+    trace: Trace
+    references: list[str]
+    checks: dict[str, dict[str, TensorCheck]]
+    skipped: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    #: For a failed float32 check: rounding or bug, from the same case re-run in float64 (see rounding.py).
+    float32_failure: Verdict | None = None
+    #: Names judged beyond the trace (per-sample gradients, the descent step), in order.
+    extra: list[str] = field(default_factory=list)
+    #: The rounding scale E of every tensor (compare.tolerance.error_scales).
+    scales: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def order(self) -> list[str]:
+        return compared_names(self.case.network) + self.extra
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for per_ref in self.checks.values() for c in per_ref.values())
+
+    @property
+    def first_divergence(self) -> str | None:
+        """The first tensor, forward then backward order, that some reference disagrees with."""
+        for name in self.order:
+            if any(not c.ok for c in self.checks.get(name, {}).values()):
+                return name
+        return None
+
+    def step_before(self, name: str) -> str | None:
+        """The tensor judged just before ``name`` (its upstream step in backward order)."""
+        order = self.order
+        i = order.index(name)
+        return order[i - 1] if i > 0 else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object of ../PRODUCT.md."""
+        tensors = {}
+        for name in self.order:
+            value = np.asarray(self.trace[name])
+            tensors[name] = {
+                "shape": list(value.shape),
+                "dtype": str(value.dtype),
+                "value": value.tolist(),
+                "checks": {ref: c.to_json() for ref, c in self.checks.get(name, {}).items()},
+            }
+        first = self.first_divergence
+        out: dict[str, Any] = {
+            "ok": self.ok,
+            "first_divergence": first,
+            "network": self.case.network.describe(),
+            "title": self.case.title,
+            "source": self.case.source,
+            "references": self.references,
+            "skipped_references": self.skipped,
+            "tensors": tensors,
+            "float32_failure": self.float32_failure.to_json() if self.float32_failure is not None else None,
+            "environment": self.environment,
+            "timings_s": self.timings,
+        }
+        if first is not None:
+            out["step_before_first_divergence"] = self.step_before(first)
+        return out
+
+
+def resolve_references(against: Sequence[str] | None) -> tuple[list[str], bool]:
+    """The references to run, and whether the user named them (then a missing one is an error)."""
+    if against is None:
+        return list(ALL_REFERENCES), False
+    names = []
+    for name in against:
+        name = name.strip().lower()
+        if name not in ALL_REFERENCES:
+            raise InputError(f"unknown reference {name!r}; known: {', '.join(ALL_REFERENCES)}")
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise InputError("--against names no reference; known: " + ", ".join(ALL_REFERENCES))
+    return names, True
+
+
+def check(case: Case, against: Sequence[str] | None = None, device: str | None = None,
+          engine_trace: Trace | None = None, per_sample: bool = False,
+          learning_rate: float | None = None) -> CheckReport:
+    """Run ``case`` through the engine and the references, and compare every tensor.
+
+    ``against=None`` means every installed reference (a missing framework is
+    skipped and noted in ``report.skipped``); naming one that is not installed
+    raises :class:`~manual_backprop.errors.InputError` with the install hint.
+    ``per_sample`` adds ``dWl_per_sample`` and ``dbl_per_sample``; a learning
+    rate (or the case's ``[sgd]`` table) adds ``Wl_next`` and ``bl_next``, both
+    judged against torch and JAX (finite differences have nothing to say there).
+    """
+    from ..environment import describe
+
+    names, explicit = resolve_references(against)
+    if learning_rate is None:
+        learning_rate = case.learning_rate
+    with blas_threads_for(case):
+        report = _check(case, names, explicit, device, engine_trace, describe)
+        if per_sample or learning_rate is not None:
+            _check_beyond_the_trace(report, per_sample, learning_rate)
+        if needs_explaining(report):
+            t0 = time.perf_counter()
+            report64 = check(as_float64(case), against=report.references, per_sample=per_sample,
+                             learning_rate=learning_rate)
+            report.float32_failure = explain_float32_failure(report, report64)
+            report.timings["float64 re-run"] = time.perf_counter() - t0
+    return report
+
+
+def _check_beyond_the_trace(report: CheckReport, per_sample: bool, learning_rate: float | None) -> None:
+    """Per-sample gradients and one descent step, against the frameworks' own training tools."""
+    import importlib
+
+    from ..engine.per_sample import per_sample_error_scales, per_sample_gradients
+    from ..engine.sgd import check_learning_rate, next_error_scales, next_parameters
+
+    case, trace, E = report.case, report.trace, report.scales
+    frameworks = [r for r in report.references if r != "fd"]
+    tables: list[tuple[dict, dict, str]] = []
+    if per_sample:
+        ours = per_sample_gradients(case, trace)
+        tables.append((ours, per_sample_error_scales(case.network, trace, E), "per_sample_gradients"))
+    if learning_rate is not None:
+        lr = check_learning_rate(learning_rate, "--lr")
+        ours = next_parameters(case, lr, trace)
+        tables.append((ours, next_error_scales(case.network, case.params, trace, E, lr), "next_parameters"))
+    for ours, scales, function in tables:
+        theirs = {}
+        for ref in frameworks:
+            module = importlib.import_module(f"manual_backprop.references.{ref}_training")
+            t0 = time.perf_counter()
+            theirs[ref] = getattr(module, function)(case, learning_rate) if function == "next_parameters" \
+                else getattr(module, function)(case)
+            report.timings[f"{ref}:{function}"] = time.perf_counter() - t0
+        for name, value in ours.items():
+            trace[name] = value
+            report.extra.append(name)
+            report.checks[name] = {
+                ref: compare_arrays(name, ref, value, theirs[ref].get(name), scales[name], case.network.dtype)
+                for ref in frameworks
+            }
+
+
+def blas_threads_for(case: Case):
+    """One BLAS thread for small networks, the default for large ones.
+
+    Measured here: OpenBLAS's thread start-up and spinning make a small
+    product tens of times slower with 2 threads than with 1, and a check runs
+    hundreds of small forward passes (finite differences, tolerances).
+    """
+    from threadpoolctl import threadpool_limits
+
+    net = case.network
+    flops = case.batch * sum(a * b for a, b in zip(net.sizes, net.sizes[1:]))
+    return threadpool_limits(limits=1, user_api="blas") if flops < SMALL_PRODUCT_FLOPS else nullcontext()
+
+
+def _check(case, names, explicit, device, engine_trace, describe) -> CheckReport:
+    from .. import references
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    trace = engine_trace if engine_trace is not None else run_quietly(case)
+    timings["engine"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with np.errstate(all="ignore"):  # an overflow is reported just below, never warned about
+        E = error_scales(case.network, case.params, trace, case.T)
+    timings["tolerances"] = time.perf_counter() - t0
+    ensure_representable(case, trace, E)
+
+    checks: dict[str, dict[str, TensorCheck]] = {name: {} for name in compared_names(case.network)}
+    used, skipped = [], {}
+    for ref in names:
+        if not references.is_installed(ref):
+            if explicit:
+                references.load(ref)  # raises MissingReference with the install hint
+            skipped[ref] = f"{ref} is not installed ({references.INSTALL_HINTS.get(ref, '')})"
+            continue
+        module = references.load(ref)
+        t0 = time.perf_counter()
+        result = module.run(case, device=device)
+        timings[ref] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if ref == "fd":
+            per = compare_projections(case.network, trace, result, E, ref)
+        else:
+            per = compare_traces(case.network, case.params, trace, result, ref, E)
+        timings[f"compare:{ref}"] = time.perf_counter() - t0
+        for name, c in per.items():
+            checks[name][ref] = c
+        used.append(ref)
+    report = CheckReport(case, trace, used, checks, skipped, timings, describe(case.seed))
+    report.scales = E
+    return report

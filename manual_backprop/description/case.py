@@ -1,0 +1,317 @@
+"""A :class:`Case`: a network with its parameters and data, checked before anything runs.
+
+Whatever reaches the engine or a reference has passed :func:`make_case`:
+every shape fits the network exactly (no broadcasting, so a (N,) target
+never meets a (N, 1) output), every value is finite, every array has the
+network's float dtype, and labels and targets are in range. Anything else is
+an :class:`~manual_backprop.errors.InputError` naming the tensor and index.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import InputError
+from ..kernels.losses import one_hot
+from .network import Network
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A value derived by hand, and how precisely it was written.
+
+    ``resolution`` is half a unit in the last written decimal place, element by
+    element (0 where the value was written to full precision or came from
+    code): a claim is right if it lies within ``resolution`` of the truth
+    plus the tolerance the comparison allows anyway.
+    """
+
+    value: np.ndarray
+    resolution: np.ndarray
+
+
+@dataclass(frozen=True)
+class Case:
+    """Everything one run needs. Build it with :func:`make_case` (or load a file)."""
+
+    network: Network
+    params: dict[str, np.ndarray]
+    X: np.ndarray
+    Y: np.ndarray
+    title: str = ""
+    seed: int = 0
+    claimed: dict[str, Claim] = field(default_factory=dict)
+    learning_rate: float | None = None
+    source: str = "<options>"
+
+    @property
+    def T(self) -> np.ndarray:
+        """The target as a matrix of the output's shape: Y itself, or one-hot rows for labels."""
+        if self.Y.ndim == 1:
+            return one_hot(self.Y, self.network.sizes[-1], self.network.np_dtype)
+        return self.Y
+
+    @property
+    def batch(self) -> int:
+        return self.X.shape[0]
+
+
+def make_case(
+    network: Network,
+    params: Mapping[str, Any] | None = None,
+    X: Any = None,
+    Y: Any = None,
+    *,
+    seed: int = 0,
+    batch: int = 4,
+    title: str = "",
+    claimed: Mapping[str, Claim] | None = None,
+    learning_rate: float | None = None,
+    source: str = "<options>",
+    from_file: bool = False,
+) -> Case:
+    """Fill in what is missing from ``seed`` and check everything against ``network``.
+
+    Missing parameters are drawn with non-symmetric weights (scaled by
+    1/sqrt(fan-in)) and non-zero biases; missing data with ``batch`` rows.
+    Parameters and data come from separate streams of the seed, so giving one
+    does not change the other. ``from_file`` names each array with its table
+    in messages (``net.toml: [data] X has NaN at index [0, 1]``).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"{source}: seed must be a non-negative integer, got {seed!r}")
+    params = dict(params or {})
+    shapes = network.parameter_shapes()
+    unknown = sorted(set(params) - set(shapes))
+    if unknown:
+        raise InputError(
+            f"{source}: [parameters] has unknown name {unknown[0]!r}; this network has "
+            f"{', '.join(shapes)}"
+        )
+    if X is None and Y is None:
+        _check_batch(batch, source)
+    _check_memory(network, batch if X is None and Y is None else 1, source)
+    in_params = f"{source}: [parameters] " if from_file else f"{source}: "
+    in_data = f"{source}: [data] " if from_file else f"{source}: "
+    drawn = random_parameters(network, seed)
+    full = {}
+    for name in shapes:
+        full[name] = _float_array(params[name], network, name, in_params) if name in params else drawn[name]
+        _expect_shape(full[name], shapes[name], name, in_params)
+    if X is None and Y is None:
+        X, Y = random_data(network, seed, batch)
+    elif X is None or Y is None:
+        missing = "X" if X is None else "Y"
+        raise InputError(f"{source}: [data] gives {'Y' if missing == 'X' else 'X'} but not {missing}; give both or neither")
+    X = _float_array(X, network, "X", in_data)
+    if X.ndim >= 1 and X.shape[0] == 0:
+        raise InputError(f"{in_data}X is an empty batch (N = 0); the mean over no samples is undefined")
+    if X.ndim != 2 or X.shape[1] != network.sizes[0]:
+        raise InputError(
+            f"{in_data}X has shape {_shape(X)}, expected (N, {network.sizes[0]}) for input width {network.sizes[0]}"
+        )
+    Y = _targets(Y, network, X.shape[0], in_data)
+    return Case(network, full, X, Y, title, int(seed), dict(claimed or {}), learning_rate, source)
+
+
+def cast_arrays(case: Case, dtype) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """``(params, X, Y, T)`` of ``case`` in ``dtype``; integer class labels stay labels.
+
+    Widening (float32 to float64, float64 to long double) is exact: the numbers
+    stay the same, only the arithmetic done on them becomes wider.
+    """
+    dt = np.dtype(dtype)
+    params = {k: v.astype(dt) for k, v in case.params.items()}
+    Y = case.Y.astype(dt) if case.Y.ndim == 2 else case.Y
+    return params, case.X.astype(dt), Y, case.T.astype(dt)
+
+
+def as_float64(case: Case) -> Case:
+    """The same case in float64: the same numbers (float32 widens exactly), float64 arithmetic."""
+    if case.network.dtype == "float64":
+        return case
+    net = case.network
+    net64 = Network(net.sizes, net.activations, net.loss, net.reduction, "float64")
+    params, X, Y, _ = cast_arrays(case, np.float64)
+    return make_case(net64, params, X, Y, seed=case.seed, title=case.title,
+                     learning_rate=case.learning_rate, source=case.source)
+
+
+def random_parameters(network: Network, seed: int) -> dict[str, np.ndarray]:
+    """W_l ~ N(0, 1/n_{l-1}) and b_l ~ ±U(0.05, 0.5), from stream 0 of ``seed``."""
+    rng = np.random.default_rng([seed, 0])
+    out = {}
+    for l in range(1, network.depth + 1):
+        n_in, n_out = network.sizes[l - 1], network.sizes[l]
+        out[f"W{l}"] = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(network.np_dtype)
+        b = rng.uniform(0.05, 0.5, n_out) * rng.choice([-1.0, 1.0], n_out)
+        out[f"b{l}"] = b.astype(network.np_dtype)
+    return out
+
+
+def random_data(network: Network, seed: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """X ~ N(0, 1) with ``batch`` rows, and targets that suit the loss, from stream 1 of ``seed``."""
+    _check_batch(batch, "<options>")
+    rng = np.random.default_rng([seed, 1])
+    dt = network.np_dtype
+    K = network.sizes[-1]
+    X = rng.standard_normal((batch, network.sizes[0])).astype(dt)
+    if network.loss == "softmax_cross_entropy":
+        Y = rng.integers(0, K, batch)
+    elif network.loss == "bce":
+        Y = rng.integers(0, 2, (batch, K)).astype(dt)
+    else:
+        Y = (0.5 * rng.standard_normal((batch, K))).astype(dt)
+    return X, Y
+
+
+def _check_batch(batch: Any, source: str) -> None:
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise InputError(
+            f"{source}: batch must be a positive integer, got {batch!r}"
+            + ("; an empty batch has no mean and every gradient would be 0" if batch == 0 else "")
+        )
+
+
+#: Arrays a run keeps per layer and sample (Z, A, dZ, dA), and per weight (W, dW, a reference's copy).
+_PER_ACTIVATION, _PER_WEIGHT = 4, 3
+
+
+def _check_memory(network: Network, N: int, source: str) -> None:
+    """Refuse a network that cannot fit in this machine's memory, before allocating any of it.
+
+    (With Linux's memory overcommit an impossible allocation may succeed and the
+    process be killed later; a clear error up front is kinder.)
+    """
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return
+    weights = sum(a * b + b for a, b in zip(network.sizes, network.sizes[1:]))
+    need = network.np_dtype.itemsize * (_PER_WEIGHT * weights + _PER_ACTIVATION * N * sum(network.sizes))
+    if need > total:
+        raise InputError(
+            f"{source}: network {'-'.join(map(str, network.sizes))} with batch {N} needs about "
+            f"{_gib(need)} of memory, more than this machine's {_gib(total)}"
+        )
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB"
+
+
+def _shape(a: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(s) for s in a.shape)
+
+
+def _expect_shape(a: np.ndarray, shape: tuple[int, ...], name: str, where: str) -> None:
+    if a.shape != shape:
+        hint = "; write a bias as a flat list" if name.startswith("b") and a.ndim == 2 else ""
+        if name.startswith("W") and a.ndim == 2:
+            l = int(name[1:])
+            if a.shape == shape[::-1]:
+                hint = f" (written transposed? W{l} is (inputs, units): one row per unit of layer {l - 1})"
+            elif a.shape[1] == shape[1]:
+                hint = f" (its rows must match the width {shape[0]} of layer {l - 1}: the widths do not chain)"
+        raise InputError(f"{where}{name} has shape {_shape(a)}, expected {shape}{hint}")
+
+
+def _first_bad(mask: np.ndarray) -> str:
+    """`` at index [i, j]`` of the first True element (nothing for a scalar)."""
+    idx = [int(i) for i in np.argwhere(mask)[0]]
+    return f" at index {idx}" if idx else ""
+
+
+def _float_array(value: Any, network: Network, name: str, where: str) -> np.ndarray:
+    """A float array of the network's dtype, or an InputError that says why not."""
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError):
+        raise InputError(f"{where}{name} is not a rectangular array of numbers (rows of different lengths?)") from None
+    if a.dtype == object and a.size and all(type(x) is int for x in a.flat):
+        raise InputError(f"{where}{name} holds integers where floats are needed (write 1.0, not 1)")
+    if a.dtype == object or a.dtype.kind in "USV":
+        raise InputError(f"{where}{name} is not a rectangular array of numbers")
+    if a.dtype.kind == "b":
+        raise InputError(f"{where}{name} holds booleans where floats are needed")
+    if a.dtype.kind in "iu":
+        raise InputError(
+            f"{where}{name} holds integers where floats are needed (write 1.0, not 1)"
+        )
+    if a.dtype.kind == "c":
+        raise InputError(f"{where}{name} holds complex numbers where real floats are needed")
+    if a.dtype.kind != "f":
+        raise InputError(f"{where}{name} has dtype {a.dtype}, where {network.dtype} is needed")
+    if isinstance(value, np.ndarray) and a.dtype != network.np_dtype:
+        raise InputError(
+            f"{where}{name} is {a.dtype} but the network is {network.dtype}; "
+            f"cast it explicitly (no silent conversion)"
+        )
+    bad = ~np.isfinite(a)
+    if bad.any():
+        kind = "NaN" if np.isnan(a[bad]).any() else "Inf"
+        raise InputError(f"{where}{name} has {kind}{_first_bad(bad)}")
+    with np.errstate(over="ignore"):  # a value beyond the dtype's range is reported below, not warned about
+        cast = np.ascontiguousarray(a, dtype=network.np_dtype)
+    bad = ~np.isfinite(cast)
+    if bad.any():
+        raise InputError(
+            f"{where}{name} has {float(a[tuple(np.argwhere(bad)[0])])!r}{_first_bad(bad)}, beyond the largest "
+            f"{network.dtype} ({float(np.finfo(network.np_dtype).max):.4g})"
+        )
+    return cast
+
+
+def _targets(Y: Any, network: Network, N: int, where: str) -> np.ndarray:
+    K = network.sizes[-1]
+    a = np.asarray(Y) if not isinstance(Y, np.ndarray) else Y
+    labels = network.loss == "softmax_cross_entropy" and a.ndim == 1
+    if labels and a.dtype == object and a.size and all(type(y) is int for y in a):
+        i = next(i for i, y in enumerate(a) if not 0 <= y < K)  # only a label past int64 makes an object array
+        raise InputError(f"{where}Y has class label {a[i]} at index [{i}], but there are only {K} classes (0..{K - 1})")
+    if labels and a.dtype.kind == "b":
+        raise InputError(f"{where}Y holds booleans; class labels must be integers 0..{K - 1}")
+    if labels and a.dtype.kind in "iu":
+        if a.shape[0] != N:
+            raise InputError(f"{where}Y has {a.shape[0]} labels but X has {N} rows")
+        if (a < 0).any():
+            raise InputError(f"{where}Y has a negative class label {int(a[a < 0][0])}{_first_bad(a < 0)}")
+        if (a >= K).any():
+            raise InputError(
+                f"{where}Y has class label {int(a[a >= K][0])}{_first_bad(a >= K)}, "
+                f"but there are only {K} classes (0..{K - 1})"
+            )
+        return np.ascontiguousarray(a, dtype=np.int64)
+    if a.dtype.kind in "iu" and network.loss == "softmax_cross_entropy":
+        raise InputError(f"{where}Y holds integers; class labels must be a flat list of N integers, one per row")
+    a = _float_array(Y, network, "Y", where)
+    if a.shape != (N, K):
+        extra = ""
+        if a.shape == (N,) and K == 1:
+            extra = " (a flat (N,) target would broadcast against the (N, 1) output; write one row per sample)"
+        elif network.loss == "softmax_cross_entropy" and a.ndim == 1:
+            extra = " (class labels must be integers)"
+        raise InputError(f"{where}Y has shape {_shape(a)}, expected ({N}, {K}){extra}")
+    if network.loss == "bce":
+        bad = (a < 0) | (a > 1)
+        if bad.any():
+            raise InputError(
+                f"{where}Y has target {float(a[bad][0])!r}{_first_bad(bad)}; bce targets must lie in [0, 1]"
+            )
+    if network.loss == "softmax_cross_entropy":
+        bad = a < 0
+        if bad.any():
+            raise InputError(f"{where}Y has negative probability{_first_bad(bad)}")
+        sums = a.astype(np.float64).sum(axis=1)
+        off = np.abs(sums - 1) > 8 * K * np.finfo(a.dtype).eps
+        if off.any():
+            i = int(np.argwhere(off)[0][0])
+            raise InputError(
+                f"{where}Y row {i} sums to {float(sums[i])!r}; softmax_cross_entropy targets must be "
+                f"one-hot or probability rows summing to 1, or integer labels"
+            )
+    return a

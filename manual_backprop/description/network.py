@@ -1,0 +1,157 @@
+"""The one description of a network that drives the engine, the references and the tests.
+
+A :class:`Network` is the architecture only (widths, activations, loss,
+reduction, dtype). Together with parameters and data it makes a
+:class:`~manual_backprop.case.Case`. Every tensor a run produces is named
+after the maths (see ../PRODUCT.md): ``X, Y, Z1, A1, ..., L`` forward and
+``dAL, dZL, dWL, dbL, ..., dX`` backward.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..kernels import ACTIVATIONS, LOSSES
+from ..kernels.losses import REDUCTIONS
+
+DTYPES = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class Network:
+    """Widths ``sizes = (n0, n1, ..., nL)``, one activation per Linear layer, and the loss."""
+
+    sizes: tuple[int, ...]
+    activations: tuple[str, ...]
+    loss: str
+    reduction: str = "mean"
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sizes", tuple(self.sizes))
+        object.__setattr__(self, "activations", tuple(self.activations))
+        _check_network(self)
+
+    @property
+    def depth(self) -> int:
+        """L, the number of Linear layers."""
+        return len(self.sizes) - 1
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    @property
+    def fused(self) -> bool:
+        """True when the loss is computed from the logits Z_L (bce, softmax_cross_entropy)."""
+        return LOSSES[self.loss].fused_with is not None
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{"W1": (n0, n1), "b1": (n1,), ...}`` in layer order."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        for l in range(1, self.depth + 1):
+            shapes[f"W{l}"] = (self.sizes[l - 1], self.sizes[l])
+            shapes[f"b{l}"] = (self.sizes[l],)
+        return shapes
+
+    def forward_names(self) -> list[str]:
+        """``X, Y, Z1, A1, ..., ZL, AL, L``: the order the forward makes them."""
+        names = ["X", "Y"]
+        for l in range(1, self.depth + 1):
+            names += [f"Z{l}", f"A{l}"]
+        return names + ["L"]
+
+    def backward_names(self) -> list[str]:
+        """``dAL, dZL, dWL, dbL, dA(L-1), ..., dW1, db1, dX``: the order backprop makes them.
+
+        ``dAL`` is absent when the loss is fused with the output activation;
+        ``dA0`` is called ``dX``.
+        """
+        names: list[str] = []
+        for l in range(self.depth, 0, -1):
+            if l < self.depth or not self.fused:
+                names.append(f"dA{l}")
+            names += [f"dZ{l}", f"dW{l}", f"db{l}"]
+        return names + ["dX"]
+
+    def names(self) -> list[str]:
+        """Every tensor of a run: forward order, then backward order."""
+        return self.forward_names() + self.backward_names()
+
+    def extra_names(self) -> list[str]:
+        """Per-sample gradients and the tensors after one descent step: ``dW1_per_sample, ..., W1_next, ...``."""
+        names = []
+        for l in range(1, self.depth + 1):
+            names += [f"dW{l}_per_sample", f"db{l}_per_sample"]
+        for l in range(1, self.depth + 1):
+            names += [f"W{l}_next", f"b{l}_next"]
+        return names
+
+    def tensor_shapes(self, N: int) -> dict[str, tuple[int, ...]]:
+        """The shape of every named tensor for a batch of N rows (Y as a (N, K) matrix)."""
+        K = self.sizes[-1]
+        shapes: dict[str, tuple[int, ...]] = {"X": (N, self.sizes[0]), "Y": (N, K), "L": (), "dX": (N, self.sizes[0])}
+        for l in range(1, self.depth + 1):
+            n_in, n_out = self.sizes[l - 1], self.sizes[l]
+            for t in ("Z", "A", "dZ", "dA"):
+                shapes[f"{t}{l}"] = (N, n_out)
+            shapes[f"dW{l}"] = shapes[f"W{l}_next"] = (n_in, n_out)
+            shapes[f"db{l}"] = shapes[f"b{l}_next"] = (n_out,)
+            shapes[f"dW{l}_per_sample"] = (N, n_in, n_out)
+            shapes[f"db{l}_per_sample"] = (N, n_out)
+        return shapes
+
+    def describe(self) -> str:
+        """``2-3-1 sigmoid/identity, half_mse (mean), float64``."""
+        return (f"{'-'.join(map(str, self.sizes))} {'/'.join(self.activations)}, "
+                f"{self.loss} ({self.reduction}), {self.dtype}")
+
+
+_NAME = re.compile(r"^(d?)([A-Za-z]+)(\d*)(_per_sample|_next)?$")
+
+
+def layer_of(name: str) -> int | None:
+    """The layer a tensor name belongs to (``dW2`` -> 2, ``X`` -> 0, ``dX`` -> 0, ``L`` -> None)."""
+    m = _NAME.match(name)
+    if not m:
+        return None
+    if m.group(2) == "X":
+        return 0
+    return int(m.group(3)) if m.group(3) else None
+
+
+def _check_network(net: Network) -> None:
+    where = f"network {list(net.sizes)}"
+    if len(net.sizes) < 2:
+        raise InputError(f"{where}: sizes needs at least two widths (input and output), got {len(net.sizes)}")
+    for i, n in enumerate(net.sizes):
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise InputError(f"{where}: sizes[{i}] must be a positive integer, got {n!r}")
+    if len(net.activations) != net.depth:
+        raise InputError(
+            f"{where}: {net.depth} Linear layer(s) need {net.depth} activation(s), got {len(net.activations)}"
+        )
+    for l, a in enumerate(net.activations, start=1):
+        if a not in ACTIVATIONS:
+            raise InputError(
+                f"{where}: unknown activation {a!r} for layer {l}; known: {', '.join(ACTIVATIONS)}"
+            )
+        if ACTIVATIONS[a].last_layer_only and l != net.depth:
+            raise InputError(f"{where}: activation {a!r} is allowed on the last layer only, found on layer {l}")
+    if net.loss not in LOSSES:
+        raise InputError(f"{where}: unknown loss {net.loss!r}; known: {', '.join(LOSSES)}")
+    if net.reduction not in REDUCTIONS:
+        raise InputError(f"{where}: unknown reduction {net.reduction!r}; known: {', '.join(REDUCTIONS)}")
+    if net.dtype not in DTYPES:
+        raise InputError(f"{where}: unknown dtype {net.dtype!r}; known: {', '.join(DTYPES)}")
+    needs = LOSSES[net.loss].fused_with
+    if needs is not None and net.activations[-1] != needs:
+        raise InputError(
+            f"{where}: loss {net.loss!r} needs a {needs!r} output activation, got {net.activations[-1]!r}"
+        )
+    if needs == "softmax" and net.sizes[-1] < 2:
+        raise InputError(f"{where}: softmax_cross_entropy needs at least 2 output classes, got {net.sizes[-1]}")

@@ -1,0 +1,125 @@
+"""Per-sample gradients: the gradient of each sample's own loss term, all at once.
+
+Every loss here is ``L = c * sum_i l_i`` (../PRODUCT.md's table): ``l_i`` is
+sample i's own term *before* the reduction's normalisation ``c``, which is
+1 for "sum", 1/N for half_mse and softmax_cross_entropy under "mean", and
+1/(N*K) for mse and bce under "mean" (as torch's ``MSELoss`` and
+``BCEWithLogitsLoss`` divide by every element). So ``dWl_per_sample[i]`` is
+``d l_i / dWl``, and for every reduction::
+
+    dWl = c * sum_i dWl_per_sample[i]          dbl = c * sum_i dbl_per_sample[i]
+
+Why one batch backward is enough: row i of every ``dZl`` depends only on
+sample i (each layer acts on rows independently, and the loss is a sum over
+rows), and the backward is linear in the upstream gradient. So the batch
+``dZl`` divided by ``c`` is, row by row, the ``dZl`` of ``l_i`` alone::
+
+    dZl_ps = dZl / c                                    (N, n_l)
+    dWl_per_sample[i] = outer(A(l-1)[i], dZl_ps[i])     (N, n_{l-1}, n_l)
+    dbl_per_sample[i] = dZl_ps[i]                       (N, n_l)
+
+which is the "X^T delta" rule with the sum over samples left out. ``1/c``
+is the integer 1, N or N*K, so the division is an exact multiplication.
+No loop over samples: the outer products are one ``einsum``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..description.case import Case
+from .trace import Trace, run
+from ..kernels import LOSSES
+from ..description.network import Network
+
+
+def normalisation(network: Network, N: int) -> float:
+    """``c`` in ``L = c * sum_i l_i``: 1, 1/N or 1/(N*K)."""
+    return LOSSES[network.loss].scale(N, network.sizes[-1], network.reduction)
+
+
+def per_sample_dZ(network: Network, trace: Trace, l: int) -> np.ndarray:
+    """``dZl / c``: row i is ``d l_i / dZl[i]``, (N, n_l)."""
+    dZ = trace[f"dZ{l}"]
+    inverse_c = round(1 / normalisation(network, dZ.shape[0]))  # 1, N or N*K: an exact integer
+    return dZ * dZ.dtype.type(inverse_c)
+
+
+def per_sample_from_trace(network: Network, trace: Trace) -> dict[str, np.ndarray]:
+    """``dW1_per_sample, db1_per_sample, ..., dWL_per_sample, dbL_per_sample`` from a run's trace."""
+    out: dict[str, np.ndarray] = {}
+    for l in range(1, network.depth + 1):
+        A_prev = trace[f"A{l - 1}"] if l > 1 else trace["X"]            # (N, n_{l-1})
+        dZ_ps = per_sample_dZ(network, trace, l)                         # (N, n_l)
+        out[f"dW{l}_per_sample"] = np.einsum("ni,nj->nij", A_prev, dZ_ps)  # (N, n_{l-1}, n_l)
+        out[f"db{l}_per_sample"] = dZ_ps
+    return out
+
+
+def per_sample_gradients(case: Case, trace: Trace | None = None) -> dict[str, np.ndarray]:
+    """The per-sample gradients of ``case``, named as ``case.network.extra_names()`` names them.
+
+    ``trace`` is the case's :func:`~manual_backprop.engine.run` if already at hand.
+    """
+    return per_sample_from_trace(case.network, trace if trace is not None else run(case))
+
+
+def reduce_per_sample(network: Network, per_sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``dWl = c * sum_i dWl_per_sample[i]``, ``dbl`` likewise: back to the batch gradient."""
+    N = per_sample["db1_per_sample"].shape[0]
+    c = normalisation(network, N)
+    out = {}
+    for l in range(1, network.depth + 1):
+        for p in ("W", "b"):
+            g = per_sample[f"d{p}{l}_per_sample"]
+            out[f"d{p}{l}"] = g.sum(axis=0) * g.dtype.type(c)
+        # (sum first, then scale once: the order torch's mean reduction uses too)
+    return out
+
+
+def per_sample_rows(network: Network, trace: Trace) -> list[dict[str, np.ndarray]]:
+    """One dict per sample, for a table like seed 000's: every backward name, as sample i alone sees it.
+
+    Row i holds ``dX``, ``dAl``, ``dZl`` (the i-th rows of the batch tensors divided by
+    ``c``) and ``dWl``, ``dbl`` (``dWl_per_sample[i]``, ``dbl_per_sample[i]``), in backward
+    order: the gradients sample i's own term ``l_i`` would have if it were the whole loss.
+    """
+    N = trace["X"].shape[0]
+    inverse_c = round(1 / normalisation(network, N))
+    per_sample = per_sample_from_trace(network, trace)
+    rows: list[dict[str, np.ndarray]] = [{} for _ in range(N)]
+    for name in network.backward_names():
+        if name.startswith(("dW", "db")):
+            full = per_sample[f"{name}_per_sample"]
+        else:
+            full = trace[name] * trace[name].dtype.type(inverse_c)
+        for i in range(N):
+            rows[i][name] = full[i]
+    return rows
+
+
+def per_sample_error_scales(network: Network, trace: Trace, E: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rounding scales for the per-sample names, from ``E`` of the batch trace (compare.tolerance).
+
+    Each element is one product ``A(l-1)[i, j] * dZl_ps[i, k]`` (no sum), so its
+    error is the operands' errors carried through the product plus one rounding::
+
+        E[dWl_per_sample][i] = (|A(l-1)[i]| ⊗ E_dZl[i] + E_A(l-1)[i] ⊗ |dZl[i]|) / c + u |dWl_per_sample[i]|
+        E[dbl_per_sample][i] = E_dZl[i] / c
+    """
+    from ..compare.tolerance import UNIT_ROUNDOFF
+
+    u = UNIT_ROUNDOFF[network.dtype]
+    N = trace["X"].shape[0]
+    inverse_c = 1 / normalisation(network, N)
+    f = lambda a: np.abs(np.asarray(a, dtype=np.float64))  # noqa: E731
+    out = {}
+    for l in range(1, network.depth + 1):
+        A_prev = f(trace[f"A{l - 1}"] if l > 1 else trace["X"])
+        E_A_prev = E[f"A{l - 1}"] if l > 1 else E["X"]
+        dZ_ps, E_dZ_ps = f(trace[f"dZ{l}"]) * inverse_c, E[f"dZ{l}"] * inverse_c
+        out[f"dW{l}_per_sample"] = (np.einsum("ni,nj->nij", A_prev, E_dZ_ps)
+                                    + np.einsum("ni,nj->nij", E_A_prev, dZ_ps)
+                                    + u * np.einsum("ni,nj->nij", A_prev, dZ_ps))
+        out[f"db{l}_per_sample"] = E_dZ_ps
+    return out

@@ -1,0 +1,74 @@
+"""One plain gradient-descent step, the last line of seed 003::
+
+    Wl_next = Wl - lr * dWl          bl_next = bl - lr * dbl
+
+No momentum, no weight decay: what ``torch.optim.SGD(params, lr)`` does on
+its first step, and what the file's ``[sgd] learning_rate`` (or ``--lr``) asks for.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from ..description.case import Case
+from .trace import Trace, run
+from ..errors import InputError
+from ..description.network import Network
+
+
+def check_learning_rate(lr: object, where: str = "learning rate") -> float:
+    """A positive finite float, or an InputError."""
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)):
+        raise InputError(f"{where} must be a positive number, got {lr!r}")
+    if not np.isfinite(lr) or lr <= 0:
+        raise InputError(f"{where} must be a positive finite number, got {lr!r}")
+    return float(lr)
+
+
+def sgd_step(
+    network: Network, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray], lr: float
+) -> dict[str, np.ndarray]:
+    """``{"W1": W1 - lr*dW1, "b1": b1 - lr*db1, ...}``: new arrays, in the parameters' dtype."""
+    lr = check_learning_rate(lr)
+    new = {}
+    for name in network.parameter_shapes():
+        p = params[name]
+        new[name] = p - p.dtype.type(lr) * grads[f"d{name}"]
+    return new
+
+
+def next_parameters(case: Case, lr: float | None = None, trace: Trace | None = None) -> dict[str, np.ndarray]:
+    """``W1_next, b1_next, ..., WL_next, bL_next`` after one step on the whole batch of ``case``.
+
+    ``lr`` defaults to the file's ``[sgd] learning_rate``; ``trace`` is the
+    case's :func:`~manual_backprop.engine.run` if already at hand.
+    """
+    if lr is None:
+        lr = case.learning_rate
+    if lr is None:
+        raise InputError(f"{case.source}: no learning rate: give [sgd] learning_rate or --lr")
+    trace = trace if trace is not None else run(case)
+    new = sgd_step(case.network, case.params, trace, lr)
+    return {f"{name}_next": value for name, value in new.items()}
+
+
+def next_error_scales(network: Network, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray],
+                      E: Mapping[str, np.ndarray], lr: float) -> dict[str, np.ndarray]:
+    """Rounding scales for ``Wl_next``, ``bl_next`` from ``E`` of the gradients (compare.tolerance).
+
+    ``W - lr*dW`` carries lr times the gradient's error, plus one rounding for
+    the product and one for the difference (a fused multiply-add saves one)::
+
+        E[Wl_next] = lr * E_dWl + u * (lr * |dWl| + |Wl - lr * dWl|)
+    """
+    from ..compare.tolerance import UNIT_ROUNDOFF
+
+    u = UNIT_ROUNDOFF[network.dtype]
+    out = {}
+    for name in network.parameter_shapes():
+        p = np.asarray(params[name], np.float64)
+        g = np.asarray(grads[f"d{name}"], np.float64)
+        out[f"{name}_next"] = lr * E[f"d{name}"] + u * (lr * np.abs(g) + np.abs(p - lr * g))
+    return out

@@ -1,0 +1,62 @@
+"""The references: the same network, computed by something other than the hand-derived backward.
+
+Each reference is a module with ``run(case, device=None)`` and ``version()``:
+
+- ``torch``: the maths written with torch ops, gradients by autograd;
+- ``jax``: the maths written with jax.numpy, gradients by ``jax.value_and_grad``;
+- ``fd``: float64 central differences of the engine's own forward (no framework).
+
+``torch`` and ``jax`` return a trace under the engine's names
+(:meth:`Network.names`), so every tensor is compared by name. They are
+optional: :func:`is_installed` asks only whether the package could be
+imported (importing torch or jax costs seconds, and is done once, by
+:func:`load`, for a reference that is actually used).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from types import ModuleType
+
+from ..errors import InputError
+
+NAMES = ("torch", "jax", "fd")
+
+_MODULES = {"torch": f"{__name__}.torch_ref", "jax": f"{__name__}.jax_ref", "fd": f"{__name__}.finite_diff"}
+_PACKAGES = {"torch": ("torch",), "jax": ("jax", "jaxlib"), "fd": ()}
+
+INSTALL_HINTS = {
+    "torch": "pip install 'manual-backprop[torch]' (CPU build: add -c constraints.txt)",
+    "jax": "pip install 'manual-backprop[jax]'",
+}
+
+
+class MissingReference(InputError):
+    """A reference was asked for whose framework is not installed."""
+
+
+def _known(name: str) -> str:
+    if name not in _MODULES:
+        raise InputError(f"unknown reference {name!r}; known: {', '.join(NAMES)}")
+    return name
+
+
+def is_installed(name: str) -> bool:
+    """Whether the framework behind reference ``name`` can be imported (without importing it)."""
+    return all(importlib.util.find_spec(p) is not None for p in _PACKAGES[_known(name)])
+
+
+def load(name: str) -> ModuleType:
+    """The reference module ``name``, imported on first use; :class:`MissingReference` if absent."""
+    if not is_installed(name):
+        raise MissingReference(f"reference {name!r} is not installed: {INSTALL_HINTS[name]}")
+    try:
+        return importlib.import_module(_MODULES[name])
+    except ImportError as exc:  # installed but broken: a missing shared library, a version clash
+        if name not in INSTALL_HINTS:
+            raise
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MissingReference(
+            f"reference {name!r} failed to import ({first_line}); reinstall: {INSTALL_HINTS[name]}"
+        ) from exc

@@ -1,0 +1,340 @@
+"""Training with the hand-derived gradients only: seed 004's demo.
+
+Each step is the engine's forward, the engine's hand-derived backward, and
+one plain descent step (:mod:`manual_backprop.sgd`)::
+
+    fwd   = forward(network, params, X_batch, ...)
+    grads = backward(network, params, fwd, T_batch)
+    params = {W: W - lr * dW, b: b - lr * db}
+
+No autodiff is involved. With ``check_every=K`` the gradient of every K-th
+step (step 0 included, on the parameters and batch of that step) is also
+computed by a reference (PyTorch or JAX autodiff), and training stops at the
+first step where a ``dWl`` or ``dbl`` disagrees.
+
+The data: two classes in the plane split by a circle (seed 004's picture).
+Class 1 fills the unit disc, class 0 the ring between radii 1.5 and 2.2,
+and every point is then moved by Gaussian noise (``noise``, 0.1 by
+default), so the classes nearly touch around the circle of radius 1.25. In
+``n0`` input dimensions the disc and ring are a ball and a shell. Points
+come in random order from ``seed``; the last ``held_out`` fraction is never
+trained on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+
+from ..description.case import make_case, random_parameters
+from ..engine.trace import backward, forward
+from ..errors import InputError
+from ..kernels import ACTIVATIONS, linear_forward
+from ..kernels.losses import one_hot
+from ..description.network import Network
+from ..engine.sgd import check_learning_rate, sgd_step
+
+INNER_RADIUS = 1.0            # class 1: the unit disc (ball)
+OUTER_RADII = (1.5, 2.2)      # class 0: the ring (shell) between these radii
+BOUNDARY_RADIUS = 1.25        # the circle halfway between them, drawn in the picture
+
+SAMPLES = 600
+HELD_OUT = 0.25
+NOISE = 0.1
+LEARNING_RATE = 0.5
+EPOCHS = 1000
+
+#: The re-check's tolerance, by dtype: ours and the reference's agree where |a - b| <= tol * (1 + |b|).
+CHECK_TOLERANCE = {"float64": 1e-9, "float32": 1e-4}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Training and held-out points, with targets shaped for the network's loss, and their class labels."""
+
+    X_train: np.ndarray
+    Y_train: np.ndarray
+    labels_train: np.ndarray
+    X_held: np.ndarray
+    Y_held: np.ndarray
+    labels_held: np.ndarray
+    noise: float
+    seed: int
+
+    @property
+    def T_train(self) -> np.ndarray:
+        return _as_matrix(self.Y_train, self.X_train.dtype)
+
+    @property
+    def T_held(self) -> np.ndarray:
+        return _as_matrix(self.Y_held, self.X_held.dtype)
+
+
+def _as_matrix(Y: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return one_hot(Y, 2, dtype) if Y.ndim == 1 else Y
+
+
+def circle_data(network: Network, samples: int = SAMPLES, held_out: float = HELD_OUT,
+                noise: float = NOISE, seed: int = 0) -> Dataset:
+    """Two noisy classes split by a circle, as targets ``network``'s loss accepts.
+
+    One output unit: targets 1.0 (inside) and 0.0 (outside), a point is
+    predicted inside when A_L > 0.5. Two output units: integer labels for
+    softmax_cross_entropy, one-hot rows otherwise, predicted by argmax.
+    """
+    K, d = network.sizes[-1], network.sizes[0]
+    if K not in (1, 2):
+        raise InputError(
+            f"train's data has two classes: the network needs 1 output (a probability) or 2 "
+            f"(one per class), got {K}")
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 4:
+        raise InputError(f"--samples must be an integer >= 4, got {samples!r}")
+    if not 0 < held_out < 1:
+        raise InputError(f"--held-out must be a fraction strictly between 0 and 1, got {held_out!r}")
+    n_held = int(round(samples * held_out))
+    if n_held < 1 or n_held > samples - 1:
+        raise InputError(f"--held-out {held_out} of {samples} samples leaves no training or no held-out points")
+    if not np.isfinite(noise) or noise < 0:
+        raise InputError(f"--noise must be a non-negative number, got {noise!r}")
+
+    rng = np.random.default_rng([seed, 2])
+    labels = rng.permutation(np.arange(samples) % 2)          # half inside (1), half outside (0)
+    direction = rng.standard_normal((samples, d))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    u = rng.uniform(0, 1, samples)
+    a, b = OUTER_RADII
+    # uniform in the ball / in the shell: the radius's d-th power is uniform
+    r = np.where(labels == 1, INNER_RADIUS * u ** (1 / d), (a**d + u * (b**d - a**d)) ** (1 / d))
+    X = (r[:, None] * direction + noise * rng.standard_normal((samples, d))).astype(network.np_dtype)
+    if K == 1:
+        Y = labels[:, None].astype(network.np_dtype)
+    elif network.loss == "softmax_cross_entropy":
+        Y = labels.astype(np.int64)
+    else:
+        Y = one_hot(labels, 2, network.np_dtype)
+    n = samples - n_held
+    return Dataset(X[:n], Y[:n], labels[:n], X[n:], Y[n:], labels[n:], float(noise), int(seed))
+
+
+def initial_parameters(network: Network, seed: int) -> dict[str, np.ndarray]:
+    """The engine's random parameters for ``seed``, with the biases of ReLU layers made positive.
+
+    A ReLU unit whose pre-activation is negative on every point gets no
+    gradient and never recovers; with only two units in seed 004's second
+    layer, one dead unit at the start often costs the run. Starting every
+    ReLU bias above zero (|b|, between 0.05 and 0.5) keeps them alive.
+    """
+    params = random_parameters(network, seed)
+    for l, act in enumerate(network.activations, start=1):
+        if act == "relu":
+            params[f"b{l}"] = np.abs(params[f"b{l}"])
+    return params
+
+
+def outputs(network: Network, params: Mapping[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+    """A_L for inputs X (no targets needed): the forward without the loss."""
+    A = X
+    for l, act in enumerate(network.activations, start=1):
+        A = ACTIVATIONS[act].forward(linear_forward(A, params[f"W{l}"], params[f"b{l}"]))
+    return A
+
+
+def predicted_class(A: np.ndarray) -> np.ndarray:
+    """1 (inside) or 0 per row: A_L > 0.5 for one output, the argmax for two."""
+    return (A[:, 0] > 0.5).astype(np.int64) if A.shape[1] == 1 else A.argmax(axis=1)
+
+
+def probability_inside(A: np.ndarray) -> np.ndarray:
+    """What the network says about class 1, per row: A_L itself, or its second column."""
+    return A[:, 0] if A.shape[1] == 1 else A[:, 1]
+
+
+def evaluate(network: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
+             labels: np.ndarray) -> tuple[float, float]:
+    """``(loss, accuracy)`` on a set of points."""
+    T = _as_matrix(Y, X.dtype)
+    fwd = forward(network, params, X, Y, T)
+    return float(fwd["L"]), float((predicted_class(fwd[f"A{network.depth}"]) == labels).mean())
+
+
+@dataclass(frozen=True)
+class GradientMismatch:
+    """The first disagreement of a re-check: which step, tensor and element, and both values."""
+
+    step: int
+    name: str
+    index: tuple[int, ...]
+    ours: float
+    reference: float
+    against: str
+    tolerance: float
+
+    def message(self) -> str:
+        allowed = self.tolerance * (1 + abs(self.reference))
+        where = f"{self.name}[{', '.join(map(str, self.index))}]"
+        return (f"step {self.step}: {where} disagrees with {self.against}: hand-derived {self.ours!r}, "
+                f"{self.against} {self.reference!r}, |difference| {abs(self.ours - self.reference):.3e} "
+                f"> {allowed:.3e} allowed ({self.tolerance:g} * (1 + |{self.against}|))")
+
+    def to_json(self) -> dict:
+        return {"step": self.step, "tensor": self.name, "index": list(self.index), "ours": self.ours,
+                "reference": self.reference, "against": self.against, "tolerance": self.tolerance}
+
+
+def compare_gradients(network: Network, ours: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray],
+                      against: str, step: int) -> GradientMismatch | None:
+    """The first ``dWl``/``dbl`` (backward order) with an element outside ``tol * (1 + |ref|)``, or None."""
+    tol = CHECK_TOLERANCE[network.dtype]
+    for name in network.backward_names():
+        if not name.startswith(("dW", "db")):
+            continue
+        a = np.asarray(ours[name], dtype=np.float64)
+        b = np.asarray(ref[name], dtype=np.float64)
+        ratio = np.abs(a - b) / (tol * (1 + np.abs(b)))
+        ratio = np.where(np.isfinite(ratio), ratio, np.inf)
+        if (ratio > 1).any():
+            idx = np.unravel_index(int(np.argmax(ratio)), a.shape)
+            return GradientMismatch(step, name, tuple(int(i) for i in idx), float(a[idx]), float(b[idx]),
+                                    against, tol)
+    return None
+
+
+@dataclass
+class History:
+    """The batch loss of every step, and loss and accuracy on both sets every ``eval_every`` steps."""
+
+    loss: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    held_out_loss: list[float] = field(default_factory=list)
+    held_out_accuracy: list[float] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    network: Network
+    params: dict[str, np.ndarray]
+    data: Dataset
+    history: History
+    steps: int
+    batch_size: int
+    batches_per_epoch: int
+    learning_rate: float
+    seconds: float
+    checks: int = 0
+    against: str | None = None
+    mismatch: GradientMismatch | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatch is None
+
+    @property
+    def epochs(self) -> float:
+        return self.steps / self.batches_per_epoch
+
+    @property
+    def final_loss(self) -> float:
+        return self.history.train_loss[-1]
+
+    @property
+    def train_accuracy(self) -> float:
+        return self.history.train_accuracy[-1]
+
+    @property
+    def held_out_loss(self) -> float:
+        return self.history.held_out_loss[-1]
+
+    @property
+    def held_out_accuracy(self) -> float:
+        return self.history.held_out_accuracy[-1]
+
+
+Progress = Callable[[int, int, float, float], None]  # (steps done, total, batch loss, held-out accuracy)
+
+
+def steps_for(epochs: int, n_train: int, batch_size: int) -> int:
+    """Descent steps in ``epochs`` passes over ``n_train`` points (a short last batch is a step too)."""
+    return epochs * -(-n_train // batch_size)
+
+
+def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, learning_rate: float,
+          steps: int, batch_size: int | None = None, seed: int = 0, check_every: int | None = None,
+          against: str = "torch", progress: Progress | None = None) -> TrainResult:
+    """Descend ``steps`` times on ``data`` with the hand-derived gradients; stop at a failed re-check.
+
+    ``batch_size`` None is full-batch gradient descent; otherwise each epoch
+    visits the training points in a new random order (from ``seed``) in
+    batches of ``batch_size``.
+    """
+    lr = check_learning_rate(learning_rate, "--lr")
+    n = data.X_train.shape[0]
+    B = n if batch_size is None else batch_size
+    if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or not 1 <= B <= n:
+        raise InputError(f"--batch-size must be an integer between 1 and the {n} training points, got {B!r}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise InputError(f"the number of steps must be a positive integer, got {steps!r}")
+    if check_every is not None and (isinstance(check_every, bool) or not isinstance(check_every, int)
+                                    or check_every < 1):
+        raise InputError(f"--check-every must be a positive integer, got {check_every!r}")
+    reference = _reference(against) if check_every else None
+
+    params = {k: np.array(v, dtype=network.np_dtype) for k, v in params.items()}
+    rng = np.random.default_rng([seed, 3])
+    X, Y, T = data.X_train, data.Y_train, data.T_train
+    history = History()
+    eval_every = max(1, steps // 200)
+    checks, mismatch = 0, None
+    batches: list[np.ndarray] = []
+    t0 = time.perf_counter()
+    _record(history, network, params, data, 0)
+    if progress is not None:
+        progress(0, steps, history.train_loss[0], history.held_out_accuracy[0])
+    for step in range(steps):
+        if B == n:
+            rows: slice | np.ndarray = slice(None)
+        else:
+            if not batches:
+                batches = np.array_split(rng.permutation(n), range(B, n, B))[::-1]
+            rows = batches.pop()
+        fwd = forward(network, params, X[rows], Y[rows], T[rows])
+        grads = backward(network, params, fwd, T[rows])
+        history.loss.append(float(fwd["L"]))
+        if check_every and step % check_every == 0:
+            checks += 1
+            case = make_case(network, params, X[rows], Y[rows], seed=seed, source=f"train step {step}")
+            mismatch = compare_gradients(network, grads, reference.run(case), against, step)
+            if mismatch is not None:  # stop before the step: the parameters are those that failed
+                break
+        params = sgd_step(network, params, grads, lr)
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            _record(history, network, params, data, step + 1)
+            if progress is not None:
+                progress(step + 1, steps, history.loss[-1], history.held_out_accuracy[-1])
+    seconds = time.perf_counter() - t0
+    done = steps if mismatch is None else mismatch.step
+    return TrainResult(network, params, data, history, done, B, -(-n // B), lr, seconds, checks,
+                       against if check_every else None, mismatch)
+
+
+def _record(history: History, network: Network, params: Mapping[str, np.ndarray], data: Dataset,
+            step: int) -> None:
+    history.eval_steps.append(step)
+    for part, X, Y, labels in (("train", data.X_train, data.Y_train, data.labels_train),
+                               ("held_out", data.X_held, data.Y_held, data.labels_held)):
+        loss, acc = evaluate(network, params, X, Y, labels)
+        getattr(history, f"{part}_loss").append(loss)
+        getattr(history, f"{part}_accuracy").append(acc)
+
+
+def _reference(against: str):
+    """The reference module for the re-check (imported once, before training starts)."""
+    if against not in ("torch", "jax"):
+        raise InputError(f"--against must be torch or jax for the re-check, got {against!r}")
+    from .. import references
+
+    return references.load(against)

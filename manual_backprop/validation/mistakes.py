@@ -1,0 +1,321 @@
+"""The classic mistakes of a hand-derived backward pass, as data.
+
+Each :class:`Mistake` says at which kind of step it happens and, for a given
+step, gives one or more candidate rules: the tensor a student making that
+mistake gets from the values at hand (``candidates(step, case)``, each a
+function of the values). :mod:`.diagnosis` applies them to the student's own
+upstream values (the true ones wherever the student was right) and names
+a mistake only when it reproduces the claimed numbers at their written
+precision. The sentence says what was done and what is right, in the
+tensor names of ../PRODUCT.md.
+
+Adding a mistake is one entry here and one derivation in
+``tests/test_diagnosis.py`` that makes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..description.case import Case
+from ..kernels import LOSSES, linear_forward
+from ..kernels.linear import linear_dW
+from .steps import Step, Values, input_gradient, previous
+
+Rule = Callable[[Values], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way of making the mistake at one step: its rule, and words for the sentence."""
+
+    rule: Rule
+    words: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A classic mistake: where it happens, what it produces, and how to say it."""
+
+    id: str
+    title: str
+    sentence: str
+    candidates: Callable[[Step, Case], list[Candidate]]
+
+    def explain(self, step: Step, case: Case, candidate: Candidate) -> str:
+        return self.sentence.format(**{**words(step, case), **candidate.words})
+
+
+def words(step: Step, case: Case) -> dict[str, str]:
+    """The names a sentence about ``step`` may use: {n}, {l}, {N}, {dA}, {Z}, {A}, {dZ}, {W}, ..."""
+    net = case.network
+    out = {"n": step.name, "N": str(case.batch), "right": step.formula, "K": str(net.sizes[-1])}
+    l = step.layer
+    if l:
+        out.update(l=str(l), dA=f"dA{l}", Z=f"Z{l}", A=f"A{l}", dZ=f"dZ{l}", W=f"W{l}", b=f"b{l}",
+                   A_prev=previous(l), dA_prev=input_gradient(l), act=net.activations[l - 1])
+        if l > 1:
+            out.update(Zp=f"Z{l - 1}", Ap=f"A{l - 1}", dZp=f"dZ{l - 1}")
+    return out
+
+
+def _when(condition: bool, *candidates: Candidate) -> list[Candidate]:
+    return list(candidates) if condition else []
+
+
+def _act(step: Step, case: Case) -> str | None:
+    return case.network.activations[step.layer - 1] if step.layer else None
+
+
+def _scaled(step: Step, factor: float) -> Rule:
+    return lambda v: step.rule(v) * factor
+
+
+# --- the activation's backward: dZl = dAl * act'(Zl) ----------------------------------------
+
+def _relu(step: Step, case: Case, rule: Rule) -> list[Candidate]:
+    return _when(step.kind == "activation_backward" and _act(step, case) == "relu", Candidate(rule))
+
+
+def _mask_of_another_layer(step: Step, case: Case) -> list[Candidate]:
+    if step.kind != "activation_backward" or _act(step, case) != "relu":
+        return []
+    l, sizes = step.layer, case.network.sizes
+    return [Candidate(lambda v, l=l, m=m: v[f"dA{l}"] * (v[f"Z{m}"] > 0), {"other": f"Z{m}"})
+            for m in range(1, case.network.depth + 1) if m != l and sizes[m] == sizes[l]]
+
+
+def _derivative(step: Step, case: Case, acts: tuple[str, ...], rule: Rule) -> list[Candidate]:
+    return _when(step.kind == "activation_backward" and _act(step, case) in acts, Candidate(rule))
+
+
+# --- the forward: Zl = A(l-1) @ Wl + bl,  Al = act(Zl) -------------------------------------
+
+def _forward_transposed(step: Step, case: Case) -> list[Candidate]:
+    if step.kind != "linear":
+        return []
+    W, b, a = case.params[f"W{step.layer}"], case.params[f"b{step.layer}"], previous(step.layer)
+    return _when(W.shape[0] == W.shape[1] and not np.array_equal(W, W.T),
+                 Candidate(lambda v: linear_forward(v[a], W.T, b)))
+
+
+def _forward_no_bias(step: Step, case: Case) -> list[Candidate]:
+    if step.kind != "linear":
+        return []
+    W, b, a = case.params[f"W{step.layer}"], case.params[f"b{step.layer}"], previous(step.layer)
+    return _when(bool(np.any(b != 0)), Candidate(lambda v: v[a] @ W))
+
+
+def _forward_other_weights(step: Step, case: Case) -> list[Candidate]:
+    if step.kind != "linear":
+        return []
+    l, p = step.layer, case.params
+    W, b, a = p[f"W{l}"], p[f"b{l}"], previous(l)
+    return [Candidate(lambda v, Wm=p[f"W{m}"]: linear_forward(v[a], Wm, b), {"other": f"W{m}"})
+            for m in range(1, case.network.depth + 1)
+            if m != l and p[f"W{m}"].shape == W.shape and not np.array_equal(p[f"W{m}"], W)]
+
+
+def _forward_other_sample(step: Step, case: Case) -> list[Candidate]:
+    N = case.batch
+    if step.kind != "linear" or N < 2:
+        return []
+    W, b, a = case.params[f"W{step.layer}"], case.params[f"b{step.layer}"], previous(step.layer)
+    rows = {f"every row is sample {j}'s": [j] * N for j in range(N)}
+    rows["every row is the next sample's"] = [(i + 1) % N for i in range(N)]
+    if N > 2:
+        rows["every row is the previous sample's"] = [(i - 1) % N for i in range(N)]
+    return [Candidate(lambda v, idx=idx: linear_forward(v[a][idx], W, b), {"which": text})
+            for text, idx in rows.items()]
+
+
+# --- the loss and its gradient ---------------------------------------------------------------
+
+TOP = ("loss", "loss_gradient")
+SCALED_GRADIENTS = ("weight_gradient", "bias_gradient", "per_sample_weight", "per_sample_bias")
+
+
+def _missing_1_over_N(step: Step, case: Case) -> list[Candidate]:
+    return _when(step.kind in TOP and case.network.reduction == "mean" and case.batch > 1,
+                 Candidate(_scaled(step, case.batch)))
+
+
+def _extra_1_over_N(step: Step, case: Case) -> list[Candidate]:
+    if step.kind not in TOP + SCALED_GRADIENTS or case.batch < 2:
+        return []
+    if case.network.reduction == "sum":
+        why = ", though the loss is a sum (reduction = \"sum\")"
+    elif step.kind in TOP:
+        why = ": the mean's 1/N is taken twice"
+    elif step.kind.startswith("per_sample"):
+        why = ": a per-sample gradient is that sample's own term, before the mean's 1/N"
+    else:
+        why = f": the mean's 1/N is already in dZ{step.layer}"
+    return [Candidate(_scaled(step, 1 / case.batch), {"why": why})]
+
+
+def _half_mse_vs_mse(step: Step, case: Case) -> list[Candidate]:
+    loss = case.network.loss
+    if step.kind not in TOP or loss not in ("half_mse", "mse"):
+        return []
+    if loss == "half_mse":
+        how = ("twice the half-MSE value: it is the MSE's, (A - Y)², without the ½" if step.kind == "loss"
+               else "twice the half-MSE gradient: 2 (A - Y), the derivative of (A - Y)², not of ½ (A - Y)²")
+        return [Candidate(_scaled(step, 2.0), {"how": how})]
+    how = ("half the MSE value: it has half-MSE's ½" if step.kind == "loss"
+           else "half the MSE gradient: the 2 of d(A - Y)²/dA is left out, as for half-MSE")
+    return [Candidate(_scaled(step, 0.5), {"how": how})]
+
+
+def _flipped_sign(step: Step, case: Case) -> list[Candidate]:
+    if step.kind not in ("loss_gradient", "activation_backward", "input_gradient") + SCALED_GRADIENTS:
+        return []
+    how = " (Y - A instead of A - Y)" if step.kind == "loss_gradient" else ""
+    return [Candidate(_scaled(step, -1.0), {"how": how})]
+
+
+def _without_Y(step: Step, case: Case) -> list[Candidate]:
+    loss = LOSSES[case.network.loss]
+    if step.kind != "loss_gradient" or loss.fused_with is None:
+        return []
+    L, K = case.network.depth, case.network.sizes[-1]
+    c = loss.scale(case.batch, K, case.network.reduction)
+    return [Candidate(lambda v: v[f"A{L}"] * c, {"output": f"{loss.fused_with} output A{L}"})]
+
+
+# --- the Linear layer's backward --------------------------------------------------------------
+
+def _transposed_dW(step: Step, case: Case) -> list[Candidate]:
+    if step.kind != "weight_gradient":
+        return []
+    a, dZ = previous(step.layer), f"dZ{step.layer}"
+    return [Candidate(lambda v: v[dZ].T @ v[a])]
+
+
+def _dW_from_Z(step: Step, case: Case) -> list[Candidate]:
+    l = step.layer
+    return _when(step.kind == "weight_gradient" and l > 1,
+                 Candidate(lambda v: linear_dW(v[f"Z{l - 1}"], v[f"dZ{l}"])))
+
+
+def _db_wrong_axis(step: Step, case: Case) -> list[Candidate]:
+    l = step.layer
+    return _when(step.kind == "bias_gradient" and case.batch == case.network.sizes[l],
+                 Candidate(lambda v: v[f"dZ{l}"].sum(axis=1)))
+
+
+def _transposed_dA(step: Step, case: Case) -> list[Candidate]:
+    if step.kind != "input_gradient":
+        return []
+    W = case.params[f"W{step.layer}"]
+    return _when(W.shape[0] == W.shape[1] and not np.array_equal(W, W.T),
+                 Candidate(lambda v: v[f"dZ{step.layer}"] @ W))
+
+
+def _mask_on_dA(step: Step, case: Case) -> list[Candidate]:
+    l = step.layer
+    if step.kind != "input_gradient" or l < 2 or case.network.activations[l - 2] != "relu":
+        return []
+    return [Candidate(lambda v: step.rule(v) * (v[f"Z{l - 1}"] > 0))]
+
+
+def _transposed_layout(step: Step, case: Case) -> list[Candidate]:
+    kinds = ("linear", "activation", "loss_gradient", "activation_backward", "input_gradient")
+    return _when(step.kind in kinds, Candidate(lambda v: step.rule(v).T))
+
+
+# --- the descent step ---------------------------------------------------------------------------
+
+def _sgd(step: Step, case: Case, how: str) -> list[Candidate]:
+    if step.kind != "sgd":
+        return []
+    P, g, lr = case.params[step.name[:-len("_next")]], step.inputs[0], case.learning_rate
+    if how == "ascent":
+        return [Candidate(lambda v: P + lr * v[g], {"g": g})]
+    return _when(lr != 1, Candidate(lambda v: P - v[g], {"g": g, "lr": f"{lr:g}"}))
+
+
+MISTAKES: tuple[Mistake, ...] = (
+    # activation backward
+    Mistake("relu_mask_missing", "the ReLU mask left out",
+            "{n} is {dA} with the ReLU mask left out; it should be {dA} * ({Z} > 0).",
+            lambda s, c: _relu(s, c, lambda v: v[f"dA{s.layer}"])),
+    Mistake("relu_mask_at_zero", "the ReLU mask taken as Z >= 0",
+            "{n} takes the ReLU mask as {Z} >= 0; the derivative at {Z} == 0 is 0, so it should be {dA} * ({Z} > 0).",
+            lambda s, c: _relu(s, c, lambda v: v[f"dA{s.layer}"] * (v[f"Z{s.layer}"] >= 0))),
+    Mistake("relu_mask_from_gradient", "the ReLU mask taken from the gradient",
+            "{n} masks {dA} by its own sign ({dA} > 0); the mask comes from the forward: {dA} * ({Z} > 0).",
+            lambda s, c: _relu(s, c, lambda v: v[f"dA{s.layer}"] * (v[f"dA{s.layer}"] > 0))),
+    Mistake("relu_mask_of_another_layer", "the ReLU mask of another layer",
+            "{n} uses the mask of {other} instead of {Z}; it should be {dA} * ({Z} > 0).",
+            _mask_of_another_layer),
+    Mistake("sigmoid_derivative_from_Z", "the sigmoid derivative taken from Z instead of A",
+            "{n} takes the sigmoid derivative from {Z} ({Z} * (1 - {Z})); it comes from {A}: {dA} * {A} * (1 - {A}).",
+            lambda s, c: _derivative(s, c, ("sigmoid",),
+                                     lambda v: v[f"dA{s.layer}"] * v[f"Z{s.layer}"] * (1 - v[f"Z{s.layer}"]))),
+    Mistake("sigmoid_derivative_twice", "the sigmoid derivative applied twice",
+            "{n} applies the sigmoid derivative twice ({dA} * ({A} * (1 - {A}))**2); once is right: {dA} * {A} * (1 - {A}).",
+            lambda s, c: _derivative(s, c, ("sigmoid",),
+                                     lambda v: v[f"dA{s.layer}"] * (v[f"A{s.layer}"] * (1 - v[f"A{s.layer}"])) ** 2)),
+    Mistake("tanh_derivative_from_Z", "the tanh derivative taken from Z instead of A",
+            "{n} takes the tanh derivative from {Z} (1 - {Z}**2); it comes from {A}: {dA} * (1 - {A}**2).",
+            lambda s, c: _derivative(s, c, ("tanh",), lambda v: v[f"dA{s.layer}"] * (1 - v[f"Z{s.layer}"] ** 2))),
+    Mistake("activation_derivative_missing", "the activation's derivative left out",
+            "{n} is {dA} with the {act} derivative left out; it should be {right}.",
+            lambda s, c: _derivative(s, c, ("sigmoid", "tanh", "softmax"), lambda v: v[f"dA{s.layer}"])),
+    Mistake("softmax_elementwise_derivative", "softmax differentiated as if elementwise",
+            "{n} treats softmax as elementwise ({dA} * {A} * (1 - {A})); its Jacobian couples the outputs: {right}.",
+            lambda s, c: _derivative(s, c, ("softmax",),
+                                     lambda v: v[f"dA{s.layer}"] * v[f"A{s.layer}"] * (1 - v[f"A{s.layer}"]))),
+    # forward
+    Mistake("forward_transposed_weights", "the forward with the transposed weights",
+            "{n} was computed with {W}.T instead of {W}: it should be {right}.", _forward_transposed),
+    Mistake("forward_bias_missing", "the bias left out of the forward",
+            "{n} leaves out the bias {b}: it should be {right}.", _forward_no_bias),
+    Mistake("forward_weights_of_another_layer", "the forward with another layer's weights",
+            "{n} was computed with {other} instead of {W}: it should be {right}.", _forward_other_weights),
+    Mistake("forward_other_sample", "the forward on the wrong sample",
+            "{n} was computed from the wrong samples: {which}.", _forward_other_sample),
+    Mistake("activation_missing", "the activation left out",
+            "{n} is {Z} with the {act} left out: it should be {right}.",
+            lambda s, c: _when(s.kind == "activation" and _act(s, c) != "identity",
+                               Candidate(lambda v: v[f"Z{s.layer}"]))),
+    # the loss and its gradient
+    Mistake("missing_1_over_N", "a missing 1/N",
+            "{n} is missing the 1/N of the mean: it is N = {N} times too large ({right}).", _missing_1_over_N),
+    Mistake("extra_1_over_N", "an extra 1/N",
+            "{n} is divided by N = {N} once too often{why}.", _extra_1_over_N),
+    Mistake("half_mse_vs_mse", "half-MSE versus MSE (a factor of 2)",
+            "{n} is {how}; it should be {right}.", _half_mse_vs_mse),
+    Mistake("flipped_sign", "a flipped sign",
+            "{n} has the opposite sign{how}; it should be {right}.", _flipped_sign),
+    Mistake("cross_entropy_without_Y", "the cross-entropy gradient without Y subtracted",
+            "{n} is the {output} without Y subtracted; the fused gradient is {right}.", _without_Y),
+    # the Linear layer's backward
+    Mistake("transposed_weight_gradient", "a transposed product (dZ.T @ A instead of A.T @ dZ)",
+            "{n} is {dZ}.T @ {A_prev}, the transposed product; it should be {A_prev}.T @ {dZ}.", _transposed_dW),
+    Mistake("weight_gradient_from_Z", "the weight gradient from Z instead of A",
+            "{n} uses the pre-activation {Zp} where the activation belongs: it should be {right}.", _dW_from_Z),
+    Mistake("db_wrong_axis", "db summed over the wrong axis",
+            "{n} sums {dZ} over the units (axis 1) instead of over the samples (axis 0): {right}.", _db_wrong_axis),
+    Mistake("transposed_product", "a transposed product (dZ @ W instead of dZ @ W.T)",
+            "{n} is {dZ} @ {W}, the transposed product; it should be {right}.", _transposed_dA),
+    Mistake("relu_mask_on_dA", "the ReLU mask applied to dA instead of dZ",
+            "{n} already has the ReLU mask ({Zp} > 0) applied; the mask belongs in {dZp}, and {right}.",
+            _mask_on_dA),
+    Mistake("transposed_layout", "the transposed layout",
+            "{n} holds the right numbers in the transposed layout (one sample per column); "
+            "in the row-vector convention it is (N, n), one sample per row.", _transposed_layout),
+    # the descent step
+    Mistake("sgd_ascent", "a step up the gradient",
+            "{n} adds the gradient (a step up the slope); it should be {right}.",
+            lambda s, c: _sgd(s, c, "ascent")),
+    Mistake("sgd_learning_rate_missing", "the learning rate left out",
+            "{n} subtracts {g} without the learning rate {lr}; it should be {right}.",
+            lambda s, c: _sgd(s, c, "no_lr")),
+)
+
+BY_ID = {m.id: m for m in MISTAKES}

@@ -1,0 +1,149 @@
+"""The right rule behind every named tensor, as data: what it is made from, and how.
+
+One :class:`Step` per name, in the order a derivation makes them (forward,
+backward, then per-sample gradients and the descent step)::
+
+    Z1  = X @ W1 + b1                 inputs X               kind "linear"
+    A1  = relu(Z1)                    inputs Z1              kind "activation"
+    ...
+    dZ1 = dA1 * (Z1 > 0)              inputs dA1, Z1, A1     kind "activation_backward"
+    dW1 = X.T @ dZ1                   inputs X, dZ1          kind "weight_gradient"
+
+The parameters, and the targets the loss compares with, are constants of a
+step (a derivation starts from them); every other operand is an input, read
+by name from a mapping of values. That mapping can hold the true values, or
+a student's: the same rule applied to both tells a step's own error from one
+it carried (:mod:`.replay`). Every rule is the engine's own kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+
+from ..description.case import Case
+from ..kernels import ACTIVATIONS, LOSSES, linear_forward
+from ..kernels.linear import linear_dA_prev, linear_db, linear_dW
+from ..engine.per_sample import normalisation, per_sample_dZ
+
+Values = Mapping[str, np.ndarray]
+
+#: The elementwise derivative each activation's backward multiplies by, as written in a formula.
+DERIVATIVE_TEXT = {
+    "relu": "({Z} > 0)",
+    "sigmoid": "{A} * (1 - {A})",
+    "tanh": "(1 - {A}**2)",
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """How one named tensor is made from earlier ones."""
+
+    name: str
+    kind: str
+    inputs: tuple[str, ...]
+    layer: int | None
+    rule: Callable[[Values], np.ndarray]
+    formula: str
+
+
+def previous(l: int) -> str:
+    """The name of layer l's input activation: ``A(l-1)``, or ``X`` for the first layer."""
+    return f"A{l - 1}" if l > 1 else "X"
+
+
+def input_gradient(l: int) -> str:
+    """The name of the gradient with respect to layer l's input: ``dA(l-1)``, or ``dX``."""
+    return f"dA{l - 1}" if l > 1 else "dX"
+
+
+def scale_text(case: Case) -> str:
+    """How the loss is normalised, as written after a sum: ``""``, ``" / N"`` or ``" / (N·K)"``."""
+    net = case.network
+    if net.reduction == "sum":
+        return ""
+    return " / (N·K)" if LOSSES[net.loss].mean_divides_by_K else " / N"
+
+
+def derivation_steps(case: Case) -> dict[str, Step]:
+    """Every step of ``case``'s derivation, keyed and ordered by name."""
+    net, params, T = case.network, case.params, case.T
+    loss, L = LOSSES[net.loss], net.depth
+    steps: dict[str, Step] = {}
+
+    def add(name, kind, inputs, layer, rule, formula):
+        steps[name] = Step(name, kind, tuple(inputs), layer, rule, formula)
+
+    add("X", "data", (), 0, lambda v: case.X, "X, the data")
+    add("Y", "data", (), None, lambda v: case.Y, "Y, the data")
+    for l, act in enumerate(net.activations, start=1):
+        a_prev = previous(l)
+        add(f"Z{l}", "linear", (a_prev,), l,
+            lambda v, a_prev=a_prev, W=params[f"W{l}"], b=params[f"b{l}"]: linear_forward(v[a_prev], W, b),
+            f"Z{l} = {a_prev} @ W{l} + b{l}")
+        add(f"A{l}", "activation", (f"Z{l}",), l,
+            lambda v, l=l, f=ACTIVATIONS[act].forward: f(v[f"Z{l}"]), f"A{l} = {act}(Z{l})")
+    out_name = f"Z{L}" if loss.fused_with else f"A{L}"
+    add("L", "loss", (f"Z{L}", f"A{L}"), None,
+        lambda v: loss.value(v[f"Z{L}"], v[f"A{L}"], T, net.reduction),
+        f"L = {net.loss}({out_name}, Y){scale_text(case)}")
+
+    top = f"dZ{L}" if loss.fused_with else f"dA{L}"
+    grad_text = {"half_mse": f"(A{L} - Y)", "mse": f"2 (A{L} - Y)", "bce": f"(A{L} - Y)",
+                 "softmax_cross_entropy": f"(A{L} - Y)"}[net.loss]
+    add(top, "loss_gradient", (f"Z{L}", f"A{L}"), L,
+        lambda v: loss.gradient(v[f"Z{L}"], v[f"A{L}"], T, net.reduction),
+        f"{top} = {grad_text}{scale_text(case)}")
+    for l in range(L, 0, -1):
+        act = net.activations[l - 1]
+        if l < L or not loss.fused_with:
+            if act == "softmax":
+                formula = f"dZ{l} = A{l} * (dA{l} - sum(dA{l} * A{l}))"
+            elif act == "identity":
+                formula = f"dZ{l} = dA{l} (identity)"
+            else:
+                formula = f"dZ{l} = dA{l} * " + DERIVATIVE_TEXT[act].format(Z=f"Z{l}", A=f"A{l}")
+            add(f"dZ{l}", "activation_backward", (f"dA{l}", f"Z{l}", f"A{l}"), l,
+                lambda v, l=l, b=ACTIVATIONS[act].backward: b(v[f"dA{l}"], v[f"Z{l}"], v[f"A{l}"]),
+                formula)
+        a_prev = previous(l)
+        add(f"dW{l}", "weight_gradient", (a_prev, f"dZ{l}"), l,
+            lambda v, l=l, a_prev=a_prev: linear_dW(v[a_prev], v[f"dZ{l}"]),
+            f"dW{l} = {a_prev}.T @ dZ{l}")
+        add(f"db{l}", "bias_gradient", (f"dZ{l}",), l,
+            lambda v, l=l: linear_db(v[f"dZ{l}"]), f"db{l} = 1.T @ dZ{l} (column sums)")
+        add(input_gradient(l), "input_gradient", (f"dZ{l}",), l,
+            lambda v, l=l, W=params[f"W{l}"]: linear_dA_prev(v[f"dZ{l}"], W),
+            f"{input_gradient(l)} = dZ{l} @ W{l}.T")
+
+    inverse_c = round(1 / normalisation(net, case.batch))
+    for l in range(1, L + 1):
+        a_prev = previous(l)
+        times = f" * {inverse_c}" if inverse_c != 1 else ""
+        add(f"dW{l}_per_sample", "per_sample_weight", (a_prev, f"dZ{l}"), l,
+            lambda v, l=l, a_prev=a_prev: np.einsum("ni,nj->nij", v[a_prev], per_sample_dZ(net, v, l)),
+            f"dW{l}_per_sample[i] = outer({a_prev}[i], dZ{l}[i]{times})")
+        add(f"db{l}_per_sample", "per_sample_bias", (f"dZ{l}",), l,
+            lambda v, l=l: per_sample_dZ(net, v, l), f"db{l}_per_sample[i] = dZ{l}[i]{times}")
+    if case.learning_rate is not None:
+        lr = case.learning_rate
+        for l in range(1, L + 1):
+            for p in ("W", "b"):
+                add(f"{p}{l}_next", "sgd", (f"d{p}{l}",), l,
+                    lambda v, P=params[f"{p}{l}"], g=f"d{p}{l}": P - lr * v[g],
+                    f"{p}{l}_next = {p}{l} - {lr:g} * d{p}{l}")
+    return steps
+
+
+def downstream(steps: Mapping[str, Step], name: str) -> list[str]:
+    """Every step that reads ``name``, directly or through others, in derivation order."""
+    reached = {name}
+    out = []
+    for step in steps.values():
+        if any(i in reached for i in step.inputs):
+            reached.add(step.name)
+            out.append(step.name)
+    return out

@@ -1,0 +1,45 @@
+"""What a derivation is judged against: the engine's float64 trace, and its rounding scale.
+
+The true values are the engine's (itself checked against PyTorch, JAX and
+finite differences by ``manual-backprop check``), always in float64, so
+that a claim is never judged against a rounded truth. The rounding scale
+``E`` is the tolerance policy's (:func:`~manual_backprop.compare.error_scales`)
+for the network's own dtype: a derivation done in float32 may carry float32
+rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..description.case import Case, as_float64
+from ..compare import UNIT_ROUNDOFF, error_scales
+from ..engine.trace import run
+from ..engine.per_sample import per_sample_error_scales, per_sample_from_trace
+from ..engine.sgd import next_error_scales, next_parameters
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The true value and the rounding scale ``E`` of every name a derivation may claim."""
+
+    values: dict[str, np.ndarray]
+    E: dict[str, np.ndarray]
+    u: float  # unit roundoff of the network's dtype
+
+
+def true_values(case: Case) -> Truth:
+    """Run ``case`` in float64: every named tensor, per-sample gradients and (with a learning rate) the step."""
+    case64 = as_float64(case)
+    net = case.network
+    values = dict(run(case64))
+    values.update(per_sample_from_trace(case64.network, values))
+    E = error_scales(net, case64.params, values, case64.T)
+    E.update(per_sample_error_scales(net, values, E))
+    if case.learning_rate is not None:
+        values.update(next_parameters(case64, trace=values))
+        E.update(next_error_scales(net, case64.params, values, E, case.learning_rate))
+    values = {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}
+    return Truth(values, E, UNIT_ROUNDOFF[net.dtype])

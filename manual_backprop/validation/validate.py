@@ -1,0 +1,270 @@
+"""``validate``: judge a hand derivation's claims, tell own errors from carried ones, name the mistake.
+
+>>> from manual_backprop import load_example, validate
+>>> report = validate(load_example("seed-003-derivation"))
+>>> report.ok, report.first_wrong, report.own_errors
+(False, 'dZ1', ['dZ1'])
+>>> report.claims["dZ1"].fits[0].mistake.id
+'relu_mask_missing'
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..environment import describe
+from ..description.case import Case
+from ..compare import tolerance
+from ..errors import InputError
+from .claims import ClaimCheck, in_layout, judge, judged_resolutions
+from .diagnosis import Fit, find_fits
+from .replay import StudentTrace, off_truth, origins, reproduces, spread, student_trace
+from .steps import Step, derivation_steps
+from .truth import Truth, true_values
+
+FORWARD_KINDS = ("data", "linear", "activation", "loss")
+
+
+@dataclass
+class ClaimReport:
+    """One claim: its verdict, whether its error is its own, and the mistake that explains it."""
+
+    check: ClaimCheck
+    step: Step
+    error: str | None = None                      # None (right), "own" or "carried"
+    carried_from: list[str] = field(default_factory=list)
+    carried_through: list[str] = field(default_factory=list)  # unwritten wrong steps in between
+    from_your_inputs: np.ndarray | None = None    # the right rule applied to the student's own inputs
+    fits: list[Fit] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.check.name
+
+    @property
+    def ok(self) -> bool:
+        return self.check.ok
+
+    @property
+    def diagnosis(self) -> str | None:
+        """One sentence: the mistake, or where a carried error comes from; None if nothing fits."""
+        if self.ok:
+            return None
+        if self.error == "carried":
+            inputs = ", ".join(self.carried_from)
+            through = f" (through {', '.join(self.carried_through)}, not written down)" if self.carried_through else ""
+            verb = "gives" if len(self.carried_from) == 1 else "give"
+            return (f"Carried from {inputs}{through}: the rule {self.step.formula} is right, "
+                    f"and your {inputs} {verb} these numbers.")
+        if not self.fits:
+            return None
+        also = [f.mistake.title for f in self.fits[1:]]
+        return self.fits[0].sentence + (f" (The same numbers also come from {' or '.join(also)}.)" if also else "")
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.check.to_json()
+        out.update(error=self.error, carried_from=self.carried_from, carried_through=self.carried_through,
+                   diagnosis=self.diagnosis,
+                   mistakes=[f.to_json() for f in self.fits], notes=self.notes, formula=self.step.formula)
+        if self.from_your_inputs is not None:
+            out["from_your_inputs"] = self.from_your_inputs.tolist()
+        return out
+
+
+@dataclass
+class Validation:
+    """Every claim of a derivation, judged, in derivation order (forward, backward, extras)."""
+
+    case: Case
+    truth: Truth
+    steps: dict[str, Step]
+    claims: dict[str, ClaimReport]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.claims.values())
+
+    @property
+    def first_wrong(self) -> str | None:
+        """The first wrong claim, forward then backward: a wrong forward value spoils all after it."""
+        return next((n for n, c in self.claims.items() if not c.ok), None)
+
+    @property
+    def own_errors(self) -> list[str]:
+        return [n for n, c in self.claims.items() if c.error == "own"]
+
+    @property
+    def carried_errors(self) -> list[str]:
+        return [n for n, c in self.claims.items() if c.error == "carried"]
+
+    def summary(self) -> list[str]:
+        """The verdict in a few sentences, the first naming the first wrong claim."""
+        n = len(self.claims)
+        if self.ok:
+            return [f"All {n} claims are right at the precision they were written with."]
+        first = self.claims[self.first_wrong]
+        lines = [f"First wrong claim: {first.name}, "
+                 + ("wrong on its own." if first.error == "own" else f"carried from {', '.join(first.carried_from)}.")]
+        own = self.own_errors
+        lines.append(f"Wrong on their own: {', '.join(own)}." if own else "No claim is wrong on its own.")
+        if self.carried_errors:
+            lines.append(f"Carried (the right rule applied to a wrong input): {', '.join(self.carried_errors)}.")
+        right = sum(c.ok for c in self.claims.values())
+        lines.append(f"{right} of {n} claims are right; {len(own)} wrong on their own, "
+                     f"{len(self.carried_errors)} carried.")
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object of ../PRODUCT.md, with ``checks.claimed`` per claimed tensor."""
+        tensors = {}
+        for name in self.steps:
+            if name not in self.truth.values:
+                continue
+            value = self.truth.values[name]
+            entry: dict[str, Any] = {"shape": list(value.shape), "value": value.tolist(), "checks": {}}
+            if name in self.claims:
+                entry["checks"]["claimed"] = self.claims[name].to_json()
+            tensors[name] = entry
+        return {
+            "ok": self.ok,
+            "first_divergence": self.first_wrong,
+            "own_errors": self.own_errors,
+            "carried_errors": self.carried_errors,
+            "claims": list(self.claims),
+            "summary": self.summary(),
+            "network": self.case.network.describe(),
+            "title": self.case.title,
+            "source": self.case.source,
+            "tensors": tensors,
+            "environment": describe(self.case.seed),
+        }
+
+
+def validate(case: Case) -> Validation:
+    """Judge every claim of ``case`` (``case.claimed``) against the engine's float64 truth."""
+    if not case.claimed:
+        raise InputError(f"{case.source}: no [claimed] values to validate; claim any of "
+                         f"{', '.join(case.network.names())}")
+    if case.learning_rate is None:
+        steps_next = [n for n in case.claimed if n.endswith("_next")]
+        if steps_next:
+            raise InputError(f"{case.source}: [claimed] {steps_next[0]} needs [sgd] learning_rate")
+    truth = true_values(case)
+    steps = derivation_steps(case)
+    net, u = case.network, truth.u
+    resolution = judged_resolutions(case.claimed)
+    claimed = [n for n in steps if n in case.claimed]
+    checks = {n: judge(n, case.claimed[n], truth.values[n], truth.E[n], net.dtype, resolution[n]) for n in claimed}
+    as_written = {n: (in_layout(checks[n].claimed, truth.values[n]), in_layout(checks[n].resolution, truth.values[n]))
+                  for n in claimed}
+    # A right claim stands for the true value: the student made it from the same right inputs, and its
+    # rounding must not blur what follows (a Z1 written 0.00000000 is exactly 0, and so is its mask).
+    fixed = {n: (truth.values[n], np.zeros(truth.values[n].shape)) if checks[n].ok else as_written[n]
+             for n in claimed}
+    student = student_trace(steps, fixed, u)
+    # the claims exactly as written, replayed only when a rounding may have been carried
+    rounded = functools.cache(lambda: student_trace(steps, as_written, u))
+
+    def wrong(name: str) -> bool:
+        if name in checks:
+            return not checks[name].ok
+        return off_truth(student.values[name], student.radius[name], truth.values[name],
+                         tolerance(truth.E[name], net.dtype), u)
+
+    reports = {}
+    for name in claimed:
+        report = ClaimReport(checks[name], steps[name])
+        if not report.ok:
+            _explain(report, steps, case, truth, student, set(claimed), wrong, rounded)
+        reports[name] = report
+    return Validation(case, truth, steps, reports)
+
+
+def _explain(report: ClaimReport, steps, case: Case, truth: Truth, student: StudentTrace,
+             claimed: set[str], wrong, rounded) -> None:
+    """Own or carried, and the mistake behind an own error."""
+    check, step, u = report.check, report.step, truth.u
+    if check.status == "shape":
+        report.error = "own"
+        report.notes.append(f"{check.name} has shape {check.claimed.shape}, expected {check.true.shape}.")
+        return
+    if step.inputs:
+        report.from_your_inputs, radius = spread(step.rule, student.values, student.radius, u)
+        if reproduces(check.claimed, check.resolution, check.tolerance, report.from_your_inputs, radius, u):
+            report.error = "carried"
+            found, through = origins(step.name, steps, claimed, wrong)
+            report.carried_from = [n for n in steps if n in found]
+            report.carried_through = [n for n in steps if n in through]
+            return
+    report.error = "own"
+    # a mistake applied to the true values of the right claims, else to the claims as written (rounded)
+    report.fits = find_fits(check, steps, case, student, claimed, u) \
+        or find_fits(check, steps, case, rounded(), claimed, u)
+    if not report.fits and step.inputs:
+        # no mistake, but perhaps the rounding of right claims, carried at a finer precision
+        coarse = rounded()
+        value, radius = spread(step.rule, coarse.values, coarse.radius, u)
+        if reproduces(check.claimed, check.resolution, check.tolerance, value, radius, u):
+            report.error, report.carried_from = "carried", _imprecise(step, coarse)
+            report.notes.append(f"{check.name} is as right as the precision of "
+                                f"{', '.join(report.carried_from)} allows, but not at its own.")
+            return
+    if check.status == "transposed":
+        report.notes.append(f"{check.name} is written with shape {check.claimed.shape}; "
+                            f"the row-vector convention makes it {check.true.shape}.")
+    if not report.fits:
+        report.notes.append(_does_not_follow(report, wrong))
+    report.notes += _equal_inputs_differ(check, step, case)
+
+
+def _imprecise(step: Step, student: StudentTrace) -> list[str]:
+    """The inputs of ``step`` known only coarsely (a carried rounding, not a carried mistake)."""
+    return [i for i in step.inputs if np.any(student.radius.get(i, 0) > 0)]
+
+
+def _does_not_follow(report: ClaimReport, wrong) -> str:
+    """What the right rule gives, from the true inputs and from the student's (when they differ)."""
+    step = report.step
+    if step.kind == "data":
+        return f"{step.name} is not the data the file gives."
+    bad = [i for i in step.inputs if wrong(i)]
+    if step.kind in FORWARD_KINDS:
+        given = "the stated weights and inputs" if step.kind == "linear" else "the stated network"
+        text = (f"{step.name} does not follow from {given}: with them, {step.formula} = "
+                f"{_short(report.check.true)}")
+        if bad and report.from_your_inputs is not None:
+            text += f"; from your {', '.join(bad)} it would be {_short(report.from_your_inputs)}"
+        return text + "."
+    if bad and report.from_your_inputs is not None:
+        return (f"{step.name} does not follow from your {', '.join(bad)} either: "
+                f"{step.formula} gives {_short(report.from_your_inputs)}.")
+    return f"{step.formula} gives {_short(report.check.true)}."
+
+
+def _equal_inputs_differ(check: ClaimCheck, step: Step, case: Case) -> list[str]:
+    """Two samples with the same X must have the same forward rows."""
+    if step.kind not in ("linear", "activation") or check.status != "wrong":
+        return []
+    X = case.X
+    for i in range(X.shape[0]):
+        for j in range(i + 1, X.shape[0]):
+            if np.array_equal(X[i], X[j]):
+                gap = np.abs(check.claimed[i] - check.claimed[j])
+                if np.any(gap > check.resolution[i] + check.resolution[j]):
+                    return [f"Samples {i} and {j} have the same X, so their rows of {check.name} must be "
+                            f"equal; the claimed rows differ."]
+    return []
+
+
+def _short(a: np.ndarray) -> str:
+    """A small array the way a student writes it: ``[[0.25, 0.05], [0.25, 0.05]]``."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.size > 12:
+        return f"an array of shape {a.shape}"
+    return np.array2string(a, separator=", ", formatter={"float_kind": lambda x: f"{x:.6g}"},
+                           max_line_width=400).replace("\n", "")
