@@ -25,8 +25,8 @@ from typing import Any, Callable
 import numpy as np
 
 from manual_backprop import engine
-from manual_backprop.engine import fast
 from manual_backprop.description.case import Case
+from manual_backprop.engine import fast
 from manual_backprop.kernels import ACTIVATIONS, LOSSES, linear_forward
 
 IMPLS = ("numpy_fast", "numpy_trace", "numpy_loop", "torch", "jax", "floor_numpy", "floor_torch")

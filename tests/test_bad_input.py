@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from manual_backprop import references
-from manual_backprop import InputError, Network, load_case, make_case
-from manual_backprop.description.catalog import load_example
+from manual_backprop import InputError, Network, load_case, make_case, references
 from manual_backprop.checking.checker import check
+from manual_backprop.description.catalog import load_example
 
 BAD = Path(__file__).parent / "bad_inputs"
 FILES = sorted(BAD.glob("*.toml"))

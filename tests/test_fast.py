@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from manual_backprop import engine
-from manual_backprop.engine import fast
 from manual_backprop.description.case import make_case
+from manual_backprop.description.network import Network
+from manual_backprop.engine import fast
 from manual_backprop.errors import InputError
 from manual_backprop.kernels import ACTIVATIONS
 from manual_backprop.kernels.activations import Activation
-from manual_backprop.description.network import Network
 
 # Relative to the largest entry of the engine's tensor: the two differ only in
 # the order of a few sums (and of the BLAS products' accumulation).

@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from manual_backprop import references
-from manual_backprop import Network, make_case
+from manual_backprop import Network, make_case, references
 from manual_backprop.checking.checker import check
 from manual_backprop.compare import compare_traces, compared_names, error_scales
 from manual_backprop.engine.trace import run

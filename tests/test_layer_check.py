@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from manual_backprop import references
 
-from manual_backprop import InputError, check_layer
-from manual_backprop.testing.layers import LAYERS, make_trials
+from manual_backprop import InputError, check_layer, references
 from manual_backprop.testing import assert_layer_matches
+from manual_backprop.testing.layers import LAYERS, make_trials
 
 # asked without importing them: torch and JAX are imported by the first check that runs
 pytestmark = pytest.mark.skipif(not (references.is_installed("torch") and references.is_installed("jax")),

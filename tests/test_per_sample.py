@@ -7,7 +7,11 @@ import pytest
 
 from manual_backprop import Network, make_case
 from manual_backprop.description.catalog import load_example
-from manual_backprop.engine.per_sample import per_sample_gradients, per_sample_rows, reduce_per_sample
+from manual_backprop.engine.per_sample import (
+    per_sample_gradients,
+    per_sample_rows,
+    reduce_per_sample,
+)
 from manual_backprop.engine.trace import run
 
 from .helpers import jax_training, torch_training

@@ -13,8 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from manual_backprop import references
-from manual_backprop import Network, make_case
+from manual_backprop import Network, make_case, references
 from manual_backprop.checking.checker import check
 
 HIDDEN = ("identity", "sigmoid", "relu", "tanh")

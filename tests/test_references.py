@@ -18,12 +18,12 @@ import pytest
 import manual_backprop
 from manual_backprop import references
 from manual_backprop.description.case import Case, make_case
+from manual_backprop.description.netfile import load_case
+from manual_backprop.description.network import Network
 from manual_backprop.engine.trace import run as engine_run
 from manual_backprop.errors import InputError
 from manual_backprop.kernels import ACTIVATIONS, LOSSES
 from manual_backprop.kernels.losses import REDUCTIONS, one_hot
-from manual_backprop.description.netfile import load_case
-from manual_backprop.description.network import Network
 
 EXAMPLES = sorted((Path(manual_backprop.__file__).parent / "examples").glob("seed-*.toml"))
 

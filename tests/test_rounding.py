@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from manual_backprop.checking.checker import check
+from manual_backprop.checking.rounding import needs_explaining
 from manual_backprop.cli.check import render
 from manual_backprop.compare import UNIT_ROUNDOFF
-from manual_backprop.kernels import ACTIVATIONS
-from manual_backprop.checking.rounding import needs_explaining
 from manual_backprop.description.case import as_float64
+from manual_backprop.kernels import ACTIVATIONS
 
 from .helpers import case_of
 

@@ -99,8 +99,8 @@ def test_a_learning_rate_that_is_not_positive_and_finite_is_an_input_error(lr):
 def test_next_error_scales_let_the_comparator_accept_torch_and_reject_a_plus_sign(net, dtype):
     from manual_backprop.compare.comparator import compare_arrays
     from manual_backprop.compare.tolerance import error_scales
-    from manual_backprop.engine.trace import run
     from manual_backprop.engine.sgd import next_error_scales
+    from manual_backprop.engine.trace import run
 
     tt = torch_training()
     case = case_for(net, "mean", dtype)

@@ -10,7 +10,13 @@ import pytest
 import manual_backprop.training.train as train_module
 from manual_backprop import Network
 from manual_backprop.cli import main
-from manual_backprop.training.train import INNER_RADIUS, OUTER_RADII, circle_data, initial_parameters, train
+from manual_backprop.training.train import (
+    INNER_RADIUS,
+    OUTER_RADII,
+    circle_data,
+    initial_parameters,
+    train,
+)
 
 SEED_004 = Network((2, 4, 2, 1), ("relu", "relu", "sigmoid"), "bce")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -67,14 +73,13 @@ def test_check_every_k_steps_agrees_with_the_reference_on_a_short_run(capsys, ag
 
 def test_check_every_stops_at_the_first_wrong_gradient_with_exit_1(capsys, monkeypatch):
     pytest.importorskip("torch")
-    real_backward = train_module.backward
+    real = train_module.fast.value_and_grad
 
-    def backward_missing_1_over_N(network, params, fwd, T, **kw):  # a classic slip, in db1 only
-        grads = real_backward(network, params, fwd, T, **kw)
-        grads["db1"] = grads["db1"] * T.shape[0]
-        return grads
+    def missing_1_over_N(network, params, X, T, workspace=None):  # a classic slip, in db1 only
+        L, grads = real(network, params, X, T, workspace)
+        return L, {**grads, "b1": grads["b1"] * X.shape[0]}
 
-    monkeypatch.setattr(train_module, "backward", backward_missing_1_over_N)
+    monkeypatch.setattr(train_module.fast, "value_and_grad", missing_1_over_N)
     code, report = train_json(capsys, "--steps", "50", "--check-every", "10", "--no-plots")
     assert code == 1 and report["ok"] is False
     assert report["first_divergence"] == "db1"
@@ -84,14 +89,13 @@ def test_check_every_stops_at_the_first_wrong_gradient_with_exit_1(capsys, monke
 
 def test_the_report_of_a_failed_check_names_the_step_tensor_element_and_both_values(capsys, monkeypatch):
     pytest.importorskip("torch")
-    real_backward = train_module.backward
+    real = train_module.fast.value_and_grad
 
-    def backward_off_by_1e_6(network, params, fwd, T, **kw):
-        grads = real_backward(network, params, fwd, T, **kw)
-        grads["dW2"] = grads["dW2"] + 1e-6
-        return grads
+    def off_by_1e_6(network, params, X, T, workspace=None):
+        L, grads = real(network, params, X, T, workspace)
+        return L, {**grads, "W2": grads["W2"] + 1e-6}
 
-    monkeypatch.setattr(train_module, "backward", backward_off_by_1e_6)
+    monkeypatch.setattr(train_module.fast, "value_and_grad", off_by_1e_6)
     assert main(["train", "--steps", "5", "--check-every", "1", "--no-plots"]) == 1
     out = capsys.readouterr().out
     assert "STOPPED: step 0: dW2[0, 0] disagrees with torch" in out

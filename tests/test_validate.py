@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from manual_backprop import InputError, load_example, parse_case, run, validate
+from manual_backprop.cli import main
 from manual_backprop.description.case import Claim
 from manual_backprop.description.catalog import example_names, example_text
-from manual_backprop.cli import main
 from manual_backprop.validation.claims import judged_resolutions
 
 SEED_002_NETWORK = example_text("seed-002").split("\n[claimed]\n")[0] + "\n"

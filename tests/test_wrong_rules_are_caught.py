@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 from manual_backprop import references
-from manual_backprop.engine import trace as engine
 from manual_backprop.checking import checker
+from manual_backprop.engine import trace as engine
 from manual_backprop.kernels import ACTIVATIONS, LOSSES
 from manual_backprop.kernels import linear as linear_kernels
 

@@ -639,9 +639,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         os.environ.setdefault("MKL_NUM_THREADS", "1")
+        import hypothesis  # noqa: F401  (the tests' conftest imports it)
         import numpy  # noqa: F401
         import pytest  # noqa: F401
-        import hypothesis  # noqa: F401  (the tests' conftest imports it)
         try:
             import torch  # noqa: F401
         except ImportError:

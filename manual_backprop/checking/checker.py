@@ -15,8 +15,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..compare import (
+    TensorCheck,
+    compare_arrays,
+    compare_projections,
+    compare_traces,
+    compared_names,
+    error_scales,
+)
 from ..description.case import Case, as_float64
-from ..compare import TensorCheck, compare_arrays, compare_projections, compare_traces, compared_names, error_scales
 from ..engine.trace import Trace
 from ..errors import InputError
 from .overflow import ensure_representable, run_quietly

@@ -10,9 +10,9 @@ from typing import Any
 
 from ..description.case import Case, make_case
 from ..description.catalog import DEFAULT_EXAMPLE, load_example
-from ..errors import InputError
 from ..description.netfile import load_case
 from ..description.network import Network
+from ..errors import InputError
 
 INLINE = ("sizes", "activations", "loss", "reduction", "batch", "seed")
 

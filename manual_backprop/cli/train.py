@@ -7,10 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from ..environment import describe
 from ..description.catalog import example_text
-from ..errors import InputError
 from ..description.network import Network
+from ..environment import describe
+from ..errors import InputError
 from ..training import train as T
 
 DEFAULT_EXAMPLE = "seed-004"
@@ -214,7 +214,13 @@ class _progress:
     def __enter__(self):
         if not self.enabled:
             return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self.bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("loss {task.fields[loss]}"),

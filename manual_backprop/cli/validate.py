@@ -8,12 +8,12 @@ import sys
 
 import numpy as np
 
-from ..environment import describe, summary
 from ..description.catalog import load_example
+from ..description.netfile import load_case
+from ..environment import describe, summary
+from ..errors import InputError
 from ..validation import Validation, validate
 from ..validation.claims import WHOLE, in_layout
-from ..errors import InputError
-from ..description.netfile import load_case
 from .common import print_json
 
 #: Rows and columns of a claimed tensor shown in the table; a larger one is cut with "…".

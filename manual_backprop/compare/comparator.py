@@ -23,8 +23,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..kernels import ACTIVATIONS
 from ..description.network import Network
+from ..kernels import ACTIVATIONS
 from .tolerance import FLOOR, K, kink_scales, tolerance
 
 #: Statuses that count as agreement.

@@ -24,8 +24,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ..kernels import ACTIVATIONS, LOSSES
 from ..description.network import Network
+from ..kernels import ACTIVATIONS, LOSSES
 
 #: Safety factor over the rounding estimate, the same for every dtype.
 K = 8.0

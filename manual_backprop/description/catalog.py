@@ -5,8 +5,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from .case import Case
 from ..errors import InputError
+from .case import Case
 
 DEFAULT_EXAMPLE = "seed-002"
 

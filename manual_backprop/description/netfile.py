@@ -19,8 +19,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .case import Case, Claim, make_case
 from ..errors import InputError
+from .case import Case, Claim, make_case
 from .network import Network
 
 TOP_KEYS = {"title", "seed", "batch", "network", "parameters", "data", "claimed", "sgd", "notes"}

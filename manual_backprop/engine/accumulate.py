@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..description.case import Case
-from .trace import backward, forward
-from ..errors import InputError
 from ..description.network import Network
+from ..errors import InputError
 from .per_sample import normalisation
+from .trace import backward, forward
 
 
 def micro_batches(N: int, size: int) -> list[slice]:

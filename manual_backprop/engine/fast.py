@@ -41,9 +41,9 @@ from typing import Mapping
 
 import numpy as np
 
+from ..description.network import Network
 from ..errors import InputError
 from ..kernels import ACTIVATIONS, LOSSES
-from ..description.network import Network
 
 # Below this many multiply-adds per product, BLAS runs on one thread (below
 # OPENBLAS_SMALL, OpenBLAS already does so itself and is left alone).

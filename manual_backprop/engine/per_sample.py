@@ -28,9 +28,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..description.case import Case
-from .trace import Trace, run
-from ..kernels import LOSSES
 from ..description.network import Network
+from ..kernels import LOSSES
+from .trace import Trace, run
 
 
 def normalisation(network: Network, N: int) -> float:

@@ -13,9 +13,9 @@ from typing import Mapping
 import numpy as np
 
 from ..description.case import Case
-from .trace import Trace, run
-from ..errors import InputError
 from ..description.network import Network
+from ..errors import InputError
+from .trace import Trace, run
 
 
 def check_learning_rate(lr: object, where: str = "learning rate") -> float:

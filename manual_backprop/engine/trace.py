@@ -19,9 +19,9 @@ from typing import Mapping
 import numpy as np
 
 from ..description.case import Case
+from ..description.network import Network, layer_of
 from ..errors import InputError
 from ..kernels import ACTIVATIONS, LOSSES, linear_backward, linear_forward
-from ..description.network import Network, layer_of
 
 Trace = dict  # name -> np.ndarray, in the order the run made them
 

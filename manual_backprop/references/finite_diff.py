@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..description.case import Case, cast_arrays
+from ..description.network import Network
 from ..engine.trace import forward
 from ..kernels import ACTIVATIONS, LOSSES
-from ..description.network import Network
 
 #: Random directions per tensor.
 DIRECTIONS = 2

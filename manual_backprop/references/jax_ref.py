@@ -29,9 +29,9 @@ import jax.numpy as jnp  # noqa: E402  (after the x64 switch, on purpose)
 import numpy as np  # noqa: E402
 
 from ..description.case import Case  # noqa: E402
+from ..description.network import Network  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..kernels import LOSSES  # noqa: E402
-from ..description.network import Network  # noqa: E402
 
 #: ``A = act(Z)``. ``jax.nn.relu`` has gradient 0 at Z == 0 (a custom JVP), the
 #: project's convention; ``jnp.maximum(Z, 0)`` and ``jnp.clip`` give 1/2 there.

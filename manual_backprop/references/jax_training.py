@@ -21,7 +21,9 @@ import numpy as np
 
 from ..description.case import Case
 from ..description.network import Network
-from .jax_ref import ACTIVATIONS  # one table per framework; softmax over the last axis, so it serves one row (vmap) too
+from .jax_ref import (
+    ACTIVATIONS,  # one table per framework; softmax over the last axis, so it serves one row (vmap) too
+)
 
 jax.config.update("jax_enable_x64", True)
 

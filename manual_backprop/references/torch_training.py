@@ -23,7 +23,9 @@ from torch.func import grad, vmap
 
 from ..description.case import Case
 from ..description.network import Network
-from .torch_ref import ACTIVATIONS  # one table per framework; softmax over the last axis, so it serves one row (vmap) too
+from .torch_ref import (
+    ACTIVATIONS,  # one table per framework; softmax over the last axis, so it serves one row (vmap) too
+)
 
 
 def version() -> str:

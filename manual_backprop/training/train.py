@@ -1,10 +1,11 @@
 """Training with the hand-derived gradients only: seed 004's demo.
 
-Each step is the engine's forward, the engine's hand-derived backward, and
-one plain descent step (:mod:`manual_backprop.sgd`)::
+Each step is the fast engine's forward and hand-derived backward
+(:func:`manual_backprop.engine.fast.value_and_grad`, the same kernels as the
+checking engine, on buffers reused step after step) and one plain descent
+step (:mod:`manual_backprop.engine.sgd`)::
 
-    fwd   = forward(network, params, X_batch, ...)
-    grads = backward(network, params, fwd, T_batch)
+    L, grads = value_and_grad(network, params, X_batch, T_batch, workspace)
     params = {W: W - lr * dW, b: b - lr * db}
 
 No autodiff is involved. With ``check_every=K`` the gradient of every K-th
@@ -30,12 +31,13 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..description.case import make_case, random_parameters
-from ..engine.trace import backward, forward
+from ..description.network import Network
+from ..engine import fast
+from ..engine.sgd import check_learning_rate, sgd_step
+from ..engine.trace import forward
 from ..errors import InputError
 from ..kernels import ACTIVATIONS, linear_forward
 from ..kernels.losses import one_hot
-from ..description.network import Network
-from ..engine.sgd import check_learning_rate, sgd_step
 
 INNER_RADIUS = 1.0            # class 1: the unit disc (ball)
 OUTER_RADII = (1.5, 2.2)      # class 0: the ring (shell) between these radii
@@ -290,6 +292,8 @@ def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, 
     eval_every = max(1, steps // 200)
     checks, mismatch = 0, None
     batches: list[np.ndarray] = []
+    labels = Y.ndim == 1  # integer class labels: the fast engine takes them as they are
+    workspaces: dict[int, fast.Workspace] = {}
     t0 = time.perf_counter()
     _record(history, network, params, data, 0)
     if progress is not None:
@@ -301,9 +305,13 @@ def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, 
             if not batches:
                 batches = np.array_split(rng.permutation(n), range(B, n, B))[::-1]
             rows = batches.pop()
-        fwd = forward(network, params, X[rows], Y[rows], T[rows])
-        grads = backward(network, params, fwd, T[rows])
-        history.loss.append(float(fwd["L"]))
+        X_batch, Y_batch = X[rows], Y[rows]
+        N = X_batch.shape[0]
+        if N not in workspaces:  # one per batch size: the last batch of an epoch may be short
+            workspaces[N] = fast.Workspace(network, N)
+        L, g = fast.value_and_grad(network, params, X_batch, Y_batch if labels else T[rows], workspaces[N])
+        grads = {f"d{name}": value for name, value in g.items()}
+        history.loss.append(float(L))
         if check_every and step % check_every == 0:
             checks += 1
             case = make_case(network, params, X[rows], Y[rows], seed=seed, source=f"train step {step}")

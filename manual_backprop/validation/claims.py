@@ -27,8 +27,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..description.case import Claim
 from ..compare import tolerance
+from ..description.case import Claim
 
 #: The loader's resolution of a number written without a decimal point.
 WHOLE = 0.5

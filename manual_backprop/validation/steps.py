@@ -24,9 +24,9 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..description.case import Case
+from ..engine.per_sample import normalisation, per_sample_dZ
 from ..kernels import ACTIVATIONS, LOSSES, linear_forward
 from ..kernels.linear import linear_dA_prev, linear_db, linear_dW
-from ..engine.per_sample import normalisation, per_sample_dZ
 
 Values = Mapping[str, np.ndarray]
 

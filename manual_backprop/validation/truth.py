@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..description.case import Case, as_float64
 from ..compare import UNIT_ROUNDOFF, error_scales
-from ..engine.trace import run
+from ..description.case import Case, as_float64
 from ..engine.per_sample import per_sample_error_scales, per_sample_from_trace
 from ..engine.sgd import next_error_scales, next_parameters
+from ..engine.trace import run
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..environment import describe
-from ..description.case import Case
 from ..compare import tolerance
+from ..description.case import Case
+from ..environment import describe
 from ..errors import InputError
 from .claims import ClaimCheck, in_layout, judge, judged_resolutions
 from .diagnosis import Fit, find_fits
