@@ -107,3 +107,20 @@ def _numpy(t: torch.Tensor | None, name: str, dtype: np.dtype) -> np.ndarray:
     if a.dtype != dtype:
         raise TypeError(f"torch reference: {name} came back as {a.dtype}, but the network is {dtype}")
     return a
+
+
+def layer_gradients(linear: bool, activation: str, x: np.ndarray, params: dict[str, np.ndarray],
+                    dout: np.ndarray) -> dict[str, np.ndarray]:
+    """One layer ``out = act(x @ W + b)`` (or ``act(x)``) and the gradients of ``(out * dout).sum()``, in float64.
+
+    Returns ``out``, ``dx`` and, for a Linear layer, ``dW`` and ``db``: what a
+    user's ``backward(dout, cache)`` must return for that upstream ``dout``.
+    """
+    t = lambda a: torch.from_numpy(np.array(a, dtype=np.float64))  # noqa: E731  (a writable copy)
+    with torch.enable_grad():
+        X = t(x).requires_grad_()
+        p = {k: t(v).requires_grad_() for k, v in params.items()}
+        out = ACTIVATIONS[activation](X @ p["W"] + p["b"] if linear else X)
+        (out * t(dout)).sum().backward()
+    grads = {"out": out, "dx": X.grad, **{f"d{k}": v.grad for k, v in p.items()}}
+    return {k: v.detach().numpy() for k, v in grads.items()}
