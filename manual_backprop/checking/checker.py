@@ -76,7 +76,7 @@ class CheckReport:
         return order[i - 1] if i > 0 else None
 
     def to_json(self) -> dict[str, Any]:
-        """The ``--json`` object of ../PRODUCT.md."""
+        """The ``--json`` object (the README's "--json" section)."""
         tensors = {}
         for name in self.order:
             value = np.asarray(self.trace[name])

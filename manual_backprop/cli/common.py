@@ -13,6 +13,7 @@ from ..description.catalog import DEFAULT_EXAMPLE, load_example
 from ..description.netfile import load_case
 from ..description.network import Network
 from ..errors import InputError
+from ..kernels import ACTIVATIONS, LOSSES
 
 INLINE = ("sizes", "activations", "loss", "reduction", "batch", "seed")
 
@@ -23,8 +24,8 @@ def add_case_options(p: argparse.ArgumentParser, default_note: str = "the seed-0
     p.add_argument("--example", metavar="NAME", help="a shipped example (see `manual-backprop examples`)")
     g = p.add_argument_group("network inline (instead of FILE)")
     g.add_argument("--sizes", metavar="N0,N1,...", help="widths, input first, e.g. 784,256,10")
-    g.add_argument("--activations", metavar="A1,A2,...", help="one per Linear layer: identity, sigmoid, relu, tanh, softmax")
-    g.add_argument("--loss", help="half_mse, mse, bce or softmax_cross_entropy")
+    g.add_argument("--activations", metavar="A1,A2,...", help="one per Linear layer: " + ", ".join(ACTIVATIONS))
+    g.add_argument("--loss", help=", ".join(LOSSES))
     g.add_argument("--reduction", help="mean (default) or sum")
     g.add_argument("--batch", type=int, help="rows of random data (default 4)")
     g.add_argument("--seed", type=int, help="seed for random parameters and data (default 0)")

@@ -3,7 +3,7 @@
 A :class:`Network` is the architecture only (widths, activations, loss,
 reduction, dtype). Together with parameters and data it makes a
 :class:`~manual_backprop.case.Case`. Every tensor a run produces is named
-after the maths (see ../PRODUCT.md): ``X, Y, Z1, A1, ..., L`` forward and
+after the maths (the README's "Tensor names"): ``X, Y, Z1, A1, ..., L`` forward and
 ``dAL, dZL, dWL, dbL, ..., dX`` backward.
 """
 

@@ -120,7 +120,7 @@ class Validation:
         return lines
 
     def to_json(self) -> dict[str, Any]:
-        """The ``--json`` object of ../PRODUCT.md, with ``checks.claimed`` per claimed tensor."""
+        """The ``--json`` object (the README's "--json" section), with ``checks.claimed`` per claimed tensor."""
         tensors = {}
         for name in self.steps:
             if name not in self.truth.values:
