@@ -3,7 +3,7 @@
 Read from the source with ``ast`` (imports inside functions count too: a late
 import is still a dependency)::
 
-    errors, environment            leaves: anyone may import them
+    errors, environment, files     leaves: anyone may import them
     kernels                        the rules, once
     description                    the network, its parameters and data, the file
     engine                         the NumPy forward and hand-derived backward
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "manual_backprop"
 
 LAYERS = {
-    "errors": 0, "environment": 0,
+    "errors": 0, "environment": 0, "files": 0,
     "kernels": 1,
     "description": 2,
     "engine": 3,

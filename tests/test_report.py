@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from manual_backprop import files
 from manual_backprop.bench import report as benchreport
 from manual_backprop.cli import main
+from manual_backprop.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,3 +140,260 @@ def test_a_real_tiny_benchmark_run_makes_a_report(tmp_path):
     assert report.environment["numpy"] != "?"
     assert main(["report", str(results), "--output", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "report.png").exists()
+
+
+# --- The promise: bad input is exit 2 and one line on stderr, nothing on stdout, no report; ---
+# --- a regression is never hidden; an output file is whole or untouched.                   ---
+
+
+def run_cli(capsys, *argv):
+    try:
+        code = main(["report", *map(str, argv)])
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, out, err, *fragments):
+    assert code == 2, (code, err)
+    assert out == ""
+    assert err.startswith("manual-backprop: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+def slower(factor: float) -> dict:
+    data = synthetic()
+    for b in data["benchmarks"]:
+        b["stats"]["median"] *= factor
+    return data
+
+
+@pytest.mark.parametrize("threshold", ["nan", "inf", "-inf", "0", "-1.5"])
+def test_a_threshold_that_is_not_a_positive_finite_ratio_is_exit_2(tmp_path, capsys, threshold):
+    old = write(tmp_path, synthetic(), "old.json")
+    new = write(tmp_path, slower(3.0), "new.json")
+    out = tmp_path / "out"
+    assert_one_line_error(*run_cli(capsys, new, "--compare", old, f"--threshold={threshold}", "--output", out),
+                          "--threshold", threshold)
+    assert not out.exists()
+
+
+def test_compare_refuses_a_threshold_that_hides_every_regression():
+    new, old = benchreport.build(slower(3.0), "new.json"), benchreport.build(synthetic(), "old.json")
+    for threshold in (math.nan, math.inf, 0.0, -1.0):
+        with pytest.raises(InputError, match="--threshold"):
+            benchreport.compare(new, old, threshold)
+
+
+def renamed(data: dict) -> dict:
+    for b in data["benchmarks"]:
+        b["fullname"] = "elsewhere/" + b["fullname"]
+    return data
+
+
+@pytest.mark.parametrize("old_data", [renamed(synthetic()), {"benchmarks": []}], ids=["disjoint", "empty"])
+def test_two_runs_that_share_no_benchmark_are_exit_2(tmp_path, capsys, old_data):
+    old = write(tmp_path, old_data, "old.json")
+    new = write(tmp_path, slower(3.0), "new.json")
+    out = tmp_path / "out"
+    assert_one_line_error(*run_cli(capsys, new, "--compare", old, "--output", out),
+                          "new.json", "old.json", "share no benchmark: nothing to compare")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("threshold", [None, "1.01", "2.9"])
+def test_three_times_slower_is_always_a_regression_exit_1(tmp_path, capsys, threshold):
+    old = write(tmp_path, synthetic(), "old.json")
+    new = write(tmp_path, slower(3.0), "new.json")
+    extra = ["--threshold", threshold] if threshold else []
+    code, out, err = run_cli(capsys, new, "--compare", old, *extra, "--output", tmp_path / "out")
+    n = len(synthetic()["benchmarks"])
+    assert code == 1 and err == ""
+    assert f"{n} benchmarks in both runs, {n} slower by more than the threshold" in out
+    assert out.count("**regression**") == n
+
+
+def _network_index(data: dict) -> int:
+    return next(i for i, b in enumerate(data["benchmarks"]) if b["extra_info"].get("kind") == "network")
+
+
+def _edit(change):
+    """A synthetic run with ``change(benchmark)`` applied to its first network benchmark."""
+    def make() -> tuple[str, int, str]:
+        data = synthetic()
+        i = _network_index(data)
+        change(data["benchmarks"][i])
+        return json.dumps(data), i, data["benchmarks"][i]["name"]
+    return make
+
+
+def _median(value):
+    return _edit(lambda b: b["stats"].__setitem__("median", value))
+
+
+# kind -> (content or a maker of (content, index, name), fragments the one line must hold besides the file)
+MALFORMED = {
+    "missing extra_info key": (_edit(lambda b: b["extra_info"].pop("impl")), ["extra_info.impl"]),
+    "string median": (_median("0.001"), ["stats.median", "'0.001'"]),
+    "null median": (_median(None), ["stats.median", "None"]),
+    "NaN median": (_median(math.nan), ["stats.median", "nan"]),
+    "zero median": (_median(0.0), ["stats.median", "0.0"]),
+    "negative median": (_median(-1e-3), ["stats.median", "-0.001"]),
+    "no stats": (_edit(lambda b: b.pop("stats")), ["stats.median", "--benchmark-disable"]),
+    "benchmarks not a list": ('{"benchmarks": {"a": 1}}', ["'benchmarks' is an object, not a list"]),
+    "top level not an object": ('[{"benchmarks": []}]', ["top level is a list"]),
+    "truncated JSON": (lambda: (json.dumps(synthetic())[:500], None, None), ["not valid JSON", "column"]),
+    "not UTF-8": (b'{"benchmarks": [\xff\xfe]}', ["not UTF-8", "0xff"]),
+    "empty file": ("", ["empty"]),
+    "a directory": (None, ["directory"]),
+}
+
+
+@pytest.mark.parametrize("kind", list(MALFORMED))
+def test_malformed_benchmark_json_is_one_line_naming_file_benchmark_and_key(tmp_path, capsys, kind):
+    content, fragments = MALFORMED[kind]
+    index = name = None
+    if callable(content):
+        content, index, name = content()
+    path = tmp_path / "bad run.json"
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    out = tmp_path / "out"
+    where = [f"benchmark #{index}", repr(name)] if index is not None else []
+    assert_one_line_error(*run_cli(capsys, path, "--output", out), str(path), *where, *fragments)
+    assert not out.exists()  # no result, not even an empty folder
+
+
+@pytest.mark.parametrize("kind", [k for k in MALFORMED if k.endswith("median") or k.startswith("missing")])
+def test_malformed_old_run_is_named_too(tmp_path, capsys, kind):
+    content, index, name = MALFORMED[kind][0]()
+    old = tmp_path / "old.json"
+    old.write_text(content, encoding="utf-8")
+    new = write(tmp_path, synthetic(), "new.json")
+    assert_one_line_error(*run_cli(capsys, new, "--compare", old, "--output", tmp_path / "out"),
+                          str(old), f"benchmark #{index}", repr(name))
+
+
+def test_build_raises_input_error_not_a_crash_on_bad_data():
+    data = synthetic()
+    data["benchmarks"][0]["extra_info"]["batch"] = "eight"
+    with pytest.raises(InputError, match=r"benchmark #0 .*extra_info\.batch"):
+        benchreport.build(data, "x.json")
+
+
+def test_the_saved_real_run_passes_the_checks():
+    data = benchreport.load(ROOT / "docs" / "benchmarks" / "results.json")
+    report = benchreport.build(data, "results.json")
+    assert len(report.by_name) == len(data["benchmarks"]) and report.times and report.kernels and report.memory
+
+
+# --- Output: checked before the work, written atomically ---
+
+
+def _no_plot(*args, **kwargs):
+    raise AssertionError("the plot was drawn before the output folder was checked")
+
+
+@pytest.mark.parametrize("case", ["under a file", "a file", "report.md is a folder"])
+def test_an_unwritable_output_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, case):
+    results = write(tmp_path, synthetic())
+    blocker = tmp_path / "blocker"
+    blocker.write_text("keep me")
+    out = {"under a file": blocker / "sub", "a file": blocker, "report.md is a folder": tmp_path / "out"}[case]
+    if case == "report.md is a folder":
+        (out / "report.md").mkdir(parents=True)
+    monkeypatch.setattr(benchreport, "plot", _no_plot)
+    assert_one_line_error(*run_cli(capsys, results, "--output", out), "manual-backprop: cannot write to ")
+    assert blocker.read_text() == "keep me"
+
+
+def _old_outputs(out: Path) -> None:
+    out.mkdir()
+    (out / "report.md").write_text("old report\n")
+    (out / "report.png").write_bytes(b"old png")
+
+
+def _assert_old_outputs_untouched(out: Path) -> None:
+    assert (out / "report.md").read_text() == "old report\n"
+    assert (out / "report.png").read_bytes() == b"old png"
+    assert sorted(p.name for p in out.iterdir()) == ["report.md", "report.png"]  # no temporary left
+
+
+def test_an_interrupted_plot_leaves_no_truncated_file(tmp_path, capsys, monkeypatch):
+    from matplotlib.figure import Figure
+
+    def savefig_then_interrupted(self, fname, **kwargs):
+        if hasattr(fname, "write"):
+            fname.write(b"\x89PNG partial")
+        else:
+            Path(fname).write_bytes(b"\x89PNG partial")
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    _old_outputs(out)
+    monkeypatch.setattr(Figure, "savefig", savefig_then_interrupted)
+    code, stdout, err = run_cli(capsys, write(tmp_path, synthetic()), "--output", out)
+    assert code == 130 and stdout == "" and "interrupted" in err
+    _assert_old_outputs_untouched(out)
+
+
+def test_a_failed_write_leaves_the_old_files_whole(tmp_path, capsys, monkeypatch):
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    out = tmp_path / "out"
+    _old_outputs(out)
+    monkeypatch.setattr(files.os, "fsync", disk_full)
+    assert_one_line_error(*run_cli(capsys, write(tmp_path, synthetic()), "--output", out),
+                          "cannot write to", "No space left on device")
+    _assert_old_outputs_untouched(out)
+
+
+def test_write_atomically_replaces_the_whole_file_or_nothing(tmp_path, monkeypatch):
+    target = tmp_path / "f.txt"
+    assert files.write_atomically(target, "ünïcode\n") == target
+    assert target.read_bytes() == "ünïcode\n".encode()
+    files.write_atomically(target, b"\x00bytes")
+    assert target.read_bytes() == b"\x00bytes"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not mkstemp's 0600
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        files.write_atomically(target, "new")
+    monkeypatch.undo()
+    assert target.read_bytes() == b"\x00bytes" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+    with pytest.raises(InputError, match="cannot write to .*: it is a folder"):
+        files.write_atomically(tmp_path, "x")
+    with pytest.raises(InputError, match="cannot write to"):
+        files.write_atomically(tmp_path / "missing" / "f.txt", "x")
+
+
+def test_save_figure_atomically_renders_before_touching_the_file(tmp_path):
+    from matplotlib.figure import Figure
+
+    target = tmp_path / "plot.png"
+    fig = Figure()
+    fig.add_subplot().plot([1, 2], [3, 4])
+    files.save_figure_atomically(fig, target)
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    before = target.read_bytes()
+    with pytest.raises(ValueError):
+        files.save_figure_atomically(fig, target, format="no-such-format")
+    assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["plot.png"]
+
+
+def test_check_writable_folder_creates_and_leaves_nothing(tmp_path):
+    folder = tmp_path / "a" / "b"
+    assert files.check_writable_folder(folder) == folder
+    assert folder.is_dir() and list(folder.iterdir()) == []

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..files import save_figure_atomically
 
 IMPLS = ("numpy_fast", "numpy_trace", "numpy_loop", "torch", "jax", "floor_numpy", "floor_torch")
 LABELS = {
@@ -88,7 +89,7 @@ class Report:
                 found.append(Target("fast/floor", where, r["fast/floor"], 1.10, "<="))
             if network == "2-3-1" and batch == 4096 and "loop/fast" in r:
                 found.append(Target("loop/fast", where, r["loop/fast"], 100.0, ">="))
-        if "numpy_fast" in self.memory and "torch" in self.memory:
+        if "numpy_fast" in self.memory and self.memory.get("torch", 0.0) > 0:
             found.append(Target("memory fast/torch", self.memory_case,
                                 self.memory["numpy_fast"] / self.memory["torch"], 1.0, "<="))
         return found
@@ -98,32 +99,140 @@ def load(path: str | Path) -> dict[str, Any]:
     """The parsed file, or an :class:`InputError` saying why it is not a pytest-benchmark JSON file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        if p.is_dir():
+            raise InputError(f"{p}: a directory, not a pytest-benchmark JSON file")
+        raw = p.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{p}: no such file") from None
     except OSError as exc:
         raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if not raw.strip():
+        raise InputError(f"{p}: the file is empty; make one with `pytest benchmarks --benchmark-json={p.name}`")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}), "
+                         f"so not a pytest-benchmark JSON file") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{p}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
-        raise InputError(f"{p}: not a pytest-benchmark JSON file (no 'benchmarks' list); "
-                         f"make one with `pytest benchmarks --benchmark-json={p.name}`")
-    for i, b in enumerate(data["benchmarks"]):
-        if not isinstance(b, dict) or not isinstance(b.get("stats"), dict) or "median" not in b["stats"]:
-            raise InputError(f"{p}: benchmark #{i} has no stats.median; "
-                             f"was the run made with --benchmark-disable?")
+        raise InputError(f"{p}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"{p}: not a pytest-benchmark JSON file (nested too deeply)") from None
+    check(data, str(p))
     return data
 
 
+KINDS = ("network", "kernel", "memory")
+# What each kind of benchmark must carry in extra_info (benchmarks/ writes them; the report reads them).
+REQUIRED = {
+    "network": ("network", "dtype", "batch", "impl"),
+    "kernel": ("kernel", "variant"),
+    "memory": ("impl", "network", "dtype", "batch", "peak_extra_mib"),
+}
+
+
+def _type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None when it is not a finite JSON number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        x = float(value)
+    except OverflowError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _key(b: dict[str, Any]) -> str:
+    """The name a benchmark is matched by across runs."""
+    return b.get("fullname") or b.get("name") or ""
+
+
+def check(data: Any, source: str = "<data>") -> None:
+    """Raise :class:`InputError` (one line: the file, the benchmark, the key) unless ``data`` can be reported.
+
+    The checks are what :func:`build`, :func:`markdown` and :func:`compare` rely on: a list of benchmarks,
+    each an object with a unique name and a positive finite ``stats.median``, and, for the kinds
+    ``benchmarks/`` writes (network, kernel, memory), the ``extra_info`` keys the report reads, of the
+    right types. Benchmarks of other kinds (not from ``benchmarks/``) only take part in :func:`compare`.
+    """
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: not a pytest-benchmark JSON file (the top level is {_type(data)}, "
+                         f"not an object)")
+    if "benchmarks" not in data:
+        raise InputError(f"{source}: not a pytest-benchmark JSON file (no 'benchmarks' list); "
+                         f"make one with `pytest benchmarks --benchmark-json={Path(source).name}`")
+    if not isinstance(data["benchmarks"], list):
+        raise InputError(f"{source}: not a pytest-benchmark JSON file ('benchmarks' is "
+                         f"{_type(data['benchmarks'])}, not a list)")
+    seen: dict[str, int] = {}
+    for i, b in enumerate(data["benchmarks"]):
+        if not isinstance(b, dict):
+            raise InputError(f"{source}: benchmark #{i} is {_type(b)}, not an object")
+        label = b.get("name")
+        where = f"{source}: benchmark #{i}" + (f" {label!r}" if isinstance(label, str) and label else "")
+        for key in ("name", "fullname"):
+            if key in b and not isinstance(b[key], str):
+                raise InputError(f"{where}: {key} is {_type(b[key])}, not a string")
+        key = _key(b)
+        if not key:
+            raise InputError(f"{where}: no name or fullname")
+        if key in seen:
+            raise InputError(f"{where}: {key!r} appears twice (also benchmark #{seen[key]})")
+        seen[key] = i
+        stats = b.get("stats")
+        if not isinstance(stats, dict) or "median" not in stats:
+            raise InputError(f"{where}: no stats.median; was the run made with --benchmark-disable?")
+        median = _number(stats["median"])
+        if median is None or median <= 0:
+            raise InputError(f"{where}: stats.median is {stats['median']!r}, "
+                             f"not a positive finite number of seconds")
+        info = b.get("extra_info")
+        if info is None:
+            continue
+        if not isinstance(info, dict):
+            raise InputError(f"{where}: extra_info is {_type(info)}, not an object")
+        kind = info.get("kind")
+        if kind not in KINDS:
+            continue
+        for name in REQUIRED[kind]:
+            if name not in info:
+                raise InputError(f"{where}: extra_info.{name} is missing (a {kind} benchmark needs "
+                                 f"{', '.join(REQUIRED[kind])})")
+        for name in ("network", "dtype", "kernel", "variant", "shape"):
+            if name in info and (not isinstance(info[name], str) or (name != "shape" and not info[name])):
+                raise InputError(f"{where}: extra_info.{name} is {info[name]!r}, not a name")
+        if "impl" in info and info["impl"] not in IMPLS:
+            raise InputError(f"{where}: extra_info.impl is {info['impl']!r}, not one of {', '.join(IMPLS)}")
+        if "batch" in info:
+            batch = info["batch"]
+            if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+                raise InputError(f"{where}: extra_info.batch is {batch!r}, not a positive whole number")
+        for name, strict in (("scale", True), ("jax_first_call_s", False), ("peak_extra_mib", False)):
+            if name in info:
+                x = _number(info[name])
+                if x is None or x < 0 or (strict and x == 0):
+                    raise InputError(f"{where}: extra_info.{name} is {info[name]!r}, not a "
+                                     f"{'positive' if strict else 'non-negative'} finite number")
+        if not math.isfinite(median * float(info.get("scale", 1.0))):
+            raise InputError(f"{where}: stats.median times extra_info.scale is not a finite number")
+
+
 def build(data: dict[str, Any], source: str = "") -> Report:
+    """The report of one run. :func:`check` comes first: bad data is an :class:`InputError`, never a crash."""
+    check(data, source or "<data>")
     report = Report(source, environment(data))
     for b in data["benchmarks"]:
         info = b.get("extra_info") or {}
-        median = float(b["stats"]["median"])
-        report.by_name[b.get("fullname") or b.get("name", "")] = median * float(info.get("scale", 1.0))
         kind = info.get("kind")
+        median = float(b["stats"]["median"])
+        # ``scale`` is checked for the kinds benchmarks/ writes; other benchmarks compare by their median.
+        report.by_name[_key(b)] = median * float(info.get("scale", 1.0)) if kind in KINDS else median
         if kind == "network":
             key = (info["network"], info["dtype"], int(info["batch"]))
             report.times.setdefault(key, {})[info["impl"]] = median * float(info.get("scale", 1.0))
@@ -138,14 +247,22 @@ def build(data: dict[str, Any], source: str = "") -> Report:
     return report
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def environment(data: dict[str, Any]) -> dict[str, Any]:
-    """Date, versions, BLAS and threads: pytest-benchmark's machine_info and what conftest added."""
-    mi = data.get("machine_info") or {}
-    ours = mi.get("manual_backprop") or {}
-    cpu = mi.get("cpu") or {}
-    threads = ours.get("threads") or {}
+    """Date, versions, BLAS and threads: pytest-benchmark's machine_info and what conftest added.
+
+    Only described, never computed with: a part that is missing or of the wrong type shows as "?".
+    """
+    mi = _obj(data.get("machine_info"))
+    ours = _obj(mi.get("manual_backprop"))
+    cpu = _obj(mi.get("cpu"))
+    threads = _obj(ours.get("threads"))
+    pools = ours.get("blas_pools")
     return {
-        "date": data.get("datetime", "?"),
+        "date": str(data.get("datetime", "?")),
         "python": ours.get("python") or mi.get("python_version", "?"),
         "numpy": ours.get("numpy", "?"),
         "torch": ours.get("torch") or "-",
@@ -155,7 +272,8 @@ def environment(data: dict[str, Any]) -> dict[str, Any]:
         "cpu": cpu.get("brand_raw") or mi.get("processor") or "?",
         "cpu_count": threads.get("cpu_count") or cpu.get("count", "?"),
         "blas_threads": ", ".join(f"{p.get('internal_api')} {p.get('num_threads')}"
-                                  for p in ours.get("blas_pools", [])) or "?",
+                                  for p in (pools if isinstance(pools, list) else []) if isinstance(p, dict))
+        or "?",
         "torch_threads": ours.get("torch_threads", "?"),
         "gap_s": ours.get("gap_s", "?"),
         "platform": ours.get("platform") or mi.get("system", "?"),
@@ -258,18 +376,31 @@ def markdown(report: Report, comparison: list[dict[str, Any]] | None = None) -> 
 
 
 def compare(new: Report, old: Report, threshold: float) -> list[dict[str, Any]]:
-    """Benchmarks present in both runs: old and new medians, their ratio, and whether it is a regression."""
+    """Benchmarks present in both runs: old and new medians, their ratio, and whether it is a regression.
+
+    A regression is new/old above ``threshold``, which must be a positive finite ratio. Two runs with no
+    benchmark in common are an :class:`InputError`: an empty comparison would pass for "no regression".
+    """
+    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold > 0):
+        raise InputError(f"--threshold must be a positive finite ratio, got {threshold}")
     out = []
     for name, t_new in new.by_name.items():
         t_old = old.by_name.get(name)
-        if t_old:
+        if t_old is not None:
             ratio = t_new / t_old
             out.append({"name": name, "old": t_old, "new": t_new, "ratio": ratio, "regression": ratio > threshold})
+    if not out:
+        raise InputError(f"{new.source or 'the new run'} ({len(new.by_name)} benchmarks) and "
+                         f"{old.source or 'the old run'} ({len(old.by_name)} benchmarks) share no benchmark: "
+                         f"nothing to compare")
     return out
 
 
 def plot(report: Report, path: str | Path) -> Path | None:
-    """Log-log time against batch: one panel per network and dtype, one line per implementation."""
+    """Log-log time against batch: one panel per network and dtype, one line per implementation.
+
+    Written atomically (see :mod:`manual_backprop.files`); None, and no file, when the run has no networks.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -281,27 +412,27 @@ def plot(report: Report, path: str | Path) -> Path | None:
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
-    styles = {"numpy_fast": "o-", "numpy_trace": "s--", "numpy_loop": "x:", "torch": "^-", "jax": "v-",
-              "floor_numpy": "k-", "floor_torch": "k--"}
-    for ax, ((network, dtype), keys) in zip(axes[0], panels.items()):
-        for impl in IMPLS:
-            pts = [(k[2], report.times[k][impl]) for k in keys if impl in report.times[k]]
-            if pts:
-                xs, ys = zip(*pts)
-                ax.plot(xs, ys, styles.get(impl, "-"), label=LABELS[impl], lw=1.2, ms=4)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(f"{network}, {dtype}", fontsize=10)
-        ax.set_xlabel("batch size")
-        ax.grid(True, which="major", alpha=0.3)
-    axes[0][0].set_ylabel("seconds per forward + backward")
-    axes[0][-1].legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"manual_backprop benchmarks, {report.environment['date'][:10]}", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    try:
+        styles = {"numpy_fast": "o-", "numpy_trace": "s--", "numpy_loop": "x:", "torch": "^-", "jax": "v-",
+                  "floor_numpy": "k-", "floor_torch": "k--"}
+        for ax, ((network, dtype), keys) in zip(axes[0], panels.items()):
+            for impl in IMPLS:
+                pts = [(k[2], report.times[k][impl]) for k in keys if impl in report.times[k]]
+                if pts:
+                    xs, ys = zip(*pts)
+                    ax.plot(xs, ys, styles.get(impl, "-"), label=LABELS[impl], lw=1.2, ms=4)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"{network}, {dtype}", fontsize=10)
+            ax.set_xlabel("batch size")
+            ax.grid(True, which="major", alpha=0.3)
+        axes[0][0].set_ylabel("seconds per forward + backward")
+        axes[0][-1].legend(fontsize=7, loc="upper left")
+        fig.suptitle(f"manual_backprop benchmarks, {report.environment['date'][:10]}", fontsize=10)
+        fig.tight_layout()
+        return save_figure_atomically(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def summary(report: Report, comparison: list[dict[str, Any]] | None) -> dict[str, Any]:
