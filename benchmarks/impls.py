@@ -10,8 +10,9 @@ check against the engine, outside the timed region.
 - ``numpy_trace``: the checking engine (``forward`` + ``backward``, every named tensor kept);
 - ``numpy_loop``: the same rules one sample at a time (vector-matrix products,
   ``np.outer`` for dW), accumulated; capped at ``LOOP_CAP`` samples, see ``loop_samples``;
-- ``torch``: eager autograd, ``torch.autograd.grad`` of the same maths;
-- ``jax``: ``jax.jit(jax.value_and_grad(loss))``, compiled by a first call before timing;
+- ``torch``: eager autograd, ``torch.autograd.grad`` of the torch reference's own
+  ``loss`` (the same forward and loss table the checks use);
+- ``jax``: ``jax.jit(jax.value_and_grad(jax_ref.loss))``, compiled by a first call before timing;
 - ``floor_numpy``, ``floor_torch``: only the matrix products forward and backward
   need (``A @ W`` per layer, ``A.T @ dZ`` per layer, ``dZ @ W.T`` above the first),
   on preallocated arrays with ``out=``: what this machine's BLAS allows.
@@ -129,40 +130,23 @@ def _numpy_loop(case: Case, T: np.ndarray, m: int) -> Prepared:
     return Prepared(call, lambda: box["out"], {"loop_samples": m, "scale": case.batch / m}, box=box)
 
 
-def _torch_ops(net):
-    import torch
-    import torch.nn.functional as F
-
-    act = {"identity": lambda z: z, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
-
-    def loss_fn(Z, A, T):
-        N = Z.shape[0]
-        if net.loss == "half_mse":
-            return F.mse_loss(A, T, reduction="sum") * (0.5 / N)
-        if net.loss == "softmax_cross_entropy":
-            return F.cross_entropy(Z, T)
-        raise NotImplementedError(net.loss)
-
-    return act, loss_fn
-
-
 def _torch(case: Case, T: np.ndarray) -> Prepared:
+    """The torch reference's own batch loss (its forward, loss table and normaliser), and
+    ``torch.autograd.grad`` of it with respect to the parameters: eager, no retained intermediates."""
     import torch
+
+    from manual_backprop.references import torch_ref
 
     net = case.network
-    act, loss_fn = _torch_ops(net)
     names = list(case.params)
-    params = [torch.from_numpy(case.params[n]).requires_grad_(True) for n in names]
+    params = {n: torch.from_numpy(case.params[n]).requires_grad_(True) for n in names}
+    leaves = list(params.values())
     X, Tt = torch.from_numpy(case.X), torch.from_numpy(T)
     box = {}
 
     def call():
-        A = X
-        for l in range(net.depth):
-            Z = torch.addmm(params[2 * l + 1], A, params[2 * l])
-            A = Z if l == net.depth - 1 and net.fused else act[net.activations[l]](Z)
-        L = loss_fn(Z, A, Tt)
-        box["out"] = L, torch.autograd.grad(L, params)
+        L = torch_ref.loss(net, params, X, Tt)
+        box["out"] = L, torch.autograd.grad(L, leaves)
 
     def result():
         L, gs = box["out"]
@@ -172,30 +156,15 @@ def _torch(case: Case, T: np.ndarray) -> Prepared:
 
 
 def _jax(case: Case, T: np.ndarray) -> Prepared:
+    """``jax.jit(jax.value_and_grad(...))`` of the JAX reference's own batch loss, compiled before timing."""
+    import functools
     import time
 
     import jax
 
-    jax.config.update("jax_enable_x64", True)  # float64 stays float64 (float32 inputs stay float32)
-    import jax.numpy as jnp
+    from manual_backprop.references import jax_ref  # switches float64 on: float64 stays float64
 
-    net = case.network
-    act = {"identity": lambda z: z, "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
-
-    def loss(params, X, T):
-        A = X
-        for l in range(1, net.depth + 1):
-            Z = A @ params[f"W{l}"] + params[f"b{l}"]
-            A = act.get(net.activations[l - 1], lambda z: z)(Z)
-        N = X.shape[0]
-        if net.loss == "half_mse":
-            return 0.5 * jnp.sum((A - T) ** 2) / N
-        if net.loss == "softmax_cross_entropy":
-            logp = jax.nn.log_softmax(Z, axis=1)
-            return -jnp.mean(jnp.take_along_axis(logp, T[:, None], axis=1))
-        raise NotImplementedError(net.loss)
-
-    f = jax.jit(jax.value_and_grad(loss))
+    f = jax.jit(jax.value_and_grad(functools.partial(jax_ref.loss, case.network)))
     params = {k: jax.device_put(v) for k, v in case.params.items()}
     X, Tj = jax.device_put(case.X), jax.device_put(T)
     t0 = time.perf_counter()

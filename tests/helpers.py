@@ -21,21 +21,21 @@ def with_kinks(case: Case, rows: int = 2) -> Case:
     return make_case(case.network, params, X, case.Y, seed=case.seed)
 
 
-def torch_training():
-    """references.torch_training, or skip the test where torch is not installed."""
+def torch_ref():
+    """references.torch_ref, or skip the test where torch is not installed."""
     import pytest
 
     pytest.importorskip("torch")
-    from manual_backprop.references import torch_training as module
+    from manual_backprop import references
 
-    return module
+    return references.load("torch")
 
 
-def jax_training():
-    """references.jax_training, or skip the test where JAX is not installed."""
+def jax_ref():
+    """references.jax_ref, or skip the test where JAX is not installed."""
     import pytest
 
     pytest.importorskip("jax")
-    from manual_backprop.references import jax_training as module
+    from manual_backprop import references
 
-    return module
+    return references.load("jax")

@@ -9,7 +9,7 @@ from manual_backprop import InputError, Network, make_case
 from manual_backprop.engine.accumulate import accumulate, full_batch_gradient, micro_batches
 from manual_backprop.engine.trace import backward, forward, run
 
-from .helpers import jax_training, torch_training
+from .helpers import jax_ref, torch_ref
 
 NETWORKS = {
     "relu-relu-bce": ((3, 4, 4, 1), ("relu", "relu", "sigmoid"), "bce"),
@@ -39,7 +39,7 @@ def assert_same(ours: dict, ref: dict, scale: float = 1.0) -> None:
 @pytest.mark.parametrize("size", [1, 3, 5, 12])  # 5 leaves a short last micro-batch (5 + 5 + 2)
 @pytest.mark.parametrize("net", sorted(NETWORKS))
 def test_under_sum_accumulated_micro_batches_equal_the_full_batch_gradient(net, size):
-    tt = torch_training()
+    tt = torch_ref()
     case = case_for(net, "sum")
     assert_same(accumulate(case, size), tt.gradients(case))
 
@@ -48,7 +48,7 @@ def test_under_sum_accumulated_micro_batches_equal_the_full_batch_gradient(net, 
 @pytest.mark.parametrize("net", sorted(NETWORKS))
 def test_under_mean_equal_micro_batches_accumulate_N_over_size_times_the_full_batch_gradient(net, size):
     # Each micro-batch divides by its own size n (or n*K): m = N/n of them add up to m * dL.
-    tt = torch_training()
+    tt = torch_ref()
     case = case_for(net, "mean")
     assert_same(accumulate(case, size), tt.gradients(case), scale=N / size)
 
@@ -56,7 +56,7 @@ def test_under_mean_equal_micro_batches_accumulate_N_over_size_times_the_full_ba
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("net", sorted(NETWORKS))
 def test_summing_micro_batches_then_normalising_once_gives_the_full_batch_gradient(net, reduction):
-    tt = torch_training()
+    tt = torch_ref()
     case = case_for(net, reduction)
     assert_same(full_batch_gradient(case, 5), tt.gradients(case))  # unequal micro-batches 5, 5, 2
 
@@ -64,21 +64,21 @@ def test_summing_micro_batches_then_normalising_once_gives_the_full_batch_gradie
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("net", sorted(NETWORKS))
 def test_accumulation_matches_torch_grad_across_several_backward_calls(net, reduction):
-    tt = torch_training()
+    tt = torch_ref()
     case = case_for(net, reduction)
     assert_same(accumulate(case, 5), tt.accumulated_gradients(case, 5))
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_accumulation_matches_the_sum_of_jax_grads_over_micro_batches(reduction):
-    jt = jax_training()
+    jt = jax_ref()
     case = case_for("relu-relu-bce", reduction)
     assert_same(accumulate(case, 6), jt.accumulated_gradients(case, 6))
 
 
 def test_overwriting_instead_of_adding_keeps_only_the_last_micro_batch():
     # Seed 001's question: with "=" the buffer ends as the last micro-batch's gradient alone.
-    tt = torch_training()
+    tt = torch_ref()
     case = case_for("relu-relu-bce", "sum")
     full = tt.gradients(case)
     last = make_case(case.network, case.params, case.X[8:], case.Y[8:])

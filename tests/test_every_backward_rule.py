@@ -12,7 +12,8 @@ and each case is chosen to expose a particular wrong rule:
 - every activation in a hidden layer and on the output, softmax also unfused;
 - both reductions, with the normalisation checked against torch's own loss
   modules (``MSELoss``, ``BCEWithLogitsLoss``, ``cross_entropy``): the references
-  share ``Loss.scale`` with the engine, so only these can vouch for the 1/N.
+  take c from ``Network.normaliser``, which reads the engine's ``Loss.scale``, so
+  only these can vouch for the 1/N, for the engine and for the torch reference's loss.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from manual_backprop import Network, make_case
 from manual_backprop.checking.checker import check
 from manual_backprop.engine.trace import run
+from manual_backprop.references import torch_ref
 
 from .helpers import with_kinks
 
@@ -89,3 +91,24 @@ def test_the_loss_and_its_gradient_are_normalised_as_torchs_own_loss_modules(los
     L.backward()
     np.testing.assert_allclose(trace["L"], L.item(), rtol=1e-13)
     np.testing.assert_allclose(trace["dZ1" if fused else "dA1"], out.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("loss,last", [("half_mse", "sigmoid"), ("mse", "tanh"), ("bce", "sigmoid"),
+                                       ("softmax_cross_entropy", "softmax")])
+def test_the_torch_references_loss_is_normalised_as_torchs_own_loss_modules(loss, last, reduction):
+    # The reference's loss table and normaliser against torch's modules, on the reference's own
+    # forward, in value and in every parameter gradient (what per-sample, accumulation and the
+    # SGD step differentiate); labels for cross-entropy, as the checked cases give them.
+    case = make_case(Network((3, 5, 4), ("relu", last), loss, reduction), seed=4, batch=6)
+    params = {k: torch.from_numpy(v.copy()).requires_grad_() for k, v in case.params.items()}
+    X, Y = torch.from_numpy(case.X.copy()), torch.from_numpy(case.Y.copy())
+    L = torch_ref.loss(case.network, params, X, Y)
+    Zs, As = torch_ref.forward(case.network, params, X)
+    fused = loss in ("bce", "softmax_cross_entropy")
+    L_module = _torch_loss(loss, reduction, Zs[-1] if fused else As[-1], case.Y)
+    grads = torch.autograd.grad(L, list(params.values()))
+    grads_module = torch.autograd.grad(L_module, list(params.values()))
+    np.testing.assert_allclose(L.item(), L_module.item(), rtol=1e-13)
+    for name, g, g_module in zip(params, grads, grads_module):
+        np.testing.assert_allclose(g.numpy(), g_module.numpy(), rtol=1e-12, atol=1e-15, err_msg=name)

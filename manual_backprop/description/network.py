@@ -50,6 +50,15 @@ class Network:
         """True when the loss is computed from the logits Z_L (bce, softmax_cross_entropy)."""
         return LOSSES[self.loss].fused_with is not None
 
+    def normaliser(self, N: int) -> float:
+        """``c`` in ``L = c * sum(terms)`` for a batch of N rows and K = n_L outputs.
+
+        1 under "sum"; under "mean", 1/(N·K) for the losses averaged over every
+        output entry (mse, bce, as ``nn.MSELoss`` and ``nn.BCEWithLogitsLoss``) and
+        1/N for the others (half_mse, softmax_cross_entropy: one term per sample).
+        """
+        return LOSSES[self.loss].scale(N, self.sizes[-1], self.reduction)
+
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         """``{"W1": (n0, n1), "b1": (n1,), ...}`` in layer order."""
         shapes: dict[str, tuple[int, ...]] = {}

@@ -7,7 +7,11 @@ Each reference is a module with ``run(case, device=None)`` and ``version()``:
 - ``fd``: float64 central differences of the engine's own forward (no framework).
 
 ``torch`` and ``jax`` return a trace under the engine's names
-(:meth:`Network.names`), so every tensor is compared by name. They are
+(:meth:`Network.names`), so every tensor is compared by name. Each is one
+module, whose single forward and loss also give ``per_sample_gradients(case)``,
+``gradients(case)``, ``accumulated_gradients(case, size)``,
+``next_parameters(case, lr)``, ``loss(network, params, X, Y)`` (the batch loss,
+to differentiate) and ``layer_gradients`` (one layer alone). They are
 optional: :func:`is_installed` asks only whether the package could be
 imported (importing torch or jax costs seconds, and is done once, by
 :func:`load`, for a reference that is actually used).

@@ -16,6 +16,13 @@ tensor by adding the perturbation as the tensor is made.
 A central difference is meaningless across a ReLU kink (it returns 1/2 of a
 slope where the convention says 0 or 1): a direction whose steps change any
 ReLU mask is marked ``at_kink`` and not judged.
+
+How far the estimate may be off is reported as magnitudes, never as a
+tolerance: the truncation estimate ``|D2 - D1| / 3``, the step ``h``, and the
+magnitude of one loss evaluation's rounding *without* the unit roundoff,
+``sqrt(n_terms) * (|L| + c sum|l_i|)``. The comparator
+(:func:`manual_backprop.compare.compare_projections`) applies the tolerance
+policy's u and constants to them.
 """
 
 from __future__ import annotations
@@ -34,16 +41,21 @@ DIRECTIONS = 2
 #: Step, relative to the root-mean-square size of the tensor (or 1, if larger).
 RELATIVE_STEP = 1e-3
 
-U64 = 2.0**-53
-
 
 @dataclass(frozen=True)
 class Projection:
-    """One directional derivative: ``<G, direction>`` is estimated as ``estimate ± error``."""
+    """One directional derivative: ``<G, direction>`` is estimated as ``estimate``.
+
+    ``truncation`` is the Richardson spread ``|D2 - D1| / 3``; ``rounding`` the
+    magnitude of one float64 loss evaluation's rounding, without the factor u
+    (``sqrt(n_terms) * (|L| + c sum|l_i|)``); ``step`` the h of the differences.
+    """
 
     direction: np.ndarray
     estimate: float
-    error: float
+    truncation: float
+    rounding: float
+    step: float
     at_kink: bool
 
 
@@ -76,7 +88,7 @@ def run(case: Case, directions: int = DIRECTIONS, seed: int | None = None,
     c = loss.scale(*Z_L.shape, net.reduction)
     magnitude = abs(float(base["L"])) + c * float(np.abs(loss.terms(Z_L, A_L, T)).sum())
     n_terms = Z_L.size + sum(net.sizes)
-    rounding_per_eval = 16 * np.sqrt(n_terms) * U64 * magnitude
+    rounding = float(np.sqrt(n_terms) * magnitude)  # one evaluation's rounding is about u times this
 
     rng = np.random.default_rng([case.seed if seed is None else seed, 2])
     out: dict[str, list[Projection]] = {}
@@ -93,8 +105,7 @@ def run(case: Case, directions: int = DIRECTIONS, seed: int | None = None,
             D1 = (fp - fm) / (2 * h)
             D2 = (gp - gm) / h
             estimate = (4 * D2 - D1) / 3
-            error = abs(D2 - D1) / 3 + 2 * rounding_per_eval / h
-            projections.append(Projection(v, estimate, error, k1 or k2 or k3 or k4))
+            projections.append(Projection(v, estimate, abs(D2 - D1) / 3, rounding, h, k1 or k2 or k3 or k4))
         out[grad_name] = projections
     return out
 

@@ -1,21 +1,36 @@
-"""The JAX reference: the engine's maths written with jax.numpy, every gradient from ``jax.value_and_grad``.
+"""The JAX reference: the engine's maths written with jax.numpy, every gradient from JAX's autodiff.
 
-JAX differentiates a function with respect to its arguments only, so the
-intermediate gradients come from the zero-perturbation trick: the loss takes
-arrays ``epsZ_l`` and ``epsA_l``, all zero, added to Z_l and A_l as they are
-made. Adding zero changes no value, and ``dL/d epsZ_l = dL/dZ_l``::
+One forward and one loss serve everything here::
 
-    Z_l = A_(l-1) @ W_l + b_l + epsZ_l
-    A_l = act_l(Z_l) + epsA_l
-    L   = c * loss_sum(Z_L or A_L, T)
+    Z_l = A_(l-1) @ W_l + b_l (+ epsZ_l)
+    A_l = act_l(Z_l)          (+ epsA_l)          l = 1..L, A_0 = X (N, n_0)
+    L   = c * sum(terms(Z_L or A_L, T))
 
-One ``value_and_grad`` with respect to (params, X, epsZ, epsA) gives dW_l,
-db_l, dX, dZ_l and dA_l; the forward values come back as auxiliary output.
+with ``c = network.normaliser(N)`` (1 under "sum"; 1/N, or 1/(N·K) for mse
+and bce, under "mean"). From them:
+
+* :func:`run`, the named trace. JAX differentiates a function with respect to
+  its arguments only, so the intermediate gradients come from the
+  zero-perturbation trick: the loss takes arrays ``epsZ_l``, ``epsA_l``, all
+  zero, added to Z_l and A_l as they are made. Adding zero changes no value,
+  and ``dL/d epsZ_l = dL/dZ_l``; one ``value_and_grad`` with respect to
+  (params, X, epsZ, epsA) gives dW_l, db_l, dX, dZ_l and dA_l, the forward
+  values coming back as auxiliary output;
+* :func:`per_sample_gradients`, ``jax.vmap(jax.grad(l_i))`` of each sample's own
+  term ``l_i`` (no c);
+* :func:`gradients`, :func:`accumulated_gradients` (a plain sum of each
+  micro-batch's ``jax.grad``: JAX keeps no ``.grad`` buffers, the sum is what
+  ``+=`` computes) and :func:`next_parameters` (one step ``p - lr * g`` over the
+  parameter tree);
+* :func:`layer_gradients`, one layer alone, for the layer check.
+
+Only the network description is read; nothing of the engine's code.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 
@@ -31,11 +46,11 @@ import numpy as np  # noqa: E402
 from ..description.case import Case  # noqa: E402
 from ..description.network import Network  # noqa: E402
 from ..errors import InputError  # noqa: E402
-from ..kernels import LOSSES  # noqa: E402
 
-#: ``A = act(Z)``. ``jax.nn.relu`` has gradient 0 at Z == 0 (a custom JVP), the
-#: project's convention; ``jnp.maximum(Z, 0)`` and ``jnp.clip`` give 1/2 there.
-ACTIVATIONS = {
+#: ``A = act(Z)``, one line per activation of the registry. ``jax.nn.relu`` has gradient 0 at
+#: Z == 0 (a custom JVP), the project's convention; ``jnp.maximum(Z, 0)`` and ``jnp.clip`` give
+#: 1/2 there. Softmax runs over the last axis, so it serves one row (vmap) too.
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "identity": lambda Z: Z,
     "sigmoid": jax.nn.sigmoid,
     "relu": jax.nn.relu,
@@ -43,17 +58,18 @@ ACTIVATIONS = {
     "softmax": lambda Z: jax.nn.softmax(Z, axis=-1),
 }
 
-#: ``sum(terms)``, before the reduction's factor c; T is the (N, K) target matrix.
-#: bce and cross-entropy are taken from the logits Z through log_sigmoid and
-#: log_softmax, which stay finite however far the output saturates.
-LOSS_SUMS = {
-    "half_mse": lambda Z, A, T: 0.5 * ((A - T) ** 2).sum(),
-    "mse": lambda Z, A, T: ((A - T) ** 2).sum(),
-    "bce": lambda Z, A, T: -(T * jax.nn.log_sigmoid(Z) + (1 - T) * jax.nn.log_sigmoid(-Z)).sum(),
-    "softmax_cross_entropy": lambda Z, A, T: -(T * jax.nn.log_softmax(Z, axis=1)).sum(),
+#: ``c * sum(terms)`` of the output (N, K), for the factor c the caller gives (1: the plain sum);
+#: T is the (N, K) target matrix (class labels are made one-hot rows first, in :func:`terms_sum`).
+#: bce and cross-entropy are taken from the logits Z through log_sigmoid and log_softmax, which
+#: stay finite however far the output saturates.
+LOSS_SUMS: dict[str, Callable[[jax.Array, jax.Array, jax.Array, float], jax.Array]] = {
+    "half_mse": lambda Z, A, T, c: 0.5 * ((A - T) ** 2).sum() * c,
+    "mse": lambda Z, A, T, c: ((A - T) ** 2).sum() * c,
+    "bce": lambda Z, A, T, c: -(T * jax.nn.log_sigmoid(Z) + (1 - T) * jax.nn.log_sigmoid(-Z)).sum() * c,
+    "softmax_cross_entropy": lambda Z, A, T, c: -(T * jax.nn.log_softmax(Z, axis=-1)).sum() * c,
 }
 
-#: Compile the gradient function with ``jax.jit``? On, as measured on this machine:
+#: Compile the gradient functions with ``jax.jit``? On, as measured on this machine:
 #: eager JAX compiles every primitive of the forward and backward separately for
 #: each new shape, so even a single run is slower eager (seed-002: about 2 s eager,
 #: 0.8 s jitted, first call; 20 ms against 1 ms warm). Compiled functions are
@@ -64,6 +80,64 @@ JIT = True
 def version() -> str:
     return jax.__version__
 
+
+def _entry(table: dict, kind: str, name: str) -> Callable:
+    """``table[name]``, or an :class:`InputError` naming what the jax reference lacks."""
+    try:
+        return table[name]
+    except KeyError:
+        raise InputError(f"the jax reference has no line for {kind} {name!r}; "
+                         f"add one to jax_ref.{'ACTIVATIONS' if kind == 'activation' else 'LOSS_SUMS'}") from None
+
+
+def _jit(f):
+    return jax.jit(f) if JIT else f
+
+
+# --- the maths, once ---------------------------------------------------------------------------
+
+def forward(network: Network, params: dict[str, jax.Array], X: jax.Array,
+            eps: tuple[list, list] | None = None) -> tuple[list[jax.Array], list[jax.Array]]:
+    """``([Z_1, ..., Z_L], [A_1, ..., A_L])``, each (N, n_l), for a batch X (N, n_0) of rows.
+
+    ``eps = (epsZ, epsA)``: zero arrays (N, n_l) added to each Z_l and A_l, to be differentiated.
+    """
+    acts = [_entry(ACTIVATIONS, "activation", a) for a in network.activations]
+    Zs, As, A = [], [], X
+    for l, act in enumerate(acts, start=1):
+        # "highest": on a GPU, float32 matmuls otherwise drop to TF32 (no effect on CPU)
+        Z = jnp.matmul(A, params[f"W{l}"], precision="highest") + params[f"b{l}"]
+        if eps is not None:
+            Z = Z + eps[0][l - 1]
+        A = act(Z)
+        if eps is not None:
+            A = A + eps[1][l - 1]
+        Zs.append(Z)
+        As.append(A)
+    return Zs, As
+
+
+def terms_sum(network: Network, Z: jax.Array, A: jax.Array, Y: jax.Array, c: float = 1.0) -> jax.Array:
+    """``c * sum_i l_i`` for the output Z_L, A_L (N, K): the terms summed, times c.
+
+    ``Y``: the (N, K) target, or (N,) class labels, made one-hot rows here.
+    """
+    T = jax.nn.one_hot(Y, Z.shape[-1], dtype=Z.dtype) if Y.ndim == 1 else Y
+    return _entry(LOSS_SUMS, "loss", network.loss)(Z, A, T, c)
+
+
+def _reduced(network: Network, Z: jax.Array, A: jax.Array, Y: jax.Array) -> jax.Array:
+    """``L = c * sum_i l_i`` with the network's normaliser c for N = Z.shape[0] rows."""
+    return terms_sum(network, Z, A, Y, network.normaliser(Z.shape[0]))
+
+
+def loss(network: Network, params: dict[str, jax.Array], X: jax.Array, Y: jax.Array) -> jax.Array:
+    """The batch loss L (0-d) of rows X (N, n_0) with targets Y; differentiate it in params and X."""
+    Zs, As = forward(network, params, X)
+    return _reduced(network, Zs[-1], As[-1], Y)
+
+
+# --- the trace ---------------------------------------------------------------------------------
 
 def run(case: Case, device: str | None = None) -> dict[str, np.ndarray]:
     """The named trace of ``case`` (``case.network.names()``, in order), as NumPy arrays."""
@@ -90,27 +164,80 @@ def run(case: Case, device: str | None = None) -> dict[str, np.ndarray]:
     return trace
 
 
-def _loss(net: Network, params, X, epsZ, epsA, Y):
-    """``(L, (Zs, As))`` with the zero perturbations added after every Z_l and A_l."""
-    T = jax.nn.one_hot(Y, net.sizes[-1], dtype=net.np_dtype) if Y.ndim == 1 else Y  # labels -> rows
-    A = X
-    Zs, As = [], []
-    for l, act in enumerate(net.activations, start=1):
-        # "highest": on a GPU, float32 matmuls otherwise drop to TF32 (no effect on CPU)
-        Z = jnp.matmul(A, params[f"W{l}"], precision="highest") + params[f"b{l}"] + epsZ[l - 1]
-        A = ACTIVATIONS[act](Z) + epsA[l - 1]
-        Zs.append(Z)
-        As.append(A)
-    c = LOSSES[net.loss].scale(Z.shape[0], Z.shape[1], net.reduction)
-    return LOSS_SUMS[net.loss](Z, A, T) * c, (Zs, As)
+@functools.lru_cache(maxsize=64)
+def _grad_fn(net: Network):
+    """``value_and_grad`` of ``net``'s loss with respect to (params, X, epsZ, epsA); (Zs, As) as aux."""
+    def perturbed(params, X, epsZ, epsA, Y):
+        Zs, As = forward(net, params, X, (epsZ, epsA))
+        return _reduced(net, Zs[-1], As[-1], Y), (Zs, As)
+
+    return _jit(jax.value_and_grad(perturbed, argnums=(0, 1, 2, 3), has_aux=True))
+
+
+# --- after one batch gradient ------------------------------------------------------------------
+
+def per_sample_gradients(case: Case) -> dict[str, np.ndarray]:
+    """``dWl_per_sample`` (N, n_{l-1}, n_l), ``dbl_per_sample`` (N, n_l): ``d l_i / dWl`` for every i."""
+    net = case.network
+    g = _per_sample_fn(net)(_params(case), *_data(case))
+    out = {}
+    for l in range(1, net.depth + 1):
+        for p in (f"W{l}", f"b{l}"):
+            out[f"d{p}_per_sample"] = _numpy(g[p], f"d{p}_per_sample", net.np_dtype)
+    return out
 
 
 @functools.lru_cache(maxsize=64)
-def _grad_fn(net: Network):
-    """``value_and_grad`` of ``net``'s loss with respect to (params, X, epsZ, epsA)."""
-    f = jax.value_and_grad(functools.partial(_loss, net), argnums=(0, 1, 2, 3), has_aux=True)
-    return jax.jit(f) if JIT else f
+def _per_sample_fn(net: Network):
+    def l_i(params, x, y):
+        Zs, As = forward(net, params, x[None])  # one sample as a batch of one row
+        return terms_sum(net, Zs[-1], As[-1], y[None])
 
+    return _jit(jax.vmap(jax.grad(l_i), in_axes=(None, 0, 0)))
+
+
+@functools.lru_cache(maxsize=64)
+def _batch_grad_fn(net: Network):
+    """``jax.grad`` of the batch loss with respect to the parameters."""
+    return _jit(jax.grad(functools.partial(loss, net)))
+
+
+def gradients(case: Case) -> dict[str, np.ndarray]:
+    """The batch ``dWl``, ``dbl``."""
+    return _named(case, "d{}", _batch_grad_fn(case.network)(_params(case), *_data(case)))
+
+
+def accumulated_gradients(case: Case, size: int) -> dict[str, np.ndarray]:
+    """The sum of each micro-batch's own gradient (its own reduction), micro-batches of ``size`` rows."""
+    params, total = _params(case), None
+    for start in range(0, case.batch, size):
+        g = _batch_grad_fn(case.network)(params, *_data(case, slice(start, start + size)))
+        total = g if total is None else jax.tree_util.tree_map(jnp.add, total, g)
+    return _named(case, "d{}", total)
+
+
+def next_parameters(case: Case, lr: float | None = None) -> dict[str, np.ndarray]:
+    """``Wl_next``, ``bl_next`` after one step ``p - lr * dp`` on the whole batch."""
+    lr = case.learning_rate if lr is None else lr
+    params = _params(case)
+    g = _batch_grad_fn(case.network)(params, *_data(case))
+    return _named(case, "{}_next", jax.tree_util.tree_map(lambda p, d: p - lr * d, params, g))
+
+
+def _params(case: Case) -> dict[str, jax.Array]:
+    return {k: jnp.asarray(v) for k, v in case.params.items()}
+
+
+def _data(case: Case, rows: slice = slice(None)) -> tuple[jax.Array, jax.Array]:
+    return jnp.asarray(case.X[rows]), jnp.asarray(case.Y[rows])
+
+
+def _named(case: Case, pattern: str, tree: dict[str, jax.Array]) -> dict[str, np.ndarray]:
+    """``tree``'s arrays under ``pattern.format(W1)``..., in layer order (trees come back key-sorted)."""
+    return {pattern.format(k): _numpy(tree[k], pattern.format(k), case.network.np_dtype) for k in case.params}
+
+
+# --- conversions -------------------------------------------------------------------------------
 
 def _device(device: str | None):
     name = (device or "cpu").lower()
@@ -131,6 +258,8 @@ def _numpy(a, name: str, dtype: np.dtype) -> np.ndarray:
     return out
 
 
+# --- one layer alone ---------------------------------------------------------------------------
+
 def layer_gradients(linear: bool, activation: str, x: np.ndarray, params: dict[str, np.ndarray],
                     dout: np.ndarray) -> dict[str, np.ndarray]:
     """One layer ``out = act(x @ W + b)`` (or ``act(x)``) and the gradients of ``(out * dout).sum()``, in float64.
@@ -146,7 +275,7 @@ def layer_gradients(linear: bool, activation: str, x: np.ndarray, params: dict[s
 def _layer_fn(linear: bool, activation: str):
     """The layer and its gradient as one jitted function: measured here, compiling it whole is
     about 2.5 times faster than running it eagerly, which compiles every primitive on its own."""
-    act = ACTIVATIONS[activation]
+    act = _entry(ACTIVATIONS, "activation", activation)
 
     def layer(x, params):
         return act(x @ params["W"] + params["b"] if linear else x)

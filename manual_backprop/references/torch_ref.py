@@ -1,29 +1,44 @@
 """The PyTorch reference: the engine's maths written with torch ops, every gradient from autograd.
 
-Forward, one named step per layer, as in the engine::
+One forward and one loss serve everything here::
 
-    Z_l = A_(l-1) @ W_l + b_l        plain matmul, not nn.Linear (whose weight is W_l.T)
-    A_l = act_l(Z_l)
-    L   = c * loss_sum(Z_L or A_L, Y)
+    Z_l = A_(l-1) @ W_l + b_l        torch.addmm(b_l, A_(l-1), W_l): not nn.Linear (whose weight is W_l.T)
+    A_l = act_l(Z_l)                 l = 1..L, A_0 = X (N, n_0)
+    L   = c * sum(terms(Z_L or A_L, Y))
 
-X, every W_l and b_l are leaf tensors; every Z_l and A_l keeps its gradient
-(``retain_grad``), so ``L.backward()`` yields dW_l, db_l, dX and the
-intermediate dZ_l, dA_l, none of them written by hand.
+with ``c = network.normaliser(N)`` (1 under "sum"; 1/N, or 1/(N·K) for mse
+and bce, under "mean"). From them:
+
+* :func:`run`, the named trace: X, every W_l and b_l are leaf tensors and every
+  Z_l, A_l keeps its gradient (``retain_grad``), so one ``L.backward()`` yields
+  dW_l, db_l, dX and the intermediate dZ_l, dA_l, none of them written by hand;
+* :func:`per_sample_gradients`, ``torch.func.vmap(torch.func.grad(l_i))`` of each
+  sample's own term ``l_i`` (no c), mapped over the rows with no loop;
+* :func:`gradients`, :func:`accumulated_gradients` (``.grad`` summed over several
+  ``loss_j.backward()`` calls on micro-batches) and :func:`next_parameters`
+  (one ``torch.optim.SGD`` step, lr only, no momentum);
+* :func:`layer_gradients`, one layer alone, for the layer check.
+
+Only the network description is read; nothing of the engine's code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.func import grad, vmap
 
 from ..description.case import Case
+from ..description.network import Network
 from ..errors import InputError
-from ..kernels import LOSSES
 
-#: ``A = act(Z)``. ReLU is ``torch.relu``, whose gradient at Z == 0 is 0, the
-#: project's convention; ``clamp(min=0)`` would give 1 there and ``maximum(Z, 0)`` 1/2.
-ACTIVATIONS = {
+#: ``A = act(Z)``, one line per activation of the registry. ReLU is ``torch.relu``, whose
+#: gradient at Z == 0 is 0, the project's convention (``clamp(min=0)`` would give 1 there and
+#: ``maximum(Z, 0)`` 1/2). Softmax runs over the last axis, so it serves one row (vmap) too.
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "identity": lambda Z: Z,
     "sigmoid": torch.sigmoid,
     "relu": torch.relu,
@@ -31,15 +46,17 @@ ACTIVATIONS = {
     "softmax": lambda Z: torch.softmax(Z, dim=-1),
 }
 
-#: ``sum(terms)``, before the reduction's factor c. bce and cross-entropy take the
-#: logits Z (never the probabilities A: ``BCELoss`` clamps log(0) to -100 and
-#: returns a wrong gradient once the sigmoid saturates). ``Y`` is a (N, K) float
-#: target, or (N,) int64 class labels for cross-entropy.
-LOSS_SUMS = {
-    "half_mse": lambda Z, A, Y: 0.5 * ((A - Y) ** 2).sum(),
-    "mse": lambda Z, A, Y: ((A - Y) ** 2).sum(),
-    "bce": lambda Z, A, Y: F.binary_cross_entropy_with_logits(Z, Y, reduction="sum"),
-    "softmax_cross_entropy": lambda Z, A, Y: F.cross_entropy(Z, Y, reduction="sum"),
+#: ``c * sum(terms)`` of the output (N, K), for the factor c the caller gives (1: the plain sum).
+#: ``mse_loss(reduction="sum")`` is ``sum((A - Y)**2)`` in one op, and ½ folds into c: eager torch
+#: pays per op, and the benchmark times this loss. bce and cross-entropy take the logits Z (never
+#: the probabilities A: ``BCELoss`` clamps log(0) to -100 and returns a wrong gradient once the
+#: sigmoid saturates). ``Y`` is a (N, K) float target, or (N,) int64 class labels for
+#: cross-entropy (``cross_entropy`` takes either).
+LOSS_SUMS: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]] = {
+    "half_mse": lambda Z, A, Y, c: F.mse_loss(A, Y, reduction="sum") * (0.5 * c),
+    "mse": lambda Z, A, Y, c: F.mse_loss(A, Y, reduction="sum") * c,
+    "bce": lambda Z, A, Y, c: F.binary_cross_entropy_with_logits(Z, Y, reduction="sum") * c,
+    "softmax_cross_entropy": lambda Z, A, Y, c: F.cross_entropy(Z, Y, reduction="sum") * c,
 }
 
 
@@ -47,29 +64,71 @@ def version() -> str:
     return torch.__version__
 
 
+def _entry(table: dict, kind: str, name: str) -> Callable:
+    """``table[name]``, or an :class:`InputError` naming what the torch reference lacks."""
+    try:
+        return table[name]
+    except KeyError:
+        raise InputError(f"the torch reference has no line for {kind} {name!r}; "
+                         f"add one to torch_ref.{'ACTIVATIONS' if kind == 'activation' else 'LOSS_SUMS'}") from None
+
+
+# --- the maths, once ---------------------------------------------------------------------------
+
+def forward(network: Network, params: dict[str, torch.Tensor], X: torch.Tensor,
+            last_activation: bool = True) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    """``([Z_1, ..., Z_L], [A_1, ..., A_L])``, each (N, n_l), for a batch X (N, n_0) of rows.
+
+    ``last_activation=False`` leaves A_L uncomputed (None): a loss fused with the output
+    activation reads Z_L only.
+    """
+    acts = [_entry(ACTIVATIONS, "activation", a) for a in network.activations]
+    Zs, As, A = [], [], X
+    for l, act in enumerate(acts, start=1):
+        Z = torch.addmm(params[f"b{l}"], A, params[f"W{l}"])  # b + A @ W, one op and one autograd node
+        A = act(Z) if last_activation or l < network.depth else None
+        Zs.append(Z)
+        As.append(A)
+    return Zs, As
+
+
+def terms_sum(network: Network, Z: torch.Tensor, A: torch.Tensor | None, Y: torch.Tensor,
+              c: float = 1.0) -> torch.Tensor:
+    """``c * sum_i l_i`` for the output Z_L, A_L (N, K): the terms summed, times c."""
+    return _entry(LOSS_SUMS, "loss", network.loss)(Z, A, Y, c)
+
+
+def _reduced(network: Network, Z: torch.Tensor, A: torch.Tensor | None, Y: torch.Tensor) -> torch.Tensor:
+    """``L = c * sum_i l_i`` with the network's normaliser c for N = Z.shape[0] rows."""
+    return terms_sum(network, Z, A, Y, network.normaliser(Z.shape[0]))
+
+
+def loss(network: Network, params: dict[str, torch.Tensor], X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """The batch loss L (a 0-d tensor) of rows X (N, n_0) with targets Y, differentiable in params and X."""
+    Zs, As = forward(network, params, X, last_activation=not network.fused)
+    return _reduced(network, Zs[-1], As[-1], Y)
+
+
+# --- the trace ---------------------------------------------------------------------------------
+
 def run(case: Case, device: str | None = None) -> dict[str, np.ndarray]:
     """The named trace of ``case`` (``case.network.names()``, in order), as NumPy arrays."""
     net = case.network
     dev = _device(device)
-    fused = LOSSES[net.loss].fused_with is not None
     with torch.enable_grad():
         X = _tensor(case.X, dev).requires_grad_()
         params = {k: _tensor(v, dev).requires_grad_() for k, v in case.params.items()}
-        Y = _tensor(case.Y, dev)
-        out: dict[str, torch.Tensor] = {}
-        A = X
-        for l, act in enumerate(net.activations, start=1):
-            Z = A @ params[f"W{l}"] + params[f"b{l}"]
-            A = ACTIVATIONS[act](Z)
+        Zs, As = forward(net, params, X)
+        for l, (Z, A) in enumerate(zip(Zs, As), start=1):
             Z.retain_grad()
-            if not (fused and l == net.depth):  # a fused loss never sees A_L: no dA_L
+            if not (net.fused and l == net.depth):  # a fused loss never sees A_L: no dA_L
                 A.retain_grad()
-            out[f"Z{l}"], out[f"A{l}"] = Z, A
-        c = LOSSES[net.loss].scale(Z.shape[0], Z.shape[1], net.reduction)
-        L = LOSS_SUMS[net.loss](Z, A, Y) * c
+        L = _reduced(net, Zs[-1], As[-1], _tensor(case.Y, dev))
         L.backward()
 
-    tensors = {"X": X, **params, **out, "L": L}
+    tensors = {"X": X, **params, "L": L}
+    for l, (Z, A) in enumerate(zip(Zs, As), start=1):
+        tensors[f"Z{l}"], tensors[f"A{l}"] = Z, A
     trace = {}
     for name in net.names():
         if name == "Y":
@@ -80,6 +139,67 @@ def run(case: Case, device: str | None = None) -> dict[str, np.ndarray]:
             trace[name] = _numpy(tensors[name], name, net.np_dtype)
     return trace
 
+
+# --- after one batch gradient ------------------------------------------------------------------
+
+def per_sample_gradients(case: Case) -> dict[str, np.ndarray]:
+    """``dWl_per_sample`` (N, n_{l-1}, n_l), ``dbl_per_sample`` (N, n_l): ``d l_i / dWl`` for every i."""
+    net = case.network
+
+    def l_i(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        Zs, As = forward(net, params, x[None], last_activation=not net.fused)  # one sample, one row
+        return terms_sum(net, Zs[-1], As[-1], y[None])
+
+    g = vmap(grad(l_i), in_dims=(None, 0, 0))(_params(case), *_data(case))
+    out = {}
+    for l in range(1, net.depth + 1):
+        for p in (f"W{l}", f"b{l}"):
+            out[f"d{p}_per_sample"] = _numpy(g[p], f"d{p}_per_sample", net.np_dtype)
+    return out
+
+
+def gradients(case: Case) -> dict[str, np.ndarray]:
+    """The batch ``dWl``, ``dbl`` from one ``loss.backward()``."""
+    params = _params(case, requires_grad=True)
+    with torch.enable_grad():
+        loss(case.network, params, *_data(case)).backward()
+    return _grads(case, params)
+
+
+def accumulated_gradients(case: Case, size: int) -> dict[str, np.ndarray]:
+    """``.grad`` after ``loss_j.backward()`` on each micro-batch of ``size`` rows, never zeroed between."""
+    params = _params(case, requires_grad=True)
+    with torch.enable_grad():
+        for start in range(0, case.batch, size):
+            loss(case.network, params, *_data(case, slice(start, start + size))).backward()
+    return _grads(case, params)
+
+
+def next_parameters(case: Case, lr: float | None = None) -> dict[str, np.ndarray]:
+    """``Wl_next``, ``bl_next`` after one ``torch.optim.SGD(lr=lr, momentum=0)`` step on the whole batch."""
+    lr = case.learning_rate if lr is None else lr
+    params = _params(case, requires_grad=True)
+    opt = torch.optim.SGD(list(params.values()), lr=lr, momentum=0.0)
+    opt.zero_grad()
+    with torch.enable_grad():
+        loss(case.network, params, *_data(case)).backward()
+    opt.step()
+    return {f"{k}_next": _numpy(p, f"{k}_next", case.network.np_dtype) for k, p in params.items()}
+
+
+def _params(case: Case, requires_grad: bool = False) -> dict[str, torch.Tensor]:
+    return {k: _tensor(v).requires_grad_(requires_grad) for k, v in case.params.items()}
+
+
+def _data(case: Case, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+    return _tensor(case.X[rows]), _tensor(case.Y[rows])
+
+
+def _grads(case: Case, params: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    return {f"d{k}": _numpy(p.grad, f"d{k}", case.network.np_dtype) for k, p in params.items()}
+
+
+# --- conversions -------------------------------------------------------------------------------
 
 def _device(device: str | None) -> torch.device:
     name = (device or "cpu").lower()
@@ -92,22 +212,23 @@ def _device(device: str | None) -> torch.device:
     raise InputError(f"unknown device {device!r}; known: cpu, cuda (or gpu)")
 
 
-def _tensor(a: np.ndarray, dev: torch.device) -> torch.Tensor:
-    """The array as a tensor of the same dtype (``from_numpy`` never casts)."""
-    a = np.ascontiguousarray(a)
-    if not a.flags.writeable:  # from_numpy warns on a read-only array; copy it instead
-        a = a.copy()
-    return torch.from_numpy(a).to(dev)
+def _tensor(a: np.ndarray, dev: torch.device | None = None) -> torch.Tensor:
+    """A tensor of the same dtype holding a copy of ``a`` (``from_numpy`` never casts; the copy
+    means an optimiser step never writes into the case's arrays, and a read-only array is fine)."""
+    t = torch.from_numpy(np.array(a, order="C"))
+    return t if dev is None else t.to(dev)
 
 
 def _numpy(t: torch.Tensor | None, name: str, dtype: np.dtype) -> np.ndarray:
     if t is None:
         raise RuntimeError(f"torch reference: autograd produced no gradient for {name}")
-    a = t.detach().cpu().numpy()
+    a = t.detach().cpu().numpy().copy()
     if a.dtype != dtype:
         raise TypeError(f"torch reference: {name} came back as {a.dtype}, but the network is {dtype}")
     return a
 
+
+# --- one layer alone ---------------------------------------------------------------------------
 
 def layer_gradients(linear: bool, activation: str, x: np.ndarray, params: dict[str, np.ndarray],
                     dout: np.ndarray) -> dict[str, np.ndarray]:
@@ -116,11 +237,12 @@ def layer_gradients(linear: bool, activation: str, x: np.ndarray, params: dict[s
     Returns ``out``, ``dx`` and, for a Linear layer, ``dW`` and ``db``: what a
     user's ``backward(dout, cache)`` must return for that upstream ``dout``.
     """
+    act = _entry(ACTIVATIONS, "activation", activation)
     t = lambda a: torch.from_numpy(np.array(a, dtype=np.float64))  # noqa: E731  (a writable copy)
     with torch.enable_grad():
         X = t(x).requires_grad_()
         p = {k: t(v).requires_grad_() for k, v in params.items()}
-        out = ACTIVATIONS[activation](X @ p["W"] + p["b"] if linear else X)
+        out = act(X @ p["W"] + p["b"] if linear else X)
         (out * t(dout)).sum().backward()
     grads = {"out": out, "dx": X.grad, **{f"d{k}": v.grad for k, v in p.items()}}
     return {k: v.detach().numpy() for k, v in grads.items()}
