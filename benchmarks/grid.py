@@ -3,6 +3,14 @@
 One grid point is (network, dtype, batch). Its case (parameters and data drawn
 from seed 0) and the engine's answer for it are made once per process and
 shared by every implementation timed there.
+
+Every implementation's result is checked against the engine with the
+project's one comparator and tolerance policy (:func:`check_against_engine`):
+element by element, ``|impl - engine| <= K * E + floor`` with ``E`` the
+rounding scale of the engine's trace, and a ReLU unit within rounding of 0
+allowed to take the other side (the comparator's possible flips). The floors
+compute only products, so they are checked against those products in float64
+with ``E`` composed from the same per-step functions (:func:`floor_scales`).
 """
 
 from __future__ import annotations
@@ -13,6 +21,16 @@ from functools import lru_cache
 import numpy as np
 
 from manual_backprop import engine
+from manual_backprop.compare import (
+    UNIT_ROUNDOFF,
+    TensorCheck,
+    compare_arrays,
+    compare_values,
+    error_scales,
+    kink_scales,
+    possible_flips,
+)
+from manual_backprop.compare.tolerance import linear_backward_error, linear_forward_error
 from manual_backprop.description.case import Case, make_case
 from manual_backprop.description.network import Network
 
@@ -56,27 +74,81 @@ def prepared_case(point: Point) -> tuple[Case, np.ndarray]:
     return case, case.Y if case.Y.ndim == 1 else case.T
 
 
+@dataclass
+class Answer:
+    """The checking engine's trace at a grid point, its rounding scales ``E``, and (once asked) the kink allowance."""
+
+    case: Case
+    trace: dict[str, np.ndarray]
+    E: dict[str, np.ndarray]
+    _kinks: dict[str, np.ndarray] | None = None
+
+    def kinks(self) -> dict[str, np.ndarray]:
+        """What each gradient may move if the units that :func:`~manual_backprop.compare.possible_flips` flip."""
+        if self._kinks is None:
+            net = self.case.network
+            flips = possible_flips(net, self.trace, self.E)
+            self._kinks = kink_scales(net, self.case.params, self.trace, flips) if flips else {}
+        return self._kinks
+
+
 @lru_cache(maxsize=4)
-def engine_answer(point: Point, rows: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The checking engine's ``L`` and parameter gradients at ``point`` (on the first ``rows`` samples)."""
+def engine_answer(point: Point, rows: int | None = None) -> Answer:
+    """The checking engine's trace and rounding scales at ``point`` (on the first ``rows`` samples)."""
     case, _ = prepared_case(point)
-    X, Y, T = case.X, case.Y, case.T
     if rows is not None:
-        X, Y, T = X[:rows], Y[:rows], T[:rows]
-    fwd = engine.forward(case.network, case.params, X, Y, T)
-    bwd = engine.backward(case.network, case.params, fwd, T)
-    return fwd["L"], {name: bwd[f"d{name}"] for name in case.params}
+        case = make_case(case.network, case.params, case.X[:rows], case.Y[:rows], seed=case.seed)
+    trace = engine.run(case)
+    with np.errstate(all="ignore"):
+        E = error_scales(case.network, case.params, trace, case.T)
+    return Answer(case, dict(trace), E)
 
 
-# Norm-wise relative error allowed against the engine. float32 leaves room for a
-# ReLU mask entry that flips when a pre-activation lies within rounding of 0:
-# on 784-256-256-10 at B=512 one Z2 entry is 2e-8, and torch's float32 sign
-# differs from the engine's, moving dW1 by 2.6e-3 relative (both are 2.6e-3
-# from float64, the other 3e-7). A wrong rule is off by O(1).
-CHECK_RTOL = {"float32": 1e-2, "float64": 1e-10}
+def check_against_engine(point: Point, impl: str, L, grads: dict[str, np.ndarray],
+                         rows: int | None = None) -> list[TensorCheck]:
+    """``L`` and every ``grads[Wl]``, ``grads[bl]`` of ``impl`` against the engine, by the comparator.
+
+    A tensor that fails the rounding tolerance is judged again with the kink
+    allowance (asked only then: it costs a backward pass of its own).
+    """
+    answer = engine_answer(point, rows)
+    dtype = answer.case.network.dtype
+    checks = []
+    for name, value in [("L", L)] + [(f"d{p}", g) for p, g in grads.items()]:
+        check = compare_arrays(name, "engine", value, answer.trace[name], answer.E[name], dtype)
+        if check.status == "fail" and name != "L":
+            check = compare_arrays(name, "engine", value, answer.trace[name], answer.E[name], dtype,
+                                   answer.kinks().get(name))
+        check.extra["impl"] = impl
+        checks.append(check)
+    return checks
 
 
-def relative_error(got: np.ndarray, want: np.ndarray) -> float:
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    scale = np.linalg.norm(want)
-    return float(np.linalg.norm(got - want) / scale) if scale else float(np.linalg.norm(got))
+def floor_scales(case: Case, want: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``E`` of what the floors compute: ``Zl = Z(l-1) @ Wl`` (Z0 = X; no bias, no activation), ``dWl = Z(l-1).T @ 1``.
+
+    ``want`` holds those products in float64 (``impls.floor_reference``); the
+    steps are the policy's Linear forward and backward, with zero bias and an
+    exact all-ones dZ.
+    """
+    u = UNIT_ROUNDOFF[case.network.dtype]
+    A, E_A = case.X.astype(np.float64), np.zeros(case.X.shape)
+    out = {}
+    for l in range(1, case.network.depth + 1):
+        W = case.params[f"W{l}"]
+        ones = np.ones((A.shape[0], W.shape[1]))
+        out[f"dW{l}"], _, _ = linear_backward_error(A, E_A, W, ones, np.zeros(ones.shape), u)
+        out[f"Z{l}"] = E_A = linear_forward_error(A, E_A, W, np.zeros(W.shape[1]), u)
+        A = want[f"Z{l}"]
+    return out
+
+
+def check_floor(case: Case, impl: str, got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> list[TensorCheck]:
+    """A floor's products against the same products in float64, by the comparator."""
+    E = floor_scales(case, want)
+    checks = []
+    for name in want:
+        check = compare_values(name, "float64", got[name], want[name], E[name], case.network.dtype)
+        check.extra["impl"] = impl
+        checks.append(check)
+    return checks

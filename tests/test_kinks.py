@@ -148,3 +148,40 @@ def test_a_float32_unit_that_rounding_puts_on_the_other_side_of_the_kink_is_repo
         assert check_dZ2.margin > 1  # beyond rounding: only the flipped unit excuses it
         assert "1 unit(s) of Z2" in check_dZ2.note
         assert report.checks["Z2"][ref].status == "ok"  # the pre-activations themselves agree within rounding
+
+
+def test_the_training_re_check_allows_for_a_float32_unit_that_rounding_puts_on_the_other_side_of_the_kink():
+    """train --check-every sees only the reference's gradients: the units within rounding of 0 may flip."""
+    from manual_backprop.compare import compare_arrays, error_scales
+    from manual_backprop.engine import fast
+    from manual_backprop.training.train import compare_gradients
+
+    case = _find_flip()
+    _, g = fast.value_and_grad(case.network, case.params, case.X, case.T)
+    ours = {f"d{name}": value for name, value in g.items()}
+    trace = run(case)
+    E = error_scales(case.network, case.params, trace, case.T)
+    for ref_name in ("torch", "jax"):
+        ref = references.load(ref_name).run(case)
+        assert trace["Z2"][0, 0] == 0 < ref["Z2"][0, 0]  # off here, on in the reference
+        plain = {n: compare_arrays(n, ref_name, ours[n], ref[n], E[n], "float32").status
+                 for n in ("dW2", "db2", "dW1", "db1")}
+        assert set(plain.values()) == {"fail"}  # beyond rounding: only the flipped unit excuses it
+        assert compare_gradients(case, ours, ref, ref_name, step=0) is None
+
+
+def test_the_training_re_check_still_fails_a_wrong_mask_where_Z_is_exactly_0_without_rounding():
+    """A unit whose Z is 0 with nothing to round (a zero input row, zero bias) cannot flip."""
+    from manual_backprop.training.train import compare_gradients
+
+    case = zero_rows_case()
+    trace = run(case)
+    at_kink = trace["Z1"] == 0
+    wrong = {n: trace[n].copy() for n in ("dW1", "db1", "dW2", "db2")}
+    dZ1 = np.where(at_kink, trace["dA1"], trace["dZ1"])  # Z >= 0 instead of Z > 0
+    wrong["dW1"], wrong["db1"] = case.X.T @ dZ1, dZ1.sum(axis=0)
+    ref = references.load("torch").run(case)
+    mismatch = compare_gradients(case, wrong, ref, "torch", step=7)
+    assert mismatch is not None and mismatch.name == "db1" and mismatch.status == "fail"  # dW1: x is 0 there
+    assert at_kink[:, mismatch.worst.index[0]].any() and mismatch.worst.reference == 0.0
+    assert mismatch.extra["step"] == 7

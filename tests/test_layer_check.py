@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from manual_backprop import InputError, check_layer, references
+from manual_backprop.compare import layer_error_scales, tolerance
 from manual_backprop.testing import assert_layer_matches
 from manual_backprop.testing.layers import LAYERS, make_trials
 
@@ -123,15 +124,16 @@ def test_the_kink_trial_puts_pre_activations_exactly_on_zero():
 
 def test_a_relu_with_mask_x_greater_or_equal_0_passes_random_inputs_but_fails_on_the_kink():
     report = check_layer(relu_forward, lambda dout, x: {"x": dout * (x >= 0)}, "relu")
-    assert {(c.trial, c.name) for c in report.failures} == {("kink", "dx")}
+    assert {(c.extra["trial"], c.name) for c in report.failures} == {("kink", "dx")}
     first = report.failures[0]
     kink = make_trials(LAYERS["relu"], 5, 4, 4, 0, np.dtype("float64"))[1]
     on_zero = np.where(kink.x == 0, np.abs(kink.dout), -1)
     worst = tuple(int(i) for i in np.unravel_index(np.argmax(on_zero), on_zero.shape))
-    assert first.index == worst
-    assert (first.yours, first.theirs) == (kink.dout[worst], 0.0)
-    with pytest.raises(AssertionError, match=rf"relu layer, kink trial: dx\[{worst[0]}, {worst[1]}\] is "
-                                             r".* torch gives 0 .*x there is exactly 0, the ReLU kink"):
+    assert first.worst.index == worst
+    assert (first.worst.engine, first.worst.reference) == (kink.dout[worst], 0.0)
+    with pytest.raises(AssertionError, match=rf"relu layer, kink trial: dx\[{worst[0]}, {worst[1]}\] disagrees "
+                                             r"with torch: yours .*, torch 0, \|Δ\| .* \(up to .* allowed\); "
+                                             r".*x there is exactly 0, the ReLU kink"):
         assert_layer_matches(relu_forward, lambda dout, x: {"x": dout * (x >= 0)}, layer="relu")
 
 
@@ -149,11 +151,17 @@ def test_a_sigmoid_derivative_taken_from_x_fails_at_the_worst_element_of_dx():
     trial = make_trials(LAYERS["sigmoid"], 5, 4, 4, 0, np.dtype("float64"))[0]
     s = 1 / (1 + np.exp(-trial.x))
     mine, right = trial.dout * trial.x * (1 - trial.x), trial.dout * s * (1 - s)
-    ratio = np.abs(mine - right) / (np.abs(right) + np.abs(right).mean())
-    assert first.index == tuple(int(i) for i in np.unravel_index(np.argmax(ratio), ratio.shape))
-    assert first.yours == pytest.approx(mine[first.index], rel=1e-15)
-    assert first.theirs == pytest.approx(right[first.index], rel=1e-14)
+    E = layer_error_scales("sigmoid", trial.x, {}, {"Z": trial.x, "out": s, "dout": trial.dout, "dZ": right},
+                           "float64")["dx"]
+    ratio = np.abs(mine - right) / tolerance(E, "float64")  # the worst element against the policy's tolerance
+    w = first.worst
+    assert w.index == tuple(int(i) for i in np.unravel_index(np.argmax(ratio), ratio.shape))
+    assert w.engine == pytest.approx(mine[w.index], rel=1e-15)
+    assert w.reference == pytest.approx(right[w.index], rel=1e-14)
+    assert w.tolerance == pytest.approx(tolerance(E, "float64")[w.index], rel=1e-12)
     assert first.reference == "torch" and report.failures[1].reference == "jax"
+    assert report.message().startswith(f"sigmoid layer, random trial: dx[{w.index[0]}, {w.index[1]}] disagrees "
+                                       f"with torch: yours {w.engine:.10g}, torch {w.reference:.10g}, |Δ| ")
 
 
 def test_a_softmax_differentiated_elementwise_fails():
@@ -189,3 +197,38 @@ def test_a_missing_gradient_is_named():
 def test_an_unknown_layer_is_an_input_error():
     with pytest.raises(InputError, match="unknown layer 'conv'"):
         check_layer(relu_forward, relu_backward, "conv")
+
+
+# --- the tolerance is the policy's, in both dtypes, at a real batch size --------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layer", ["linear", "linear+relu", "linear+sigmoid", "linear+tanh", "linear+softmax"])
+def test_a_right_linear_layer_passes_in_float32_and_float64_at_batch_64(layer, dtype):
+    report = assert_layer_matches(*RIGHT[layer], layer=layer, batch=64, n_in=32, n_out=16, dtype=dtype)
+    margins = [c.margin for c in report.checks]
+    assert all(c.status == "ok" for c in report.checks) and max(margins) <= 1
+
+
+def test_a_dW_off_by_one_part_in_a_million_fails_in_float64():
+    def off_by_1e_6(dout, cache):
+        x, W = cache
+        return {"x": dout @ W.T, "W": (x.T @ dout) * (1 + 1e-6), "b": dout.sum(axis=0)}
+
+    report = check_layer(linear_forward, off_by_1e_6, "linear", batch=64, n_in=32, n_out=16)
+    assert {c.name for c in report.failures} == {"dW"}
+    first = report.failures[0]
+    assert first.margin > 1e3  # far outside float64 rounding
+    assert report.message().startswith("linear layer, random trial: dW[")
+    assert "(up to " in report.message() and " allowed)" in report.message()
+
+
+def test_the_layer_tolerance_is_K_times_the_policys_error_scale_plus_the_floor():
+    from manual_backprop.compare import FLOOR, K
+
+    report = check_layer(linear_forward, linear_backward, "linear", batch=64, n_in=32, n_out=16)
+    trial = make_trials(LAYERS["linear"], 64, 32, 16, 0, np.dtype("float64"))[0]
+    Z = trial.x @ trial.params["W"] + trial.params["b"]
+    E = layer_error_scales("identity", trial.x, trial.params,
+                           {"Z": Z, "out": Z, "dout": trial.dout, "dZ": trial.dout}, "float64")
+    for c in report.checks:
+        assert c.worst.tolerance == pytest.approx(K * E[c.name][c.worst.index] + FLOOR["float64"], rel=1e-12)

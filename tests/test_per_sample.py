@@ -14,7 +14,7 @@ from manual_backprop.engine.per_sample import (
 )
 from manual_backprop.engine.trace import run
 
-from .helpers import jax_training, torch_training
+from .helpers import jax_ref, torch_ref
 
 # Every activation (hidden and output) and every loss appears at least once.
 NETWORKS = {  # widths kept to a few shapes: JAX compiles each op once per shape
@@ -45,7 +45,7 @@ def assert_same(ours: dict, ref: dict, rtol=RTOL, atol=ATOL) -> None:
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("net", sorted(NETWORKS))
 def test_per_sample_gradients_match_torch_func_vmap_of_grad(net, reduction):
-    tt = torch_training()
+    tt = torch_ref()
     case = case_for(net, reduction)
     assert_same(per_sample_gradients(case), tt.per_sample_gradients(case))
 
@@ -53,7 +53,7 @@ def test_per_sample_gradients_match_torch_func_vmap_of_grad(net, reduction):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("net", sorted(NETWORKS))
 def test_per_sample_gradients_match_jax_vmap_of_grad(net, reduction):
-    jt = jax_training()
+    jt = jax_ref()
     case = case_for(net, reduction)
     assert_same(per_sample_gradients(case), jt.per_sample_gradients(case))
 
@@ -61,7 +61,7 @@ def test_per_sample_gradients_match_jax_vmap_of_grad(net, reduction):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("net", sorted(NETWORKS))
 def test_c_times_the_sum_of_per_sample_gradients_is_torchs_batch_gradient(net, reduction):
-    tt = torch_training()
+    tt = torch_ref()
     case = case_for(net, reduction)
     assert_same(reduce_per_sample(case.network, per_sample_gradients(case)), tt.gradients(case))
 
@@ -119,7 +119,7 @@ def test_seed_000_rows_give_each_sample_its_own_gradients():
 
 
 def test_seed_000_rows_match_torch_per_sample_gradients():
-    tt = torch_training()
+    tt = torch_ref()
     case = load_example("seed-000")
     rows = per_sample_rows(case.network, run(case))
     ref = tt.per_sample_gradients(case)
@@ -133,10 +133,9 @@ def test_seed_000_rows_match_torch_per_sample_gradients():
 @pytest.mark.parametrize("net", sorted(NETWORKS))
 def test_per_sample_error_scales_let_the_comparator_accept_torch_and_reject_a_missing_c(net, dtype):
     from manual_backprop.compare.comparator import compare_arrays
-    from manual_backprop.compare.tolerance import error_scales
-    from manual_backprop.engine.per_sample import per_sample_error_scales
+    from manual_backprop.compare.tolerance import error_scales, per_sample_error_scales
 
-    tt = torch_training()
+    tt = torch_ref()
     case = case_for(net, "mean", dtype=dtype, batch=16)
     trace = run(case)
     E = per_sample_error_scales(case.network, trace, error_scales(case.network, case.params, trace, case.T))

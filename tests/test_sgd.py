@@ -8,7 +8,7 @@ import pytest
 from manual_backprop import InputError, Network, make_case, parse_case
 from manual_backprop.engine.sgd import next_parameters, sgd_step
 
-from .helpers import jax_training, torch_training
+from .helpers import jax_ref, torch_ref
 
 NETWORKS = {
     "relu-relu-bce": ((3, 4, 4, 1), ("relu", "relu", "sigmoid"), "bce"),
@@ -36,7 +36,7 @@ def assert_same(ours: dict, ref: dict, dtype: str) -> None:
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("net", sorted(NETWORKS))
 def test_one_step_matches_torch_optim_sgd(net, reduction, dtype):
-    tt = torch_training()
+    tt = torch_ref()
     case = case_for(net, reduction, dtype)
     assert_same(next_parameters(case), tt.next_parameters(case), dtype)
 
@@ -45,7 +45,7 @@ def test_one_step_matches_torch_optim_sgd(net, reduction, dtype):
 # compiles every new shape, so it checks seed 004's network under each reduction and dtype.
 @pytest.mark.parametrize("reduction, dtype", [("mean", "float64"), ("sum", "float64"), ("mean", "float32")])
 def test_one_step_matches_the_same_step_in_jax(reduction, dtype):
-    jt = jax_training()
+    jt = jax_ref()
     case = case_for("relu-relu-bce", reduction, dtype)
     assert_same(next_parameters(case), jt.next_parameters(case), dtype)
 
@@ -61,7 +61,7 @@ def test_the_step_is_w_minus_lr_times_dw_by_hand():
 
 
 def test_the_sgd_table_gives_the_learning_rate_and_the_names_are_wl_next_bl_next():
-    tt = torch_training()
+    tt = torch_ref()
     case = parse_case("""
         [network]
         sizes = [2, 3, 1]
@@ -77,7 +77,7 @@ def test_the_sgd_table_gives_the_learning_rate_and_the_names_are_wl_next_bl_next
 
 
 def test_an_explicit_lr_overrides_the_file():
-    tt = torch_training()
+    tt = torch_ref()
     case = case_for("relu-relu-bce", lr=0.3)
     assert_same(next_parameters(case, lr=0.05), tt.next_parameters(case, lr=0.05), "float64")
 
@@ -98,11 +98,10 @@ def test_a_learning_rate_that_is_not_positive_and_finite_is_an_input_error(lr):
 @pytest.mark.parametrize("net", sorted(NETWORKS))
 def test_next_error_scales_let_the_comparator_accept_torch_and_reject_a_plus_sign(net, dtype):
     from manual_backprop.compare.comparator import compare_arrays
-    from manual_backprop.compare.tolerance import error_scales
-    from manual_backprop.engine.sgd import next_error_scales
+    from manual_backprop.compare.tolerance import error_scales, next_error_scales
     from manual_backprop.engine.trace import run
 
-    tt = torch_training()
+    tt = torch_ref()
     case = case_for(net, "mean", dtype)
     trace = run(case)
     E = next_error_scales(case.network, case.params, trace,

@@ -153,28 +153,29 @@ def check(case: Case, against: Sequence[str] | None = None, device: str | None =
 
 def _check_beyond_the_trace(report: CheckReport, per_sample: bool, learning_rate: float | None) -> None:
     """Per-sample gradients and one descent step, against the frameworks' own training tools."""
-    import importlib
-
-    from ..engine.per_sample import per_sample_error_scales, per_sample_gradients
-    from ..engine.sgd import check_learning_rate, next_error_scales, next_parameters
+    from .. import references
+    from ..compare import next_error_scales, per_sample_error_scales
+    from ..engine.per_sample import per_sample_gradients
+    from ..engine.sgd import check_learning_rate, next_parameters
 
     case, trace, E = report.case, report.trace, report.scales
     frameworks = [r for r in report.references if r != "fd"]
-    tables: list[tuple[dict, dict, str]] = []
+    tables: list[tuple[dict, dict, str, Any]] = []  # (ours, error scales, what, the reference's call)
     if per_sample:
         ours = per_sample_gradients(case, trace)
-        tables.append((ours, per_sample_error_scales(case.network, trace, E), "per_sample_gradients"))
+        tables.append((ours, per_sample_error_scales(case.network, trace, E), "per_sample_gradients",
+                       lambda module: module.per_sample_gradients(case)))
     if learning_rate is not None:
         lr = check_learning_rate(learning_rate, "--lr")
         ours = next_parameters(case, lr, trace)
-        tables.append((ours, next_error_scales(case.network, case.params, trace, E, lr), "next_parameters"))
-    for ours, scales, function in tables:
+        tables.append((ours, next_error_scales(case.network, case.params, trace, E, lr), "next_parameters",
+                       lambda module: module.next_parameters(case, lr)))
+    for ours, scales, function, call in tables:
         theirs = {}
         for ref in frameworks:
-            module = importlib.import_module(f"manual_backprop.references.{ref}_training")
+            module = references.load(ref)
             t0 = time.perf_counter()
-            theirs[ref] = getattr(module, function)(case, learning_rate) if function == "next_parameters" \
-                else getattr(module, function)(case)
+            theirs[ref] = call(module)
             report.timings[f"{ref}:{function}"] = time.perf_counter() - t0
         for name, value in ours.items():
             trace[name] = value

@@ -14,6 +14,13 @@ of 0, on opposite sides); a tensor that fails the rounding tolerance but
 passes once those flips are allowed for is reported as ``kink``, not as a
 failure. A unit whose Z is the same in both runs (exactly 0, say) cannot
 flip: a mask that differs there is a real error (``Z >= 0`` for ``Z > 0``).
+When only the reference's gradients are at hand (training re-checks,
+benchmarks, a user's layer), :func:`possible_flips` stands in: the units whose
+own Z lies within its tolerance of the kink.
+
+Every check, whatever it judges (a trace, a layer, a training step, the
+per-sample gradients, the descent step), returns a :class:`TensorCheck`, and
+:func:`mismatch_message` is the one sentence that reports its failure.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import numpy as np
 
 from ..description.network import Network
 from ..kernels import ACTIVATIONS
-from .tolerance import FLOOR, K, kink_scales, tolerance
+from .tolerance import FLOOR, kink_scales, projection_tolerance, tolerance
 
 #: Statuses that count as agreement.
 PASSING = ("ok", "kink", "n/a")
@@ -53,11 +60,19 @@ class TensorCheck:
     margin: float | None = None
     worst: Worst | None = None
     note: str = ""
+    #: Anything else the check knows: ``directions``/``at_kink`` (finite differences), the layer
+    #: check's ``trial``, the training re-check's ``step``. Written into the JSON.
     extra: dict[str, Any] = field(default_factory=dict)
+    beyond: int | None = None  # how many elements (directions) exceed their rounding tolerance
+    size: int | None = None    # out of how many
 
     @property
     def ok(self) -> bool:
         return self.status in PASSING
+
+    def message(self, ours: str = "numpy", where: str = "") -> str:
+        """The failure sentence, :func:`mismatch_message`."""
+        return mismatch_message(self, ours, where)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ok": self.ok, "status": self.status,
@@ -82,9 +97,67 @@ def compared_names(network: Network) -> list[str]:
     return [n for n in network.forward_names() if n not in ("X", "Y")] + network.backward_names()
 
 
+def element(name: str, index: tuple[int, ...], direction: bool = False) -> str:
+    """An element's name: ``dW2[0, 1]`` (``dW2`` for a 0-d tensor), ``<dW2, v0>`` for a direction."""
+    if direction and index:
+        return f"<{name}, v{index[0]}>"
+    return f"{name}[{', '.join(map(str, index))}]" if index else name
+
+
+def mismatch_sentence(name: str, index: tuple[int, ...], ours: float, theirs: float, allowed: float, *,
+                      ours_label: str, reference: str, theirs_label: str | None = None, where: str = "",
+                      beyond: int | None = None, size: int | None = None, direction: bool = False,
+                      note: str = "") -> str:
+    """The one failure sentence, in the manner of PyTorch's ``assert_close``::
+
+        {where}: {name}[{index}] disagrees with {reference}: {ours_label} {ours}, {theirs_label} {theirs},
+        |Δ| {|ours - theirs|} (up to {allowed} allowed); {beyond} of {size} elements beyond their tolerance; {note}
+
+    the tensor and its worst element, both values, the difference and the
+    tolerance there, and how many elements are out. Every check builds its
+    message here (:func:`mismatch_message` for a :class:`TensorCheck`;
+    validate's claims through ``ClaimCheck.message``).
+    """
+    head = f"{where}: " if where else ""
+    ours, theirs = ours + 0.0, theirs + 0.0  # -0.0 reads as 0
+    text = (f"{head}{element(name, index, direction)} disagrees with {reference}: {ours_label} {ours:.10g}, "
+            f"{theirs_label or reference} {theirs:.10g}, |Δ| {abs(ours - theirs):.3g} (up to {allowed:.3g} allowed)")
+    if beyond is not None and size is not None:
+        text += f"; {beyond} of {size} {'directions' if direction else 'elements'} beyond their tolerance"
+    return text + (f"; {note}" if note else "")
+
+
+def mismatch_message(check: TensorCheck, ours: str = "numpy", where: str = "") -> str:
+    """The failure sentence of ``check`` (:func:`mismatch_sentence`).
+
+    ``ours`` names our side (``numpy``, ``hand-derived``, ``yours``), ``where``
+    what the tensor belongs to (``step 3``, ``linear layer, kink trial``)::
+
+        step 0: dW2[0, 0] disagrees with torch: hand-derived 0.1234567891, torch 0.1234557891,
+        |Δ| 1e-06 (up to 3.3e-16 allowed); 8 of 8 elements beyond their tolerance
+
+    A check without values to set side by side (shape, dtype, missing) gives
+    ``where: name: note``; NaN or Inf gives ``where: name[index] is not finite: ...``.
+    """
+    head = f"{where}: " if where else ""
+    w = check.worst
+    if w is None or check.status not in ("fail", "kink", "nonfinite"):
+        return f"{head}{check.name}: {check.note or check.status}"
+    direction = "directions" in check.extra
+    if check.status == "nonfinite":
+        return (f"{head}{element(check.name, w.index, direction)} is not finite: {ours} {w.engine:.10g}, "
+                f"{check.reference} {w.reference:.10g}; {check.note}")
+    return mismatch_sentence(check.name, w.index, w.engine, w.reference, w.tolerance, ours_label=ours,
+                             reference=check.reference, where=where, beyond=check.beyond, size=check.size,
+                             direction=direction, note=check.note)
+
+
 def compare_arrays(name: str, reference: str, a: Any, b: Any, E: np.ndarray, dtype: str,
                    kink: np.ndarray | None = None) -> TensorCheck:
-    """Judge one tensor: ``a`` from the engine, ``b`` from the reference, ``E`` its rounding scale."""
+    """Judge one tensor: ``a`` from the engine, ``b`` from the reference, ``E`` its rounding scale.
+
+    Missing, shape and dtype come first; then :func:`compare_values`.
+    """
     if b is None:
         return TensorCheck(name, reference, "missing", note=f"{reference} did not produce {name}")
     a, b = np.asarray(a), np.asarray(b)
@@ -92,13 +165,26 @@ def compare_arrays(name: str, reference: str, a: Any, b: Any, E: np.ndarray, dty
         return TensorCheck(name, reference, "shape", note=f"shape {a.shape} here, {b.shape} in {reference}")
     if a.dtype != b.dtype:
         return TensorCheck(name, reference, "dtype", note=f"dtype {a.dtype} here, {b.dtype} in {reference}")
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    return compare_values(name, reference, a, b, E, dtype, kink)
+
+
+def compare_values(name: str, reference: str, a: Any, b: Any, E: np.ndarray, dtype: str,
+                   kink: np.ndarray | None = None) -> TensorCheck:
+    """The values of ``a`` (ours, of ``dtype``) against ``b`` (the reference, same shape, any float dtype).
+
+    NaN or Inf on either side fails; otherwise each element must satisfy
+    ``|a - b| <= tolerance(E, dtype)``, or, failing that, ``<= tolerance + kink``
+    (the most a unit on the other side of a ReLU kink moves it: status ``kink``).
+    The worst element is the one with the largest ``|a - b| / tolerance`` (the margin).
+    """
+    a64, b64 = np.asarray(a).astype(np.float64), np.asarray(b).astype(np.float64)
     finite = np.isfinite(a64) & np.isfinite(b64)
     if not finite.all():
-        idx = tuple(int(i) for i in np.argwhere(~finite)[0]) if a.ndim else ()
+        idx = tuple(int(i) for i in np.argwhere(~finite)[0]) if a64.ndim else ()
         return TensorCheck(name, reference, "nonfinite",
                            worst=Worst(idx, float(a64[idx]), float(b64[idx]), float("nan")),
-                           note="NaN or Inf (never equal to anything)")
+                           note="NaN or Inf (never equal to anything)",
+                           beyond=int((~finite).sum()), size=int(a64.size))
     err = np.abs(a64 - b64)
     tol = tolerance(np.asarray(E, dtype=np.float64), dtype)
     ratio = err / tol
@@ -111,6 +197,7 @@ def compare_arrays(name: str, reference: str, a: Any, b: Any, E: np.ndarray, dty
         max_rel_err=float(rel.max()) if rel.size else 0.0,
         margin=float(ratio.max()) if ratio.size else 0.0,
         worst=Worst(idx, float(a64[idx]), float(b64[idx]), float(tol[idx])) if err.size else None,
+        beyond=int((ratio > 1).sum()), size=int(err.size),
     )
     if check.margin <= 1:
         return check
@@ -143,6 +230,41 @@ def flipped_units(network: Network, engine: Mapping[str, np.ndarray], ref: Mappi
     return out
 
 
+def may_flip(Z: np.ndarray, E_Z: np.ndarray, kink: float, dtype: str) -> np.ndarray:
+    """Which units of one kinked layer may take the other side of the kink in a correct reference (bool, Z's shape).
+
+    For when the reference's own Z are not at hand. A unit may flip when its Z
+    lies within its tolerance of the kink, and Z carries rounding at all::
+
+        |Z - kink| <= tolerance(E_Z)   and   E_Z > 0
+
+    ``E_Z = 0`` means Z was computed without rounding (every product and the
+    bias zero): every correct implementation gets the same Z, so it cannot flip,
+    and a mask that differs there is a real error.
+    """
+    Z, E_Z = np.asarray(Z, np.float64), np.asarray(E_Z, np.float64)
+    return (np.abs(Z - kink) <= tolerance(E_Z, dtype)) & (E_Z > 0)
+
+
+def possible_flips(network: Network, trace: Mapping[str, np.ndarray],
+                   E: Mapping[str, np.ndarray]) -> dict[int, np.ndarray]:
+    """Per kinked layer l, the units of ``trace``'s Zl that :func:`may_flip` (as 0/1 floats, (N, n_l)).
+
+    The stand-in for :func:`flipped_units` when only the reference's gradients
+    are at hand (a training re-check, a benchmark); it allows for every unit
+    that could flip, where :func:`flipped_units` allows only for those that did.
+    """
+    out = {}
+    for l, act in enumerate(network.activations, start=1):
+        kink = ACTIVATIONS[act].kink
+        if kink is None:
+            continue
+        near = may_flip(trace[f"Z{l}"], E[f"Z{l}"], kink, network.dtype)
+        if near.any():
+            out[l] = near.astype(np.float64)
+    return out
+
+
 def compare_traces(network: Network, params: Mapping[str, np.ndarray], engine: Mapping[str, np.ndarray],
                    ref: Mapping[str, Any], reference: str, E: Mapping[str, np.ndarray]) -> dict[str, TensorCheck]:
     """Every compared tensor of ``engine`` against a framework reference's full trace."""
@@ -165,10 +287,11 @@ def compare_projections(network: Network, engine: Mapping[str, np.ndarray], proj
     """Every backward tensor against finite-difference directional derivatives.
 
     For each direction v the engine's ``<G, v>`` must match the estimate within
-    the engine's own rounding (``K <E, |v|>``), the sum's rounding, and the
-    difference's estimated error. Directions that cross a kink are not judged.
+    :func:`~.tolerance.projection_tolerance`: the engine's own rounding
+    (``K <E, |v|>``), the sum's rounding, and the difference's estimated error
+    (its truncation and the rounding of the loss evaluations, which the
+    projection reports as magnitudes). Directions that cross a kink are not judged.
     """
-    u = 2.0**-53
     checks: dict[str, TensorCheck] = {}
     for name in compared_names(network):
         if name not in projections:
@@ -176,18 +299,19 @@ def compare_projections(network: Network, engine: Mapping[str, np.ndarray], proj
             continue
         G = np.asarray(engine[name], np.float64)
         worst: tuple[float, int, float, float, float] | None = None
-        errs, rels, skipped = [], [], 0
+        errs, rels, skipped, beyond = [], [], 0, 0
         for i, p in enumerate(projections[name]):
             if p.at_kink:
                 skipped += 1
                 continue
             mine = float((G * p.direction).sum())
-            tol = (K * float((np.asarray(E[name]) * np.abs(p.direction)).sum())
-                   + K * np.sqrt(G.size) * u * float(np.abs(G * p.direction).sum())
-                   + 4 * p.error + FLOOR["float64"])
+            tol = projection_tolerance(float((np.asarray(E[name]) * np.abs(p.direction)).sum()),
+                                       float(np.abs(G * p.direction).sum()), G.size,
+                                       p.truncation, p.rounding, p.step)
             err = abs(mine - p.estimate)
             errs.append(err)
             rels.append(err / max(abs(p.estimate), FLOOR["float64"]))
+            beyond += err > tol
             if worst is None or err / tol > worst[0]:
                 worst = (err / tol, i, mine, p.estimate, tol)
         extra = {"directions": len(projections[name]), "at_kink": skipped}
@@ -201,5 +325,6 @@ def compare_projections(network: Network, engine: Mapping[str, np.ndarray], proj
             max_abs_err=max(errs), max_rel_err=max(rels), margin=margin,
             worst=Worst((i,), mine, est, tol), extra=extra,
             note=f"{skipped} direction(s) crossed a kink and were not judged" if skipped else "",
+            beyond=int(beyond), size=len(errs),
         )
     return checks

@@ -1,6 +1,6 @@
 """Per-sample gradients: the gradient of each sample's own loss term, all at once.
 
-Every loss here is ``L = c * sum_i l_i`` (../PRODUCT.md's table): ``l_i`` is
+Every loss here is ``L = c * sum_i l_i`` (:mod:`manual_backprop.kernels.losses`): ``l_i`` is
 sample i's own term *before* the reduction's normalisation ``c``, which is
 1 for "sum", 1/N for half_mse and softmax_cross_entropy under "mean", and
 1/(N*K) for mse and bce under "mean" (as torch's ``MSELoss`` and
@@ -96,30 +96,3 @@ def per_sample_rows(network: Network, trace: Trace) -> list[dict[str, np.ndarray
         for i in range(N):
             rows[i][name] = full[i]
     return rows
-
-
-def per_sample_error_scales(network: Network, trace: Trace, E: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Rounding scales for the per-sample names, from ``E`` of the batch trace (compare.tolerance).
-
-    Each element is one product ``A(l-1)[i, j] * dZl_ps[i, k]`` (no sum), so its
-    error is the operands' errors carried through the product plus one rounding::
-
-        E[dWl_per_sample][i] = (|A(l-1)[i]| ⊗ E_dZl[i] + E_A(l-1)[i] ⊗ |dZl[i]|) / c + u |dWl_per_sample[i]|
-        E[dbl_per_sample][i] = E_dZl[i] / c
-    """
-    from ..compare.tolerance import UNIT_ROUNDOFF
-
-    u = UNIT_ROUNDOFF[network.dtype]
-    N = trace["X"].shape[0]
-    inverse_c = 1 / normalisation(network, N)
-    f = lambda a: np.abs(np.asarray(a, dtype=np.float64))  # noqa: E731
-    out = {}
-    for l in range(1, network.depth + 1):
-        A_prev = f(trace[f"A{l - 1}"] if l > 1 else trace["X"])
-        E_A_prev = E[f"A{l - 1}"] if l > 1 else E["X"]
-        dZ_ps, E_dZ_ps = f(trace[f"dZ{l}"]) * inverse_c, E[f"dZ{l}"] * inverse_c
-        out[f"dW{l}_per_sample"] = (np.einsum("ni,nj->nij", A_prev, E_dZ_ps)
-                                    + np.einsum("ni,nj->nij", E_A_prev, dZ_ps)
-                                    + u * np.einsum("ni,nj->nij", A_prev, dZ_ps))
-        out[f"db{l}_per_sample"] = E_dZ_ps
-    return out

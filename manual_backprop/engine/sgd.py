@@ -52,23 +52,3 @@ def next_parameters(case: Case, lr: float | None = None, trace: Trace | None = N
     trace = trace if trace is not None else run(case)
     new = sgd_step(case.network, case.params, trace, lr)
     return {f"{name}_next": value for name, value in new.items()}
-
-
-def next_error_scales(network: Network, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray],
-                      E: Mapping[str, np.ndarray], lr: float) -> dict[str, np.ndarray]:
-    """Rounding scales for ``Wl_next``, ``bl_next`` from ``E`` of the gradients (compare.tolerance).
-
-    ``W - lr*dW`` carries lr times the gradient's error, plus one rounding for
-    the product and one for the difference (a fused multiply-add saves one)::
-
-        E[Wl_next] = lr * E_dWl + u * (lr * |dWl| + |Wl - lr * dWl|)
-    """
-    from ..compare.tolerance import UNIT_ROUNDOFF
-
-    u = UNIT_ROUNDOFF[network.dtype]
-    out = {}
-    for name in network.parameter_shapes():
-        p = np.asarray(params[name], np.float64)
-        g = np.asarray(grads[f"d{name}"], np.float64)
-        out[f"{name}_next"] = lr * E[f"d{name}"] + u * (lr * np.abs(g) + np.abs(p - lr * g))
-    return out

@@ -15,9 +15,17 @@ torch and jax.numpy, differentiated by autograd), on two trials:
 - ``kink`` (layers with a ReLU): some pre-activations placed exactly on 0,
   where the derivative is taken as 0, as by ``torch.relu`` and ``jax.nn.relu``.
 
-Tolerances are rounding, scaled by magnitude and reduction length
-(:data:`LAYER_TOLERANCE`); any mistake in a backward rule is many orders of
-magnitude larger in float64.
+Each tensor is judged by the project's one tolerance policy
+(:mod:`manual_backprop.compare.tolerance`): the rounding scale ``E`` of
+``out``, ``dx``, ``dW`` and ``db`` comes from the same per-step functions as
+a whole network's (x, W, b and ``dout`` exact, E = 0), and an element passes
+when ``|yours - reference| <= K * E + floor``. In float32 a unit whose
+pre-activation lies within rounding of the ReLU kink may take the other side
+in the (float64) reference; that is allowed for (status ``kink``), as in
+``manual-backprop check``. Any mistake in a backward rule is many orders of
+magnitude larger in float64. Every result is a
+:class:`~manual_backprop.compare.TensorCheck`, with the trial in
+``extra["trial"]``.
 """
 
 from __future__ import annotations
@@ -27,11 +35,16 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..compare import FLOOR, UNIT_ROUNDOFF
+from ..compare import (
+    UNIT_ROUNDOFF,
+    TensorCheck,
+    compare_values,
+    layer_error_scales,
+    may_flip,
+)
+from ..compare.tolerance import kink_layer_scales
 from ..errors import InputError
-
-#: Safety factor over the rounding estimate sqrt(n) * u * magnitude, as in the tolerance policy.
-LAYER_TOLERANCE = 8.0
+from ..kernels import ACTIVATIONS
 
 
 @dataclass(frozen=True)
@@ -79,49 +92,20 @@ class Trial:
 
 
 @dataclass
-class LayerCheck:
-    """One tensor (``out``, ``dx``, ``dW``, ``db``) of one trial against one reference."""
-
-    trial: str
-    reference: str
-    name: str
-    status: str  # ok | fail | shape | dtype | missing | nonfinite
-    max_abs_err: float | None = None
-    index: tuple[int, ...] | None = None
-    yours: float | None = None
-    theirs: float | None = None
-    tolerance: float | None = None
-    note: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def message(self, layer: str) -> str:
-        where = f"{layer} layer, {self.trial} trial"
-        if self.status != "fail":
-            return f"{where}: {self.name}: {self.note}"
-        idx = f"{self.name}[{', '.join(map(str, self.index))}]" if self.index else self.name
-        text = (f"{where}: {idx} is {self.yours:.10g}, {self.reference} gives {self.theirs:.10g} "
-                f"(|Δ| {abs(self.yours - self.theirs):.2g}, tolerance {self.tolerance:.2g})")
-        return text + (f"; {self.note}" if self.note else "")
-
-
-@dataclass
 class LayerReport:
     """Every check of one layer; :meth:`message` names the first failure and its worst element."""
 
     layer: str
     references: list[str]
     trials: list[str]
-    checks: list[LayerCheck] = field(default_factory=list)
+    checks: list[TensorCheck] = field(default_factory=list)  # extra["trial"] names each one's trial
 
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
 
     @property
-    def failures(self) -> list[LayerCheck]:
+    def failures(self) -> list[TensorCheck]:
         return [c for c in self.checks if not c.ok]
 
     def message(self) -> str:
@@ -129,8 +113,9 @@ class LayerReport:
             return (f"{self.layer} layer agrees with {', '.join(self.references)} on "
                     f"{len(self.trials)} trial(s) ({', '.join(self.trials)}).")
         first = self.failures[0]
-        names = dict.fromkeys(f"{c.name} ({c.trial})" for c in self.failures)  # in the order checked
-        return first.message(self.layer) + f". Disagreeing: {', '.join(names)}."
+        names = dict.fromkeys(f"{c.name} ({c.extra['trial']})" for c in self.failures)  # in the order checked
+        where = f"{self.layer} layer, {first.extra['trial']} trial"
+        return first.message(ours="yours", where=where) + f". Disagreeing: {', '.join(names)}."
 
 
 def check_layer(forward: Callable, backward: Callable, layer: str, *, batch: int = 5, n_in: int = 4,
@@ -144,8 +129,8 @@ def check_layer(forward: Callable, backward: Callable, layer: str, *, batch: int
     from .. import references
 
     spec = _spec(layer)
-    if dtype not in FLOOR:
-        raise InputError(f"unknown dtype {dtype!r}; known: {', '.join(FLOOR)}")
+    if dtype not in UNIT_ROUNDOFF:
+        raise InputError(f"unknown dtype {dtype!r}; known: {', '.join(UNIT_ROUNDOFF)}")
     names = list(against) if against is not None else [r for r in ("torch", "jax") if references.is_installed(r)]
     if not names:
         raise InputError("no reference to check a layer against: install torch or jax "
@@ -158,10 +143,11 @@ def check_layer(forward: Callable, backward: Callable, layer: str, *, batch: int
     report = LayerReport(spec.name, names, [t.name for t in trials])
     for trial in trials:
         yours = _run_user(forward, backward, spec, trial)
+        E, kinks = _scales(spec, trial, dtype)
         for r in names:
             theirs = _reference(r, spec, trial)
             for name, ref in theirs.items():
-                report.checks.append(_compare(name, r, trial, yours, ref, dtype, spec))
+                report.checks.append(_compare(name, r, trial, yours, ref, dtype, spec, E, kinks))
     return report
 
 
@@ -213,42 +199,53 @@ def _run_user(forward: Callable, backward: Callable, spec: LayerSpec, trial: Tri
     return named
 
 
+def _scales(spec: LayerSpec, trial: Trial, dtype: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``E`` of ``out``, ``dx`` (, ``dW``, ``db``), and what a unit that may flip at the kink moves them.
+
+    From the layer's own float64 values: ``Z = x @ W + b`` (or x), ``out = act(Z)``
+    and ``dZ = dout * act'(Z)``, by the engine's kernels.
+    """
+    f64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
+    x, params, dout = f64(trial.x), {k: f64(v) for k, v in trial.params.items()}, f64(trial.dout)
+    act = ACTIVATIONS[spec.activation]
+    Z = x @ params["W"] + params["b"] if spec.linear else x
+    out = act.forward(Z)
+    values = {"Z": Z, "out": out, "dout": dout, "dZ": act.backward(dout, Z, out)}
+    E = layer_error_scales(spec.activation, x, params, values, dtype)
+    kinks: dict[str, np.ndarray] = {}
+    if act.kink is not None:
+        flips = may_flip(Z, E["Z"], act.kink, dtype)
+        if flips.any():
+            W = params["W"] if spec.linear else np.eye(x.shape[1])
+            _, dW, db, dx = kink_layer_scales(x, W, dout, None, None, flips.astype(np.float64))
+            kinks = {"dx": dx, **({"dW": dW, "db": db} if spec.linear else {})}
+    return E, kinks
+
+
 def _compare(name: str, reference: str, trial: Trial, yours: Mapping[str, Any], ref: np.ndarray,
-             dtype: str, spec: LayerSpec) -> LayerCheck:
-    check = LayerCheck(trial.name, reference, name, "ok")
+             dtype: str, spec: LayerSpec, E: Mapping[str, np.ndarray],
+             kinks: Mapping[str, np.ndarray]) -> TensorCheck:
+    extra = {"trial": trial.name}
     mine = yours.get(name)
     if mine is None:
-        check.status, check.note = "missing", f"backward returned no {name} (give {name[1:]!r} or {name!r})"
-        return check
+        return TensorCheck(name, reference, "missing", extra=extra,
+                           note=f"backward returned no {name} (give {name[1:]!r} or {name!r})")
     mine = np.asarray(mine)
     if mine.shape != ref.shape:
-        check.status = "shape"
-        check.note = f"shape {mine.shape}, expected {ref.shape}"
+        note = f"shape {mine.shape}, expected {ref.shape}"
         if mine.ndim == 2 and mine.shape == ref.shape[::-1]:
-            check.note += " (the transposed layout: is it dout.T @ x instead of x.T @ dout?)"
-        return check
+            note += " (the transposed layout: is it dout.T @ x instead of x.T @ dout?)"
+        return TensorCheck(name, reference, "shape", extra=extra, note=note)
     if mine.dtype != np.dtype(dtype):
-        check.status, check.note = "dtype", f"dtype {mine.dtype}, expected {dtype} (the dtype of the inputs)"
-        return check
-    a, b = mine.astype(np.float64), ref.astype(np.float64)
-    if not np.isfinite(a).all():
-        check.status, check.note = "nonfinite", "has NaN or Inf"
-        return check
-    err = np.abs(a - b)
-    n = trial.x.shape[0] + trial.x.shape[1] + (trial.dout.shape[1] if spec.linear else 0)
-    tol = (LAYER_TOLERANCE * np.sqrt(n) * UNIT_ROUNDOFF[dtype] * (np.abs(b) + np.abs(b).mean())
-           + FLOOR[dtype])
-    ratio = err / tol
-    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), ratio.shape))
-    check.max_abs_err = float(err.max())
-    check.index, check.yours, check.theirs, check.tolerance = idx, float(a[idx]), float(b[idx]), float(tol[idx])
-    if ratio[idx] > 1:
-        check.status = "fail"
-        if trial.on_kink is not None and trial.on_kink.any():
-            check.note = ("this trial puts pre-activations exactly on the ReLU kink (Z == 0), where the "
-                          "derivative is taken as 0, as by torch.relu and jax.nn.relu")
-            if name in ("out", "dx") and not spec.linear and trial.on_kink[idx]:
-                check.note = "x there is exactly 0, the ReLU kink, where the derivative is 0 (torch.relu, jax.nn.relu)"
+        return TensorCheck(name, reference, "dtype", extra=extra,
+                           note=f"dtype {mine.dtype}, expected {dtype} (the dtype of the inputs)")
+    check = compare_values(name, reference, mine, ref, E[name], dtype, kinks.get(name))
+    check.extra.update(extra)
+    if check.status == "fail" and trial.on_kink is not None and trial.on_kink.any():
+        check.note = ("this trial puts pre-activations exactly on the ReLU kink (Z == 0), where the "
+                      "derivative is taken as 0, as by torch.relu and jax.nn.relu")
+        if name in ("out", "dx") and not spec.linear and trial.on_kink[check.worst.index]:
+            check.note = "x there is exactly 0, the ReLU kink, where the derivative is 0 (torch.relu, jax.nn.relu)"
     return check
 
 

@@ -11,7 +11,9 @@ step (:mod:`manual_backprop.engine.sgd`)::
 No autodiff is involved. With ``check_every=K`` the gradient of every K-th
 step (step 0 included, on the parameters and batch of that step) is also
 computed by a reference (PyTorch or JAX autodiff), and training stops at the
-first step where a ``dWl`` or ``dbl`` disagrees.
+first step where a ``dWl`` or ``dbl`` disagrees: judged as ``manual-backprop
+check`` judges, by the one comparator and tolerance policy
+(:func:`compare_gradients`).
 
 The data: two classes in the plane split by a circle (seed 004's picture).
 Class 1 fills the unit disc, class 0 the ring between radii 1.5 and 2.2,
@@ -30,11 +32,12 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ..description.case import make_case, random_parameters
+from ..compare import TensorCheck, compare_arrays, error_scales, kink_scales, possible_flips
+from ..description.case import Case, make_case, random_parameters
 from ..description.network import Network
 from ..engine import fast
 from ..engine.sgd import check_learning_rate, sgd_step
-from ..engine.trace import forward
+from ..engine.trace import forward, run
 from ..errors import InputError
 from ..kernels import ACTIVATIONS, linear_forward
 from ..kernels.losses import one_hot
@@ -48,9 +51,6 @@ HELD_OUT = 0.25
 NOISE = 0.1
 LEARNING_RATE = 0.5
 EPOCHS = 1000
-
-#: The re-check's tolerance, by dtype: ours and the reference's agree where |a - b| <= tol * (1 + |b|).
-CHECK_TOLERANCE = {"float64": 1e-9, "float32": 1e-4}
 
 
 @dataclass(frozen=True)
@@ -162,46 +162,49 @@ def evaluate(network: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
     return float(fwd["L"]), float((predicted_class(fwd[f"A{network.depth}"]) == labels).mean())
 
 
-@dataclass(frozen=True)
-class GradientMismatch:
-    """The first disagreement of a re-check: which step, tensor and element, and both values."""
+def compare_gradients(case: Case, ours: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray],
+                      against: str, step: int) -> TensorCheck | None:
+    """The first ``dWl``/``dbl`` (backward order) that disagrees with the reference, or None.
 
-    step: int
-    name: str
-    index: tuple[int, ...]
-    ours: float
-    reference: float
-    against: str
-    tolerance: float
-
-    def message(self) -> str:
-        allowed = self.tolerance * (1 + abs(self.reference))
-        where = f"{self.name}[{', '.join(map(str, self.index))}]"
-        return (f"step {self.step}: {where} disagrees with {self.against}: hand-derived {self.ours!r}, "
-                f"{self.against} {self.reference!r}, |difference| {abs(self.ours - self.reference):.3e} "
-                f"> {allowed:.3e} allowed ({self.tolerance:g} * (1 + |{self.against}|))")
-
-    def to_json(self) -> dict:
-        return {"step": self.step, "tensor": self.name, "index": list(self.index), "ours": self.ours,
-                "reference": self.reference, "against": self.against, "tolerance": self.tolerance}
-
-
-def compare_gradients(network: Network, ours: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray],
-                      against: str, step: int) -> GradientMismatch | None:
-    """The first ``dWl``/``dbl`` (backward order) with an element outside ``tol * (1 + |ref|)``, or None."""
-    tol = CHECK_TOLERANCE[network.dtype]
+    ``ours`` are the fast engine's gradients for ``case`` (the step's parameters
+    and batch), ``ref`` the reference's. Judged by the comparator with the
+    tolerance policy: ``E`` is :func:`~manual_backprop.compare.error_scales` of
+    the checking engine's trace of the same case, each element must satisfy
+    ``|ours - ref| <= K * E + floor``, and a ReLU unit within rounding of its
+    kink may take the other side in the reference
+    (:func:`~manual_backprop.compare.possible_flips`). The failing check
+    carries ``extra["step"]``.
+    """
+    network = case.network
+    with np.errstate(all="ignore"):  # an overflow would show as a non-finite gradient, never as a warning
+        trace = run(case)
+        E = error_scales(network, case.params, trace, case.T)
+        flips = possible_flips(network, trace, E)
+        kinks = kink_scales(network, case.params, trace, flips) if flips else {}
     for name in network.backward_names():
         if not name.startswith(("dW", "db")):
             continue
-        a = np.asarray(ours[name], dtype=np.float64)
-        b = np.asarray(ref[name], dtype=np.float64)
-        ratio = np.abs(a - b) / (tol * (1 + np.abs(b)))
-        ratio = np.where(np.isfinite(ratio), ratio, np.inf)
-        if (ratio > 1).any():
-            idx = np.unravel_index(int(np.argmax(ratio)), a.shape)
-            return GradientMismatch(step, name, tuple(int(i) for i in idx), float(a[idx]), float(b[idx]),
-                                    against, tol)
+        check = compare_arrays(name, against, ours[name], ref.get(name), E[name], network.dtype, kinks.get(name))
+        if not check.ok:
+            check.extra["step"] = step
+            return check
     return None
+
+
+def mismatch_json(check: TensorCheck) -> dict:
+    """The ``check.mismatch`` object of ``train --json``: step, tensor, index, both values, reference, tolerance.
+
+    ``tolerance`` is the largest difference allowed at that element (``K * E + floor``).
+    """
+    w = check.worst
+    return {"step": check.extra.get("step"), "tensor": check.name, "index": list(w.index) if w else None,
+            "ours": w.engine if w else None, "reference": w.reference if w else None,
+            "against": check.reference, "tolerance": w.tolerance if w else None}
+
+
+def mismatch_message(check: TensorCheck) -> str:
+    """``step 0: dW2[0, 0] disagrees with torch: hand-derived ..., torch ..., |Δ| ... (up to ... allowed)``."""
+    return check.message(ours="hand-derived", where=f"step {check.extra.get('step')}")
 
 
 @dataclass
@@ -229,7 +232,7 @@ class TrainResult:
     seconds: float
     checks: int = 0
     against: str | None = None
-    mismatch: GradientMismatch | None = None
+    mismatch: TensorCheck | None = None  # the failed re-check, with extra["step"]
 
     @property
     def ok(self) -> bool:
@@ -315,7 +318,7 @@ def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, 
         if check_every and step % check_every == 0:
             checks += 1
             case = make_case(network, params, X[rows], Y[rows], seed=seed, source=f"train step {step}")
-            mismatch = compare_gradients(network, grads, reference.run(case), against, step)
+            mismatch = compare_gradients(case, grads, reference.run(case), against, step)
             if mismatch is not None:  # stop before the step: the parameters are those that failed
                 break
         params = sgd_step(network, params, grads, lr)
@@ -324,7 +327,7 @@ def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, 
             if progress is not None:
                 progress(step + 1, steps, history.loss[-1], history.held_out_accuracy[-1])
     seconds = time.perf_counter() - t0
-    done = steps if mismatch is None else mismatch.step
+    done = steps if mismatch is None else step
     return TrainResult(network, params, data, history, done, B, -(-n // B), lr, seconds, checks,
                        against if check_every else None, mismatch)
 

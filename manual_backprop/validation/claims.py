@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..compare import tolerance
+from ..compare import mismatch_sentence, tolerance
 from ..description.case import Claim
 
 #: The loader's resolution of a number written without a decimal point.
@@ -62,7 +62,13 @@ def in_layout(value: np.ndarray, like: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ClaimCheck:
-    """One claimed tensor beside its true value."""
+    """One claimed tensor beside its true value.
+
+    A type of its own (not :class:`~manual_backprop.compare.TensorCheck`): it
+    carries the claim as written, its resolution and which elements are wrong,
+    which the diagnosis reads. Its failure sentence is the comparator's
+    (:func:`~manual_backprop.compare.mismatch_sentence`), as for every check.
+    """
 
     name: str
     claimed: np.ndarray          # as written (possibly in the transposed layout)
@@ -81,6 +87,22 @@ class ClaimCheck:
     def ok(self) -> bool:
         return self.status == "right"
 
+    def message(self) -> str:
+        """Why the claim is wrong, in the comparator's words (empty for a right claim)::
+
+            dW2[0, 1] disagrees with the true value: claimed 0.41, true 0.40704483, |Δ| 0.00296
+            (up to 5e-09 allowed); 1 of 4 elements beyond their tolerance
+        """
+        if self.ok:
+            return ""
+        if self.worst is None or self.wrong is None:
+            return (f"{self.name}: shape {tuple(self.claimed.shape)} claimed, {tuple(self.true.shape)} expected"
+                    + (" (the transposed layout)" if self.status == "transposed" else ""))
+        allowed = float((self.resolution + self.tolerance)[self.worst])
+        return mismatch_sentence(self.name, self.worst, float(self.claimed[self.worst]), float(self.true[self.worst]),
+                                 allowed, ours_label="claimed", reference="the true value", theirs_label="true",
+                                 beyond=int(self.wrong.sum()), size=int(self.wrong.size))
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ok": self.ok, "status": self.status, "max_abs_err": self.max_abs_err,
                                "max_rel_err": self.max_rel_err, "margin": self.margin,
@@ -91,6 +113,8 @@ class ClaimCheck:
             out["worst"] = {"index": list(self.worst), "claimed": float(self.claimed[self.worst]),
                             "true": float(self.true[self.worst]),
                             "allowed": float((self.resolution + self.tolerance)[self.worst])}
+        if not self.ok:
+            out["message"] = self.message()
         return out
 
 

@@ -24,14 +24,12 @@ from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
+from ..compare.tolerance import REPLAY_ULPS
 from .steps import Step, Values
 
 #: At most this many inputs moved one by one in :func:`spread`; beyond, random sign patterns bound it.
 MAX_PROBES = 256
 RANDOM_PATTERNS = 8
-
-#: Slack for rounding in a value computed here from the student's inputs, in units of its magnitude.
-ROUNDING_ULPS = 16.0
 
 
 class _Reads(Mapping):
@@ -71,7 +69,7 @@ def spread(fn: Callable[[Values], np.ndarray], values: Values, radius: Mapping[s
             continue
         v = np.asarray(values[name], dtype=np.float64)
         r = np.broadcast_to(r, v.shape)
-        probes += [(name, k, float(r.flat[k])) for k in np.flatnonzero(r > ROUNDING_ULPS * u * np.abs(v))]
+        probes += [(name, k, float(r.flat[k])) for k in np.flatnonzero(r > REPLAY_ULPS * u * np.abs(v))]
     if len(probes) <= MAX_PROBES:
         for name, k, r in probes:
             moved = np.zeros(base.shape)
@@ -130,7 +128,7 @@ def reproduces(claimed: np.ndarray, resolution: np.ndarray, tol: np.ndarray, val
         return False
     if tol.shape != claimed.shape:
         tol = tol.T if tol.T.shape == claimed.shape else np.full(claimed.shape, float(np.max(tol)))
-    slack = resolution + radius + tol + ROUNDING_ULPS * u * np.abs(value)
+    slack = resolution + radius + tol + REPLAY_ULPS * u * np.abs(value)
     return bool(np.all(np.abs(claimed - value) <= slack))
 
 

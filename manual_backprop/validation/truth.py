@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..compare import UNIT_ROUNDOFF, error_scales
+from ..compare import UNIT_ROUNDOFF, error_scales, next_error_scales, per_sample_error_scales
 from ..description.case import Case, as_float64
-from ..engine.per_sample import per_sample_error_scales, per_sample_from_trace
-from ..engine.sgd import next_error_scales, next_parameters
+from ..engine.per_sample import per_sample_from_trace
+from ..engine.sgd import next_parameters
 from ..engine.trace import run
 
 
