@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,7 +75,12 @@ def test_a_bad_file_exits_2_with_one_line_naming_the_mistake_and_the_api_raises_
     for expected in expectations(path):
         assert expected in message
     monkeypatch.chdir(BAD)
-    assert api_message(path.name) == message
+    assert steady(api_message(path.name)) == steady(message)
+
+
+def steady(message: str) -> str:
+    """A message without the memory still free, which changes from one moment to the next."""
+    return re.sub(r"the [0-9.e+]+ GiB this process may use", "the ... GiB this process may use", message)
 
 
 @pytest.mark.parametrize("name", ["malformed_toml", "overflow_in_forward"])
@@ -84,7 +90,10 @@ def test_json_mode_prints_nothing_on_stdout_for_bad_input(name):
 
 @pytest.mark.skipif(not HAS_VALIDATE, reason="the validate command is not built yet")
 @pytest.mark.parametrize("name", ["nan_in_claims", "inf_in_claims", "claimed_wrong_shape", "unknown_claimed_tensor_name",
-                                  "malformed_toml", "class_label_negative", "not_utf8"])
+                                  "malformed_toml", "class_label_negative", "not_utf8", "claimed_loss_as_string",
+                                  "claimed_gradient_with_strings", "claimed_gradient_with_one_string",
+                                  "float_literal_too_large_in_claims", "integer_claim_too_large",
+                                  "integer_claim_too_large_in_array"])
 def test_validate_on_a_bad_file_exits_2_with_the_same_line_as_check(name):
     message = one_line_exit_2(cli("validate", f"{name}.toml"))
     assert message.startswith(f"{name}.toml: ")

@@ -8,8 +8,9 @@ import sys
 import numpy as np
 
 from ..checking.checker import CheckReport, check
+from ..compare import K
 from ..environment import summary
-from .common import add_case_options, case_from_args, print_json
+from .common import add_case_options, case_from_args, print_json, printable
 
 
 def add_parser(sub) -> None:
@@ -31,6 +32,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.lr is not None:  # options first: a bad one costs no work
+        from ..engine.sgd import check_learning_rate
+
+        check_learning_rate(args.lr, "--lr")
     case = case_from_args(args)
     against = args.against.split(",") if args.against is not None else None
     report = check(case, against=against, device=args.device, per_sample=args.per_sample, learning_rate=args.lr)
@@ -74,8 +79,8 @@ def render(report: CheckReport, profile: bool = False, file=None) -> None:
     from .. import references
 
     if case.title:  # escaped: a title or path with [brackets] is the user's text, not markup
-        console.print(f"[bold]{escape(case.title)}[/bold]")
-    console.print(f"network {case.network.describe()} · batch {case.batch} · seed {case.seed} · {escape(case.source)}")
+        console.print(f"[bold]{escape(printable(case.title))}[/bold]")
+    console.print(f"network {case.network.describe()} · batch {case.batch} · seed {case.seed} · {escape(printable(case.source))}")
     versions = []
     for r in report.references:
         try:
@@ -107,7 +112,7 @@ def render(report: CheckReport, profile: bool = False, file=None) -> None:
         )
     console.print(table)
     console.print("[dim]margin = worst |Δ| / tolerance, over the references (≤ 1 passes); "
-                  "tolerance = 8·√n·u·magnitude + floor (README)[/dim]")
+                  f"tolerance = {K:g}·√n·u·magnitude + floor (README)[/dim]")
 
     first = report.first_divergence
     if first is None:
@@ -124,12 +129,10 @@ def render(report: CheckReport, profile: bool = False, file=None) -> None:
         for r, c in report.checks[first].items():
             if c.ok:
                 continue
-            if c.worst is not None and c.status in ("fail", "nonfinite"):
-                idx = _index(first, c.worst.index) if r != "fd" else f"<{first}, v{c.worst.index[0]}>"
-                console.print(f"  {r}: worst element {idx}: numpy {c.worst.engine:.10g} vs {r} {c.worst.reference:.10g}"
-                              f" (|Δ| {_fmt(abs(c.worst.engine - c.worst.reference))}, tolerance {_fmt(c.worst.tolerance)})")
-            if c.note:
-                console.print(f"  {r}: {c.note}")
+            if c.worst is not None and c.status in ("fail", "nonfinite"):  # the comparator's one sentence
+                console.print(f"  worst element {escape(c.message(ours='numpy'))}", soft_wrap=True)
+            elif c.note:
+                console.print(f"  {r}: {escape(c.note)}")
         before = report.step_before(first)
         if before is not None:
             state = "agrees with every reference" if not verdict(report, before).startswith("FAIL") else "also disagrees"

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+import unicodedata
 from typing import Any
 
 from ..description.case import Case, make_case
@@ -32,9 +33,14 @@ def add_case_options(p: argparse.ArgumentParser, default_note: str = "the seed-0
     p.add_argument("--dtype", choices=("float64", "float32"), help="override the network's dtype")
 
 
-def case_from_args(args: argparse.Namespace) -> Case:
-    """The case the options name. Mixing a FILE, --example and inline options is an error."""
-    inline = [k for k in INLINE if getattr(args, k, None) is not None]
+def case_from_args(args: argparse.Namespace, default_example: str = DEFAULT_EXAMPLE,
+                   inline_options: tuple[str, ...] = INLINE) -> Case:
+    """The case the options name (FILE, --example, the network inline, or ``default_example``).
+
+    Mixing a FILE, --example and inline options is an error; ``inline_options`` are the
+    options that describe a network inline for this subcommand.
+    """
+    inline = [k for k in inline_options if getattr(args, k, None) is not None]
     given = [x for x in (args.file and "FILE", args.example and "--example",
                          inline and "inline options (--" + ", --".join(inline) + ")") if x]
     if len(given) > 1:
@@ -49,19 +55,53 @@ def case_from_args(args: argparse.Namespace) -> Case:
         if missing:
             raise InputError("inline network needs --" + ", --".join(missing))
         sizes = _int_list(args.sizes, "--sizes")
-        acts = [a.strip() for a in args.activations.split(",") if a.strip()]
+        acts = split_list(args.activations, "--activations")
         network = Network(tuple(sizes), tuple(acts), args.loss.strip(), (args.reduction or "mean").strip(),
                           args.dtype or "float64")
-        return make_case(network, seed=args.seed if args.seed is not None else 0,
-                         batch=args.batch if args.batch is not None else 4)
-    return load_example(DEFAULT_EXAMPLE, overrides)
+        seed, batch = getattr(args, "seed", None), getattr(args, "batch", None)
+        return make_case(network, seed=seed if seed is not None else 0, batch=batch if batch is not None else 4)
+    return load_example(default_example, overrides)
+
+
+def split_list(text: str, option: str) -> list[str]:
+    """``"relu, softmax"`` -> ``["relu", "softmax"]``; an empty entry (``"relu,,softmax"``) is an error."""
+    items = [x.strip() for x in text.split(",")]
+    if "" in items:
+        where = "is empty" if len(items) == 1 else f"has an empty entry at position {items.index('') + 1}"
+        raise InputError(f"{option} {where} in {text!r}; separate the entries with single commas")
+    return items
 
 
 def _int_list(text: str, option: str) -> list[int]:
+    items = split_list(text, option)
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        values = [int(x) for x in items]
     except ValueError:
         raise InputError(f"{option} must be integers separated by commas, got {text!r}") from None
+    return values
+
+
+def printable(text: str) -> str:
+    """The user's text (a title, a path) made safe to print on a terminal.
+
+    Control characters (an escape sequence that clears the screen, a carriage return that
+    overwrites the line, a newline), the invisible bidirectional overrides and the line
+    separators are shown as ``\\x1b``, ``\\u202e``: visible, and inert.
+    """
+    return "".join(_escape(ch) if _unsafe(ch) else ch for ch in text) if any(map(_unsafe, text)) else text
+
+
+#: Bidirectional embeddings, overrides and isolates: they reorder what follows them on screen.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _unsafe(ch: str) -> bool:
+    return ch in _BIDI or unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+
+
+def _escape(ch: str) -> str:
+    n = ord(ch)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}"
 
 
 def clean_json(value: Any) -> Any:

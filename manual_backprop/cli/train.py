@@ -7,11 +7,11 @@ import sys
 import time
 from pathlib import Path
 
-from ..description.catalog import example_text
-from ..description.network import Network
 from ..environment import describe
 from ..errors import InputError
+from ..kernels import LOSSES
 from ..training import train as T
+from .common import case_from_args
 
 DEFAULT_EXAMPLE = "seed-004"
 
@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("network inline (instead of FILE)")
     g.add_argument("--sizes", metavar="N0,N1,...", help="widths, input first, e.g. 2,4,2,1")
     g.add_argument("--activations", metavar="A1,A2,...", help="one per Linear layer, e.g. relu,relu,sigmoid")
-    g.add_argument("--loss", help="half_mse, mse, bce or softmax_cross_entropy")
+    g.add_argument("--loss", help=", ".join(LOSSES))
     g.add_argument("--reduction", help="mean (default) or sum")
     p.add_argument("--dtype", choices=("float64", "float32"), help="override the network's dtype")
 
@@ -61,39 +61,8 @@ def add_parser(sub) -> None:
 
 def _load(args: argparse.Namespace):
     """The case, and whether its source gave the starting parameters."""
-    from ..description.case import make_case
-    from ..description.netfile import parse_case, tomllib
-
-    inline = [k for k in ("sizes", "activations", "loss", "reduction") if getattr(args, k) is not None]
-    given = [x for x in (args.file and "FILE", args.example and "--example",
-                         inline and "inline options (--" + ", --".join(inline) + ")") if x]
-    if len(given) > 1:
-        raise InputError(f"give one of FILE, --example or inline options, not {' and '.join(given)}")
-    overrides = {"dtype": args.dtype} if args.dtype else None
-    if inline:
-        missing = [k for k in ("sizes", "activations", "loss") if getattr(args, k) is None]
-        if missing:
-            raise InputError("inline network needs --" + ", --".join(missing))
-        try:
-            sizes = tuple(int(x) for x in args.sizes.split(",") if x.strip())
-        except ValueError:
-            raise InputError(f"--sizes must be integers separated by commas, got {args.sizes!r}") from None
-        acts = tuple(a.strip() for a in args.activations.split(",") if a.strip())
-        net = Network(sizes, acts, args.loss.strip(), (args.reduction or "mean").strip(), args.dtype or "float64")
-        return make_case(net), False
-    if args.file:
-        path = Path(args.file)
-        try:
-            text, source = path.read_text(encoding="utf-8"), str(path)
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: cannot be read ({exc})") from None
-    else:
-        name = args.example or DEFAULT_EXAMPLE
-        text, source = example_text(name), f"example {name}"
-    case = parse_case(text, source, overrides)  # checks the whole file first
-    return case, "parameters" in tomllib.loads(text)
+    case = case_from_args(args, DEFAULT_EXAMPLE, inline_options=("sizes", "activations", "loss", "reduction"))
+    return case, len(case.drawn) < len(case.params)  # some given: the file's parameters, as check uses them
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,7 +141,7 @@ def _json(case, result: T.TrainResult, seed: int, files: list[str], total: float
         "total_seconds": total,
         "check": None if result.against is None else {
             "against": result.against, "checks": result.checks, "ok": result.ok,
-            "mismatch": m.to_json() if m else None},
+            "mismatch": T.mismatch_json(m) if m else None},
         "files": files,
         "environment": describe(seed),
     }
@@ -182,7 +151,9 @@ def _print(case, result: T.TrainResult, seed: int, files: list[str], total: floa
     n, h = result.data.X_train.shape[0], result.data.X_held.shape[0]
     w = sys.stdout.write
     if case.title:
-        w(f"{case.title}\n")
+        from .common import printable
+
+        w(f"{printable(case.title)}\n")
     w(f"network {case.network.describe()} · {n} training / {h} held-out points · seed {seed}\n")
     batch = "full batch" if result.batch_size == n else f"mini-batches of {result.batch_size}"
     w(f"{result.steps} descent steps ({result.epochs:g} epochs, {batch}, lr {result.learning_rate:g}) "
@@ -193,7 +164,7 @@ def _print(case, result: T.TrainResult, seed: int, files: list[str], total: floa
         if result.ok:
             w(f"gradient re-checked against {result.against} {result.checks} time(s): all agree\n")
         else:
-            w(f"STOPPED: {result.mismatch.message()}\n")
+            w(f"STOPPED: {T.mismatch_message(result.mismatch)}\n")
     if files:
         w("wrote " + ", ".join(files) + "\n")
 

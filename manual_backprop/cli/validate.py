@@ -14,7 +14,7 @@ from ..environment import describe, summary
 from ..errors import InputError
 from ..validation import Validation, validate
 from ..validation.claims import WHOLE, in_layout
-from .common import print_json
+from .common import print_json, printable
 
 #: Rows and columns of a claimed tensor shown in the table; a larger one is cut with "…".
 MAX_ROWS, MAX_COLS = 8, 8
@@ -57,8 +57,8 @@ def render(report: Validation, file=None) -> None:
     console = Console(file=out, highlight=False, width=None if out.isatty() else 120)
     case = report.case
     if case.title:
-        console.print(f"[bold]{escape(case.title)}[/bold]")
-    console.print(f"network {case.network.describe()} · batch {case.batch} · {escape(case.source)}")
+        console.print(f"[bold]{escape(printable(case.title))}[/bold]")
+    console.print(f"network {case.network.describe()} · batch {case.batch} · {escape(printable(case.source))}")
     console.print(f"[dim]environment: {escape(summary(describe(case.seed)))}[/dim]")
     console.print(f"{len(report.claims)} claims, each judged at the precision it was written with; "
                   f"{MARK} marks a wrong element")

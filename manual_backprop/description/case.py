@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Mapping
 
 import numpy as np
@@ -47,6 +48,8 @@ class Case:
     claimed: dict[str, Claim] = field(default_factory=dict)
     learning_rate: float | None = None
     source: str = "<options>"
+    #: The parameters drawn from ``seed`` because the file or the caller did not give them.
+    drawn: tuple[str, ...] = ()
 
     @property
     def T(self) -> np.ndarray:
@@ -83,7 +86,7 @@ def make_case(
     in messages (``net.toml: [data] X has NaN at index [0, 1]``).
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"{source}: seed must be a non-negative integer, got {seed!r}")
+        raise InputError(f"{source}: seed must be a non-negative integer, got {_short(seed)}")
     params = dict(params or {})
     shapes = network.parameter_shapes()
     unknown = sorted(set(params) - set(shapes))
@@ -114,8 +117,10 @@ def make_case(
         raise InputError(
             f"{in_data}X has shape {_shape(X)}, expected (N, {network.sizes[0]}) for input width {network.sizes[0]}"
         )
+    _check_memory(network, X.shape[0], source)  # the given batch: its activations are not allocated yet
     Y = _targets(Y, network, X.shape[0], in_data)
-    return Case(network, full, X, Y, title, int(seed), dict(claimed or {}), learning_rate, source)
+    return Case(network, full, X, Y, title, int(seed), dict(claimed or {}), learning_rate, source,
+                tuple(name for name in shapes if name not in params))
 
 
 def cast_arrays(case: Case, dtype) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
@@ -172,36 +177,121 @@ def random_data(network: Network, seed: int, batch: int) -> tuple[np.ndarray, np
 def _check_batch(batch: Any, source: str) -> None:
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise InputError(
-            f"{source}: batch must be a positive integer, got {batch!r}"
+            f"{source}: batch must be a positive integer, got {_short(batch)}"
             + ("; an empty batch has no mean and every gradient would be 0" if batch == 0 else "")
         )
+    if batch > MAX_DIMENSION:
+        raise InputError(f"{source}: batch is {_short(batch)}, beyond the largest array dimension (2**63 - 1)")
 
 
-#: Arrays a run keeps per layer and sample (Z, A, dZ, dA), and per weight (W, dW, a reference's copy).
-_PER_ACTIVATION, _PER_WEIGHT = 4, 3
+#: The largest width or batch: an array dimension is a signed 64-bit integer.
+MAX_DIMENSION = 2**63 - 1
+
+#: Copies of every activation element (one per sample and unit of every layer, the input included)
+#: and of every weight and bias that a run holds at its peak, fitted on the peak RSS (``/usr/bin/time -v``)
+#: of ``manual-backprop check --against REFS --activations relu,softmax --loss softmax_cross_entropy``
+#: in float64. Activations, ``--sizes 64,64,10 --batch B`` (138 units: B * 1104 bytes):
+#:
+#:     --against       B = 1     B = 10**4   B = 10**5   copies (slope from 10**4 to 10**5)
+#:     fd              44 MiB    169 MiB     1329 MiB    12.2
+#:     torch,jax,fd    522 MiB   700 MiB     2183 MiB    15.6
+#:
+#: Weights, ``--batch 1 --sizes n,n,10`` (n = 2000: 4.02e6 parameters, 32 MB; n = 4000: 1.60e7, 128 MB):
+#:
+#:     --against       n = 2000  n = 4000    copies (slope)
+#:     fd              287 MiB   1036 MiB    8.2
+#:     torch,jax,fd    893 MiB   1898 MiB    11.0 (12.1 counted from the 522 MiB of B = 1)
+#:
+#: 16 and 12 cover every reference at once. The frameworks' own ~0.5 GiB is not counted: a run
+#: against fd alone does without it. (``--per-sample`` adds N copies of every weight: not counted.)
+_PER_ACTIVATION, _PER_WEIGHT = 16, 12
 
 
 def _check_memory(network: Network, N: int, source: str) -> None:
-    """Refuse a network that cannot fit in this machine's memory, before allocating any of it.
+    """Refuse a network that cannot fit in the memory this process may use, before allocating any of it.
 
     (With Linux's memory overcommit an impossible allocation may succeed and the
     process be killed later; a clear error up front is kinder.)
     """
-    try:
-        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
-        return
-    weights = sum(a * b + b for a, b in zip(network.sizes, network.sizes[1:]))
-    need = network.np_dtype.itemsize * (_PER_WEIGHT * weights + _PER_ACTIVATION * N * sum(network.sizes))
-    if need > total:
+    sizes = network.sizes
+    shown = "-".join(map(_short, sizes))
+    too_wide = next((i for i, n in enumerate(sizes) if n > MAX_DIMENSION), None)
+    if too_wide is not None:
+        raise InputError(f"{source}: network {shown}: width {_short(sizes[too_wide])} of layer {too_wide} is "
+                         f"beyond the largest array dimension (2**63 - 1)")
+    weights = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    need = network.np_dtype.itemsize * (_PER_WEIGHT * weights + _PER_ACTIVATION * int(N) * sum(sizes))
+    available = available_memory()
+    if available is not None and need > available:
         raise InputError(
-            f"{source}: network {'-'.join(map(str, network.sizes))} with batch {N} needs about "
-            f"{_gib(need)} of memory, more than this machine's {_gib(total)}"
+            f"{source}: network {shown} with batch {_short(N)} needs about {_gib(need)} of memory, "
+            f"more than the {_gib(available)} this process may use"
         )
 
 
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: the least of the cgroup's memory limit and MemAvailable.
+
+    Physical RAM when neither can be read (not Linux); None when nothing is known.
+    """
+    known = [n for n in (_cgroup_limit(), _meminfo_available()) if n is not None]
+    if known:
+        return min(known)
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+#: cgroup v2's memory.max ("max": no limit) at the root of the mount and in this process's own group.
+_CGROUP = "/sys/fs/cgroup"
+_CGROUP_V1_LIMIT = "/sys/fs/cgroup/memory/memory.limit_in_bytes"  # about 2**63 when there is no limit
+
+
+def _cgroup_limit() -> int | None:
+    """The smallest memory limit of the cgroups this process is in (v2, or v1), or None for no limit."""
+    files = [f"{_CGROUP}/memory.max", _CGROUP_V1_LIMIT]
+    own = _read("/proc/self/cgroup")
+    for line in (own or "").splitlines():
+        if line.startswith("0::/"):  # cgroup v2: the limit of this group or of any group above it
+            parts = [p for p in line[4:].strip().split("/") if p]
+            files += [f"{_CGROUP}/{'/'.join(parts[:k])}/memory.max" for k in range(len(parts), 0, -1)]
+    limits = []
+    for name in files:
+        text = (_read(name) or "").strip()
+        if text.isdigit() and int(text) < 2**60:
+            limits.append(int(text))
+    return min(limits, default=None)
+
+
+def _meminfo_available() -> int | None:
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemAvailable:"):
+            fields = line.split()
+            if len(fields) >= 2 and fields[1].isdigit():
+                return int(fields[1]) * (1024 if fields[-1] == "kB" else 1)
+    return None
+
+
+def _read(name: str) -> str | None:
+    try:
+        with open(name, encoding="ascii", errors="replace") as f:
+            return f.read(1 << 16)
+    except OSError:
+        return None
+
+
 def _gib(n: float) -> str:
-    return f"{n / 2**30:.3g} GiB"
+    """``0.125 GiB``, ``23.5 GiB``, ``1190 GiB``, ``3.3e+12 GiB``."""
+    x = n / 2**30
+    return f"{x:.0f} GiB" if 1000 <= x < 1e7 else f"{x:.3g} GiB"
+
+
+def _short(n: Any) -> str:
+    """An integer as written, or ``1.000e+400`` for a long one (Python refuses to write 5000 digits)."""
+    if isinstance(n, (int, np.integer)) and not isinstance(n, bool) and abs(int(n)) >= 10**15:
+        return f"{Decimal(int(n)):.3e}"
+    return repr(n)
 
 
 def _shape(a: np.ndarray) -> tuple[int, ...]:
@@ -232,7 +322,8 @@ def _float_array(value: Any, network: Network, name: str, where: str) -> np.ndar
         a = np.asarray(value)
     except (ValueError, TypeError):
         raise InputError(f"{where}{name} is not a rectangular array of numbers (rows of different lengths?)") from None
-    if a.dtype == object and a.size and all(type(x) is int for x in a.flat):
+    if a.dtype == object and a.size and all(type(x) in (int, float) for x in a.flat) \
+            and any(type(x) is int for x in a.flat):  # integers too large for int64
         raise InputError(f"{where}{name} holds integers where floats are needed (write 1.0, not 1)")
     if a.dtype == object or a.dtype.kind in "USV":
         raise InputError(f"{where}{name} is not a rectangular array of numbers")
@@ -263,6 +354,14 @@ def _float_array(value: Any, network: Network, name: str, where: str) -> np.ndar
             f"{where}{name} has {float(a[tuple(np.argwhere(bad)[0])])!r}{_first_bad(bad)}, beyond the largest "
             f"{network.dtype} ({float(np.finfo(network.np_dtype).max):.4g})"
         )
+    if cast.dtype != a.dtype:  # a non-zero value that the cast makes exactly 0 (a subnormal that stays is kept)
+        lost = (cast == 0) & (a != 0)
+        if lost.any():
+            raise InputError(
+                f"{where}{name} has {float(a[tuple(np.argwhere(lost)[0])])!r}{_first_bad(lost)}, below the "
+                f"smallest {network.dtype} ({float(np.finfo(network.np_dtype).smallest_subnormal):.4g}); "
+                f"it would become 0"
+            )
     return cast
 
 
@@ -307,6 +406,7 @@ def _targets(Y: Any, network: Network, N: int, where: str) -> np.ndarray:
         if bad.any():
             raise InputError(f"{where}Y has negative probability{_first_bad(bad)}")
         sums = a.astype(np.float64).sum(axis=1)
+        # Input validation, not a comparison: K entries, each rounded once to the dtype, may miss 1 by K ulps.
         off = np.abs(sums - 1) > 8 * K * np.finfo(a.dtype).eps
         if off.any():
             i = int(np.argwhere(off)[0][0])

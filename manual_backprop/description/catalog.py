@@ -28,7 +28,7 @@ def example_path(name: str) -> Path:
 
 
 def example_text(name: str) -> str:
-    return example_path(name).read_text(encoding="utf-8")
+    return example_path(name).read_text(encoding="utf-8-sig")
 
 
 def load_example(name: str, overrides: dict | None = None) -> Case:

@@ -7,8 +7,12 @@ the precision it was written with (half a unit in its last decimal place).
 
 from __future__ import annotations
 
+import codecs
+import math
+import re
+import stat
 import sys
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +24,104 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from ..errors import InputError
-from .case import Case, Claim, make_case
+from .case import MAX_DIMENSION, Case, Claim, available_memory, make_case
 from .network import Network
 
 TOP_KEYS = {"title", "seed", "batch", "network", "parameters", "data", "claimed", "sgd", "notes"}
 NETWORK_KEYS = {"sizes", "activations", "loss", "reduction", "dtype"}
 SGD_KEYS = {"learning_rate"}
 
+#: The largest network file read (a 1000-1000-1000 network written out in full is about 40 MiB).
+#: Reading costs up to 13 times the file's size: 62 MiB of short numbers ("0.1, ", 13 million
+#: floats) peaked at 0.8 GiB and took two minutes; 64 MiB of 17-digit ones (3 million) at 0.5 GiB.
+MAX_FILE_BYTES = 64 * 2**20
+_MAX_FILE = "64 MiB"
+_READ_COST = 13
+
 
 class WrittenFloat(float):
-    """A float that remembers how many decimals it was written with."""
+    """A float that remembers how many decimals it was written with.
 
-    resolution: float
+    ``exponent`` is the exponent of the written text's last decimal place (``"0.4070"`` -> -4),
+    or None for ``inf`` and ``nan``. One slot, no ``__dict__``: a file holds millions of these.
+    """
+
+    __slots__ = ("exponent",)
+    exponent: int | None
 
     def __new__(cls, text: str) -> "WrittenFloat":
         obj = super().__new__(cls, text)
-        obj.resolution = _resolution(text)
+        obj.exponent = _exponent(text)
         return obj
 
+    @property
+    def resolution(self) -> float:
+        """Half a unit in the last written place: ``"0.4070"`` -> 5e-5, ``"4.1e-3"`` -> 5e-5."""
+        e = self.exponent
+        if e is None:
+            return 0.0
+        return math.inf if e > 307 else 0.5 * 10.0 ** e
 
-def _resolution(text: str) -> float:
-    """Half a unit in the last written place: ``"0.4070"`` -> 5e-5, ``"4.1e-3"`` -> 5e-5."""
+
+def _exponent(text: str) -> int | None:
+    """The exponent of the last written decimal place of a TOML float (``"1_000.25e3"`` -> 1)."""
+    if text[-1].isdigit() and "e" not in text and "E" not in text and "_" not in text:
+        return text.find(".") + 1 - len(text)  # "0.4070": the common case, fast (a file holds millions)
+    t = text.replace("_", "").lower().lstrip("+-")
+    if t in ("inf", "nan"):
+        return None
+    mantissa, _, exp = t.partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return (int(exp) if exp else 0) - decimals
+
+
+def _written_wrong(text: str, value: float) -> str | None:
+    """Why a float literal did not survive parsing (too large: inf; too small: 0), else None."""
+    if math.isinf(value) and text.replace("_", "").lower().lstrip("+-") != "inf":
+        return "beyond the largest float64 (1.798e+308)"
+    if value == 0.0 and any(c in "123456789" for c in text.lower().partition("e")[0]):
+        return "below the smallest float64 (4.941e-324); it would be read as 0"
+    return None
+
+
+def read_network_file(path: str | Path) -> str:
+    """The text of a network file: a regular file of at most 64 MiB, UTF-8 (a byte-order mark is allowed).
+
+    A device (``/dev/zero``), a pipe or anything else that is not a regular file is refused before
+    a byte is read: it may never end.
+    """
+    path = Path(path)
     try:
-        d = Decimal(text.replace("_", ""))
-    except InvalidOperation:
-        return 0.0
-    if not d.is_finite():
-        return 0.0
-    return 0.5 * 10.0 ** d.as_tuple().exponent
+        info = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"{path}: is a directory, not a network file")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{path}: is not a regular file (a device, pipe or socket?); give a network file")
+    too_big = f"{path}: is larger than {_MAX_FILE}, the most a network file may be"
+    if info.st_size > MAX_FILE_BYTES:
+        raise InputError(f"{too_big} ({info.st_size / 2**20:.0f} MiB)")
+    available = available_memory()
+    if available is not None and _READ_COST * info.st_size > available:
+        raise InputError(f"{path}: reading it takes about {_READ_COST * info.st_size / 2**30:.2g} GiB of memory, "
+                         f"more than the {available / 2**30:.3g} GiB this process may use")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except IsADirectoryError:  # pragma: no cover - replaced between stat and open
+        raise InputError(f"{path}: is a directory, not a network file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:  # it grew after stat
+        raise InputError(too_big)
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start + bom})") from None
 
 
 def load_case(path: str | Path, overrides: dict[str, Any] | None = None) -> Case:
@@ -55,26 +129,37 @@ def load_case(path: str | Path, overrides: dict[str, Any] | None = None) -> Case
 
     ``overrides`` replaces keys of the [network] table (``{"dtype": "float32"}``).
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a network file") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+    text = read_network_file(path)
     return parse_case(text, str(path), overrides)
 
 
 def parse_case(text: str, source: str = "<text>", overrides: dict[str, Any] | None = None) -> Case:
     """Parse the TOML text of a network file into a checked :class:`Case`."""
+    lost: list[tuple[WrittenFloat, str, str]] = []  # literals too large or too small for a float64
+
+    def parse_float(literal: str) -> WrittenFloat:
+        value = WrittenFloat(literal)
+        if not math.isfinite(value) or value == 0.0:
+            why = _written_wrong(literal, value)
+            if why and not lost:
+                lost.append((value, literal.replace("_", ""), why))
+        return value
+
     try:
-        doc = tomllib.loads(text, parse_float=WrittenFloat)
+        doc = tomllib.loads(text.removeprefix("\ufeff"), parse_float=parse_float)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{source}: malformed TOML: {exc}") from None
+    except ValueError as exc:  # Python refuses integers of more than 4300 digits
+        if "integer string conversion" not in str(exc):
+            raise
+        limit = sys.get_int_max_str_digits()
+        long = re.search(f"[0-9_]{{{limit + 1},}}", text)
+        line = f"line {text.count(chr(10), 0, long.start()) + 1}: " if long else ""
+        raise InputError(f"{source}: {line}an integer has more than {limit} digits; "
+                         f"no number in a network file needs that many") from None
+    if lost:
+        value, literal, why = lost[0]
+        raise InputError(f"{source}: {_number_at(_location(doc, value), literal)}, {why}")
     if overrides:
         if isinstance(doc.get("network"), dict):
             doc["network"].update(overrides)
@@ -94,7 +179,11 @@ def case_from_dict(doc: dict[str, Any], source: str = "<dict>") -> Case:
             raise InputError(f"{source}: [network] is missing {key!r}")
     sizes, acts = net_table["sizes"], net_table["activations"]
     if not isinstance(sizes, list) or not all(type(n) is int for n in sizes):
-        raise InputError(f"{source}: [network] sizes must be a list of integers, got {sizes!r}")
+        raise InputError(f"{source}: [network] sizes must be a list of integers, got {_show(sizes)}")
+    for i, n in enumerate(sizes):
+        if n > MAX_DIMENSION:
+            raise InputError(f"{source}: [network] sizes[{i}] is {_show_int(n)}, beyond the largest array "
+                             f"dimension (2**63 - 1)")
     if not isinstance(acts, list) or not all(isinstance(a, str) for a in acts):
         raise InputError(f"{source}: [network] activations must be a list of names, got {acts!r}")
     for key in ("loss", "reduction", "dtype"):
@@ -111,7 +200,7 @@ def case_from_dict(doc: dict[str, Any], source: str = "<dict>") -> Case:
     batch = doc.get("batch", 4)
     for key, value in (("seed", seed), ("batch", batch)):
         if type(value) is not int:
-            raise InputError(f"{source}: {key} must be an integer, got {value!r}")
+            raise InputError(f"{source}: {key} must be an integer, got {_show(value)}")
     params = _table(doc, "parameters", source)
     data = _table(doc, "data", source)
     _only(data, {"X", "Y"}, source, "[data]")
@@ -122,8 +211,11 @@ def case_from_dict(doc: dict[str, Any], source: str = "<dict>") -> Case:
         if "learning_rate" not in sgd:
             raise InputError(f"{source}: [sgd] is missing 'learning_rate'")
         lr = sgd["learning_rate"]
-        if type(lr) not in (int, WrittenFloat, float) or not np.isfinite(lr) or lr <= 0:
-            raise InputError(f"{source}: [sgd] learning_rate must be a positive number, got {lr!r}")
+        if type(lr) is int and not _fits_float(lr):
+            raise InputError(f"{source}: [sgd] learning_rate is {_show_int(lr)}, beyond the largest float64 "
+                             f"(1.798e+308)")
+        if type(lr) not in (int, WrittenFloat, float) or not math.isfinite(lr) or lr <= 0:
+            raise InputError(f"{source}: [sgd] learning_rate must be a positive number, got {_show(lr)}")
         lr = float(lr)
     case = make_case(
         network, {k: _plain(v) for k, v in params.items()},
@@ -159,6 +251,15 @@ def _claims(table: dict[str, Any], case: Case, source: str) -> dict[str, Claim]:
     return claims
 
 
+def _elements(raw: Any, index: tuple[int, ...] = ()):
+    """Every non-list element of a (possibly ragged) nested list, with its index: ``([0, 1], 0.5)``."""
+    if isinstance(raw, list):
+        for i, x in enumerate(raw):
+            yield from _elements(x, (*index, i))
+    else:
+        yield list(index), raw
+
+
 def _value_resolution(v: Any) -> float:
     if isinstance(v, WrittenFloat):
         return v.resolution
@@ -166,18 +267,78 @@ def _value_resolution(v: Any) -> float:
 
 
 def _claim_array(raw: Any, source: str, name: str) -> np.ndarray:
+    where = f"{source}: [claimed] {name}"
+    for index, x in _elements(raw):
+        at = f" at index {index}" if index else ""
+        if isinstance(x, bool):
+            raise InputError(f"{where} holds booleans where numbers are needed")
+        if isinstance(x, str):
+            raise InputError(f"{where}{at} is a string where a number is needed (write it without quotes)")
+        if type(x) is int and not _fits_float(x):
+            raise InputError(f"{where}{at} is {_show_int(x)}, beyond the largest float64 (1.798e+308)")
+        if not isinstance(x, (int, float)):
+            kind = {"dict": "table", "datetime": "date-time"}.get(type(x).__name__, type(x).__name__)
+            raise InputError(f"{where}{at} is a {kind} where a number is needed")
     try:
         a = np.asarray(_plain(raw), dtype=np.float64)
     except (ValueError, TypeError):
-        raise InputError(f"{source}: [claimed] {name} is not a number or a rectangular array of numbers") from None
-    if isinstance(raw, bool) or (isinstance(raw, list) and any(isinstance(x, bool) for x in np.ravel(np.asarray(raw, dtype=object)))):
-        raise InputError(f"{source}: [claimed] {name} holds booleans where numbers are needed")
+        raise InputError(f"{where} is not a number or a rectangular array of numbers") from None
     bad = ~np.isfinite(a)
     if bad.any():
         idx = [int(i) for i in np.argwhere(bad)[0]] if a.ndim else []
         kind = "NaN" if np.isnan(a[bad]).any() else "Inf"
         raise InputError(f"{source}: [claimed] {name} has {kind}{f' at index {idx}' if idx else ''}")
     return a
+
+
+def _location(doc: Any, target: object) -> tuple[list[Any], list[int]]:
+    """Where the very object ``target`` sits in a parsed file: (keys, index), e.g. (["data", "X"], [0, 1])."""
+    stack: list[tuple[Any, list[Any], list[int]]] = [(doc, [], [])]
+    while stack:
+        node, keys, index = stack.pop()
+        if node is target:
+            return keys, index
+        if isinstance(node, dict):
+            stack.extend((v, keys + [k], index) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, keys, index + [i]) for i, v in enumerate(node))
+    return [], []  # pragma: no cover - the target came from this document
+
+
+def _number_at(place: tuple[list[Any], list[int]], shown: str) -> str:
+    """``[data] X has 1e309 at index [0, 1]``, ``[sgd] learning_rate is 1e309``, ``seed is 1e309``."""
+    keys, index = place
+    name = " ".join(map(str, keys[-1:]))
+    if len(keys) > 1:
+        name = "[" + ".".join(map(str, keys[:-1])) + "] " + name
+    if index:
+        return f"{name} has {shown} at index {index}"
+    return f"{name} is {shown}"
+
+
+def _show(value: Any) -> str:
+    """``repr`` of a value from the file, with long integers shortened (a repr of 5000 digits fails)."""
+    if type(value) is int:
+        return _show_int(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, WrittenFloat):
+        return repr(float(value))
+    return repr(value)
+
+
+def _fits_float(n: int) -> bool:
+    """Whether an integer converts to a float64 (up to about 1.798e308)."""
+    try:
+        float(n)
+    except OverflowError:
+        return False
+    return True
+
+
+def _show_int(n: int) -> str:
+    """An integer as written, or ``1.000e+400`` for a long one."""
+    return str(n) if abs(n) < 10**15 else f"{Decimal(n):.3e}"
 
 
 def _plain(v: Any) -> Any:
