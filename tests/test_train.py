@@ -159,3 +159,170 @@ def test_a_wrong_input_is_one_line_on_stderr_and_exit_2(capsys, argv, message):
     assert main(["train", *argv, "--no-plots"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+# --- divergence: a failure is never reported as success -------------------------------------------
+
+def no_runtime_warnings(run):
+    """``run()``'s result, and the RuntimeWarnings it raised (they would be printed on stderr)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run()
+    return result, [w for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+@pytest.mark.parametrize("lr, what", [
+    ("1e300", r"the loss is nan"),                               # overflows to NaN
+    ("1e30", r"the loss is \S+, over 1e\+06 times its start "),  # stays finite, ~1e29, and useless
+])
+def test_a_learning_rate_that_blows_up_is_exit_1_with_the_step_and_no_pictures(tmp_path, capsys, lr, what):
+    (code, report), warned = no_runtime_warnings(
+        lambda: train_json(capsys, "--lr", lr, "--steps", "50", "--output", str(tmp_path)))
+    assert code == 1 and report["ok"] is False, report
+    assert warned == []
+    d = report["diverged"]
+    assert set(d) == {"step", "what"} and re.fullmatch(what + r".*", d["what"]), d
+    assert 1 <= d["step"] <= 2 and report["steps"] == d["step"]
+    assert report["files"] == [] and list(tmp_path.iterdir()) == []
+    assert capsys.readouterr().err == ""
+
+
+def test_the_human_report_of_a_divergence_is_one_line_naming_the_step(capsys):
+    code, warned = no_runtime_warnings(lambda: main(["train", "--lr", "1e300", "--no-plots"]))
+    out = capsys.readouterr().out
+    assert code == 1 and warned == []
+    lines = [line for line in out.splitlines() if line.startswith("diverged")]
+    assert lines == ["diverged at step 1: the loss is nan; lower --lr"], out
+
+
+@pytest.mark.parametrize("poison, step, what", [
+    ("loss inf", 3, "the loss is inf"),
+    ("loss nan", 0, "the loss is nan"),
+    ("grad W1", 2, "parameter W1 is not finite"),
+    ("grad b3", 4, "parameter b3 is not finite"),
+])
+def test_training_stops_at_the_first_non_finite_loss_or_parameter(monkeypatch, poison, step, what):
+    real = train_module.fast.value_and_grad
+    calls = []
+
+    def poisoned(network, params, X, T, workspace=None):
+        L, grads = real(network, params, X, T, workspace)
+        calls.append(1)
+        if len(calls) - 1 == step:
+            if poison.startswith("loss"):
+                L = float(poison.split()[1])
+            else:
+                name = poison.split()[1]
+                grads = {**grads, name: np.full_like(grads[name], np.inf)}
+        return L, grads
+
+    monkeypatch.setattr(train_module.fast, "value_and_grad", poisoned)
+    data = circle_data(SEED_004, samples=40, seed=1)
+    params = initial_parameters(SEED_004, 1)
+    result, warned = no_runtime_warnings(lambda: train(SEED_004, params, data, learning_rate=0.5, steps=10))
+    assert warned == [] and not result.ok and result.mismatch is None
+    assert result.diverged == train_module.Divergence(step, what)
+    assert result.diverged.message == f"diverged at step {step}: {what}; lower --lr"
+    assert result.steps == step and len(calls) == step + 1  # stopped there, and
+    assert all(np.isfinite(v).all() for v in result.params.values())  # kept the parameters of that step
+    assert result.history.eval_steps[-1] == step and np.isfinite(result.final_loss)
+
+
+def test_an_overflow_is_a_divergence_even_when_the_gradient_is_re_checked(capsys):
+    pytest.importorskip("torch")
+    (code, report), warned = no_runtime_warnings(
+        lambda: train_json(capsys, "--lr", "1e300", "--steps", "5", "--check-every", "1", "--no-plots"))
+    assert code == 1 and report["ok"] is False and warned == []
+    assert report["diverged"]["step"] == 1 and report["first_divergence"] is None
+    assert report["check"] == {"against": "torch", "checks": 1, "ok": True, "mismatch": None}
+
+
+def test_train_result_keeps_its_old_constructor_and_a_converging_run_has_no_divergence():
+    data = circle_data(SEED_004, samples=40, seed=1)
+    result = train(SEED_004, initial_parameters(SEED_004, 1), data, learning_rate=0.5, steps=3)
+    assert result.ok and result.diverged is None
+    old = train_module.TrainResult(result.network, result.params, result.data, result.history, 3, 30, 1, 0.5,
+                                   0.0, 0, None, None)
+    assert old.ok and old.diverged is None
+
+
+# --- the output folder and the pictures -----------------------------------------------------------
+
+def test_an_unwritable_output_folder_is_one_line_and_exit_2_before_any_training(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking the output folder")
+
+    monkeypatch.setattr(train_module, "train", no_training)
+    for output in (blocker / "pictures", blocker):  # a folder that cannot be made, a file
+        assert main(["train", "--steps", "5", "--output", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"manual-backprop: cannot write to {output}: ") and err.count("\n") == 1, err
+        assert "Traceback" not in err
+    assert blocker.read_text() == "not a folder"
+    # --no-plots writes nothing, so the folder is not looked at
+    monkeypatch.undo()
+    assert main(["train", "--steps", "5", "--no-plots", "--output", str(blocker / "pictures")]) == 0
+
+
+@pytest.mark.parametrize("interrupted", ["decision_boundary.png", "loss_curve.png"])
+def test_an_interrupted_picture_leaves_no_truncated_png(tmp_path, capsys, monkeypatch, interrupted):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    old = PNG_MAGIC + b"the picture of an earlier run"
+    for name in ("decision_boundary.png", "loss_curve.png"):
+        (tmp_path / name).write_bytes(old)
+    real_savefig = Figure.savefig
+    drawn = []
+
+    def savefig(self, fname, **kwargs):  # the first bytes, then Ctrl-C in the middle of the PNG
+        drawn.append(fname)
+        if len(drawn) < (1 if interrupted == "decision_boundary.png" else 2):
+            return real_savefig(self, fname, **kwargs)
+        if hasattr(fname, "write"):
+            fname.write(PNG_MAGIC + b"half")
+        else:
+            with open(fname, "wb") as f:
+                f.write(PNG_MAGIC + b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    assert main(["train", "--steps", "5", "--output", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.endswith("manual-backprop: interrupted\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["decision_boundary.png", "loss_curve.png"]  # no .tmp
+    assert (tmp_path / interrupted).read_bytes() == old
+    for name in ("decision_boundary.png", "loss_curve.png"):
+        content = (tmp_path / name).read_bytes()
+        assert content == old or (content[:8] == PNG_MAGIC and content.endswith(b"IEND\xaeB`\x82")), name
+
+
+# --- the starting parameters ----------------------------------------------------------------------
+
+def test_seed_004_starts_with_the_relu_biases_made_positive_and_nothing_else_changed():
+    from manual_backprop.description.case import random_parameters
+
+    drawn, start = random_parameters(SEED_004, 4), initial_parameters(SEED_004, 4)
+    for name, value in drawn.items():
+        expected = np.abs(value) if name in ("b1", "b2") else value  # layers 1 and 2 are ReLU, 3 sigmoid
+        np.testing.assert_array_equal(start[name], expected, err_msg=name)
+    assert (drawn["b1"] < 0).any() or (drawn["b2"] < 0).any()  # so the test tells something
+
+
+def test_the_biases_made_positive_are_those_of_activations_with_a_kink_in_the_registry(monkeypatch):
+    import dataclasses
+
+    from manual_backprop.kernels import ACTIVATIONS
+
+    net = Network((2, 8, 8, 1), ("relu", "tanh", "sigmoid"), "bce")
+    drawn = initial_parameters(net, 7)
+    assert (drawn["b1"] >= 0).all() and (drawn["b2"] < 0).any()
+    monkeypatch.setitem(ACTIVATIONS, "relu", dataclasses.replace(ACTIVATIONS["relu"], kink=None))
+    monkeypatch.setitem(ACTIVATIONS, "tanh", dataclasses.replace(ACTIVATIONS["tanh"], kink=0.0))
+    swapped = initial_parameters(net, 7)
+    assert (swapped["b1"] < 0).any() and (swapped["b2"] >= 0).all()
+    np.testing.assert_array_equal(np.abs(swapped["b1"]), drawn["b1"])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..environment import describe
 from ..errors import InputError
+from ..files import check_writable_folder
 from ..kernels import LOSSES
 from ..training import train as T
 from .common import case_from_args
@@ -23,7 +24,8 @@ def add_parser(sub) -> None:
                     "hand-derived backward, on noisy two-class data split by a circle (drawn from "
                     "--seed), and write decision_boundary.png and loss_curve.png. With "
                     "--check-every K, every K-th gradient is re-checked against torch or JAX and "
-                    "training stops (exit 1) at the first disagreement. Default network: seed 004's "
+                    "training stops (exit 1) at the first disagreement; a run whose loss or parameters "
+                    "overflow stops too (exit 1, no pictures). Default network: seed 004's "
                     "2-4-2-1 ReLU/ReLU/sigmoid with binary cross-entropy.")
     p.add_argument("file", nargs="?", metavar="FILE",
                    help="a network file (TOML); its [parameters], if any, are the starting point")
@@ -88,14 +90,13 @@ def run(args: argparse.Namespace) -> int:
         steps = T.steps_for(epochs, n, batch)
     out = Path(args.output)
     if not args.no_plots:
-        if out.exists() and not out.is_dir():
-            raise InputError(f"--output {out}: exists and is not a folder")
         if net.sizes[0] != 2:
             raise InputError(f"the decision boundary is drawn in the plane: the network has {net.sizes[0]} "
                              f"inputs, not 2 (pass --no-plots to train without pictures)")
         from ..training.plots import require_matplotlib
 
         require_matplotlib()  # a missing matplotlib is an input error before training, not after
+        check_writable_folder(out)  # so is an output folder that cannot be written (creates it if need be)
 
     with _progress(steps, enabled=not args.json) as update:
         result = T.train(net, params, data, learning_rate=lr, steps=steps,
@@ -106,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
     if result.ok and not args.no_plots:
         from ..training.plots import decision_boundary, loss_curve
 
-        out.mkdir(parents=True, exist_ok=True)
         files = [str(decision_boundary(result, out / "decision_boundary.png")),
                  str(loss_curve(result, out / "loss_curve.png"))]
     total = time.perf_counter() - started
@@ -124,6 +124,7 @@ def _json(case, result: T.TrainResult, seed: int, files: list[str], total: float
     return {
         "ok": result.ok,
         "first_divergence": m.name if m else None,
+        "diverged": result.diverged.to_json() if result.diverged else None,
         "network": case.network.describe(),
         "source": case.source,
         "seed": seed,
@@ -140,7 +141,7 @@ def _json(case, result: T.TrainResult, seed: int, files: list[str], total: float
         "seconds": result.seconds,
         "total_seconds": total,
         "check": None if result.against is None else {
-            "against": result.against, "checks": result.checks, "ok": result.ok,
+            "against": result.against, "checks": result.checks, "ok": m is None,
             "mismatch": T.mismatch_json(m) if m else None},
         "files": files,
         "environment": describe(seed),
@@ -161,10 +162,12 @@ def _print(case, result: T.TrainResult, seed: int, files: list[str], total: floa
     w(f"training loss {result.final_loss:.4g} · training accuracy {result.train_accuracy:.1%} · "
       f"held-out accuracy {result.held_out_accuracy:.1%}\n")
     if result.against is not None:
-        if result.ok:
+        if result.mismatch is None:
             w(f"gradient re-checked against {result.against} {result.checks} time(s): all agree\n")
         else:
             w(f"STOPPED: {T.mismatch_message(result.mismatch)}\n")
+    if result.diverged is not None:
+        w(f"{result.diverged.message}\n")
     if files:
         w("wrote " + ", ".join(files) + "\n")
 

@@ -1,7 +1,10 @@
 """The two pictures ``manual-backprop train`` writes: the learned decision boundary, and the loss curve.
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot, no window,
-no global state), so they work on a headless machine and in CI.
+no global state), so they work on a headless machine and in CI. Each is
+rendered in memory and written with
+:func:`~manual_backprop.files.save_figure_atomically`: an interrupted or
+failed run leaves the old picture or none, never a truncated PNG.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..files import save_figure_atomically
 from .train import BOUNDARY_RADIUS, TrainResult, outputs, predicted_class, probability_inside
 
 INSIDE, OUTSIDE = "#d7301f", "#2b6cb0"   # class 1 (inside the circle), class 0 (outside)
@@ -82,8 +86,7 @@ def decision_boundary(result: TrainResult, path: Path) -> Path:
                  f"{_summary(result)}", fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=3, fontsize=7, frameon=False)
     fig.colorbar(filled, ax=ax, shrink=0.8, label="network's probability of inside")
-    fig.savefig(path)
-    return path
+    return save_figure_atomically(fig, path)
 
 
 def loss_curve(result: TrainResult, path: Path) -> Path:
@@ -110,5 +113,4 @@ def loss_curve(result: TrainResult, path: Path) -> Path:
     bottom.set_xlabel("descent step")
     bottom.grid(True, alpha=0.3)
     bottom.legend(fontsize=8, loc="lower right")
-    fig.savefig(path)
-    return path
+    return save_figure_atomically(fig, path)

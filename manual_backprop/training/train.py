@@ -122,16 +122,17 @@ def circle_data(network: Network, samples: int = SAMPLES, held_out: float = HELD
 
 
 def initial_parameters(network: Network, seed: int) -> dict[str, np.ndarray]:
-    """The engine's random parameters for ``seed``, with the biases of ReLU layers made positive.
+    """The engine's random parameters for ``seed``, with the biases of kinked layers made positive.
 
-    A ReLU unit whose pre-activation is negative on every point gets no
-    gradient and never recovers; with only two units in seed 004's second
-    layer, one dead unit at the start often costs the run. Starting every
-    ReLU bias above zero (|b|, between 0.05 and 0.5) keeps them alive.
+    A unit of an activation with a kink (``ACTIVATIONS[act].kink`` not None,
+    e.g. ReLU at 0) whose pre-activation is on the flat side on every point
+    gets no gradient and never recovers; with only two units in seed 004's
+    second layer, one dead unit at the start often costs the run. Starting
+    every such bias above zero (|b|, between 0.05 and 0.5) keeps them alive.
     """
     params = random_parameters(network, seed)
     for l, act in enumerate(network.activations, start=1):
-        if act == "relu":
+        if ACTIVATIONS[act].kink is not None:
             params[f"b{l}"] = np.abs(params[f"b{l}"])
     return params
 
@@ -207,6 +208,47 @@ def mismatch_message(check: TensorCheck) -> str:
     return check.message(ours="hand-derived", where=f"step {check.extra.get('step')}")
 
 
+DIVERGENCE_GROWTH = 1e6  # a batch loss above this many times max(starting loss, 1) has diverged
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """Where and how a run diverged: ``step`` (counted from 0) did not complete.
+
+    ``what`` is ``"the loss is inf"`` (or ``nan``), ``"the loss is 2.9e+81,
+    over 1e+06 times its start 0.7235"`` or ``"parameter W1 is not finite"``.
+    The loss is the step's batch loss, or the whole training set's at the
+    evaluation just before the step, whichever shows it first.
+    """
+
+    step: int
+    what: str
+
+    @property
+    def message(self) -> str:
+        return f"diverged at step {self.step}: {self.what}; lower --lr"
+
+    def to_json(self) -> dict:
+        return {"step": self.step, "what": self.what}
+
+
+def _loss_problem(L: float, start: float) -> str | None:
+    """Why loss ``L`` shows divergence from a run that started at loss ``start``, or None."""
+    if not np.isfinite(L):
+        return f"the loss is {float(L)}"
+    if L > DIVERGENCE_GROWTH * max(start, 1.0):
+        return f"the loss is {L:.3g}, over {DIVERGENCE_GROWTH:g} times its start {start:.4g}"
+    return None
+
+
+def _nonfinite_parameter(network: Network, params: Mapping[str, np.ndarray]) -> str | None:
+    """The first parameter (W1, b1, W2, ...) holding a NaN or an Inf, or None."""
+    for name in network.parameter_shapes():
+        if not np.isfinite(params[name]).all():
+            return name
+    return None
+
+
 @dataclass
 class History:
     """The batch loss of every step, and loss and accuracy on both sets every ``eval_every`` steps."""
@@ -233,10 +275,11 @@ class TrainResult:
     checks: int = 0
     against: str | None = None
     mismatch: TensorCheck | None = None  # the failed re-check, with extra["step"]
+    diverged: Divergence | None = None   # the first non-finite (or exploded) loss or parameter
 
     @property
     def ok(self) -> bool:
-        return self.mismatch is None
+        return self.mismatch is None and self.diverged is None
 
     @property
     def epochs(self) -> float:
@@ -270,11 +313,20 @@ def steps_for(epochs: int, n_train: int, batch_size: int) -> int:
 def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, learning_rate: float,
           steps: int, batch_size: int | None = None, seed: int = 0, check_every: int | None = None,
           against: str = "torch", progress: Progress | None = None) -> TrainResult:
-    """Descend ``steps`` times on ``data`` with the hand-derived gradients; stop at a failed re-check.
+    """Descend ``steps`` times on ``data`` with the hand-derived gradients; stop at a failed re-check or divergence.
 
     ``batch_size`` None is full-batch gradient descent; otherwise each epoch
     visits the training points in a new random order (from ``seed``) in
     batches of ``batch_size``.
+
+    The run diverges (``result.diverged``, a :class:`Divergence`) at the first
+    step whose batch loss is not finite or above ``DIVERGENCE_GROWTH`` times
+    max(starting loss, 1) or whose update makes a parameter non-finite; the
+    training set's loss, evaluated every few steps, is judged as the batch
+    loss of the next step. The arithmetic runs under
+    ``np.errstate(all="ignore")``: an overflow is found by these tests, never
+    printed as a RuntimeWarning. The result's parameters are those the failed
+    step started from, and ``steps`` the steps completed.
     """
     lr = check_learning_rate(learning_rate, "--lr")
     n = data.X_train.shape[0]
@@ -293,43 +345,64 @@ def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, 
     X, Y, T = data.X_train, data.Y_train, data.T_train
     history = History()
     eval_every = max(1, steps // 200)
-    checks, mismatch = 0, None
+    checks, mismatch, diverged = 0, None, None
     batches: list[np.ndarray] = []
     labels = Y.ndim == 1  # integer class labels: the fast engine takes them as they are
     workspaces: dict[int, fast.Workspace] = {}
     t0 = time.perf_counter()
-    _record(history, network, params, data, 0)
-    if progress is not None:
-        progress(0, steps, history.train_loss[0], history.held_out_accuracy[0])
-    for step in range(steps):
-        if B == n:
-            rows: slice | np.ndarray = slice(None)
-        else:
-            if not batches:
-                batches = np.array_split(rng.permutation(n), range(B, n, B))[::-1]
-            rows = batches.pop()
-        X_batch, Y_batch = X[rows], Y[rows]
-        N = X_batch.shape[0]
-        if N not in workspaces:  # one per batch size: the last batch of an epoch may be short
-            workspaces[N] = fast.Workspace(network, N)
-        L, g = fast.value_and_grad(network, params, X_batch, Y_batch if labels else T[rows], workspaces[N])
-        grads = {f"d{name}": value for name, value in g.items()}
-        history.loss.append(float(L))
-        if check_every and step % check_every == 0:
-            checks += 1
-            case = make_case(network, params, X[rows], Y[rows], seed=seed, source=f"train step {step}")
-            mismatch = compare_gradients(case, grads, reference.run(case), against, step)
-            if mismatch is not None:  # stop before the step: the parameters are those that failed
+    # An overflow shows as a non-finite loss or parameter, tested below, never as a RuntimeWarning.
+    with np.errstate(all="ignore"):
+        _record(history, network, params, data, 0)
+        start = history.train_loss[0]
+        if not np.isfinite(start):
+            raise InputError(f"the starting parameters give a training loss of {start}: "
+                             f"they are too large (or not finite) to train from")
+        if progress is not None:
+            progress(0, steps, start, history.held_out_accuracy[0])
+        for step in range(steps):
+            if B == n:
+                rows: slice | np.ndarray = slice(None)
+            else:
+                if not batches:
+                    batches = np.array_split(rng.permutation(n), range(B, n, B))[::-1]
+                rows = batches.pop()
+            X_batch, Y_batch = X[rows], Y[rows]
+            N = X_batch.shape[0]
+            if N not in workspaces:  # one per batch size: the last batch of an epoch may be short
+                workspaces[N] = fast.Workspace(network, N)
+            L, g = fast.value_and_grad(network, params, X_batch, Y_batch if labels else T[rows], workspaces[N])
+            what = _loss_problem(float(L), start)
+            if what is not None:  # stop before the step: the parameters are those that gave the loss
+                diverged = Divergence(step, what)
                 break
-        params = sgd_step(network, params, grads, lr)
-        if (step + 1) % eval_every == 0 or step + 1 == steps:
-            _record(history, network, params, data, step + 1)
-            if progress is not None:
-                progress(step + 1, steps, history.loss[-1], history.held_out_accuracy[-1])
+            grads = {f"d{name}": value for name, value in g.items()}
+            history.loss.append(float(L))
+            new = sgd_step(network, params, grads, lr)
+            bad = _nonfinite_parameter(network, new)
+            if bad is not None:  # judged before the re-check, which would call any Inf a disagreement
+                diverged = Divergence(step, f"parameter {bad} is not finite")
+                break
+            if check_every and step % check_every == 0:
+                checks += 1
+                case = make_case(network, params, X[rows], Y[rows], seed=seed, source=f"train step {step}")
+                mismatch = compare_gradients(case, grads, reference.run(case), against, step)
+                if mismatch is not None:  # stop before the step: the parameters are those that failed
+                    break
+            params = new
+            if (step + 1) % eval_every == 0 or step + 1 == steps:
+                _record(history, network, params, data, step + 1)
+                what = _loss_problem(history.train_loss[-1], start)
+                if what is not None:  # the next step starts from parameters whose training-set loss diverged
+                    diverged = Divergence(step + 1, what)
+                    break
+                if progress is not None:
+                    progress(step + 1, steps, history.loss[-1], history.held_out_accuracy[-1])
+        done = diverged.step if diverged is not None else steps if mismatch is None else step
+        if diverged is not None and history.eval_steps[-1] != done:
+            _record(history, network, params, data, done)  # the final metrics: those of the parameters returned
     seconds = time.perf_counter() - t0
-    done = steps if mismatch is None else step
     return TrainResult(network, params, data, history, done, B, -(-n // B), lr, seconds, checks,
-                       against if check_every else None, mismatch)
+                       against if check_every else None, mismatch, diverged)
 
 
 def _record(history: History, network: Network, params: Mapping[str, np.ndarray], data: Dataset,
