@@ -14,6 +14,15 @@ A wrong claim is then told apart::
               the step is right, an input was wrong (dZ1 from a wrong dA1)
     own       the claim differs from the rule applied to the true inputs
               (it is wrong) and from the rule applied to the claimed ones
+
+"Applied to the claimed inputs" means to the numbers as written, known no
+more loosely than the claim itself is written (:func:`read_as_exact`): a
+claim written to 8 decimals was not made from a ``dZ1 = 0.0`` known only to
+± 0.05, but from that 0.0 (or from the true dZ1, when 0.0 is right), so an
+input written with fewer digits than the claim is read as exact to the
+claim's precision. An input written to the claim's precision keeps its
+rounding, which a claim computed from the unrounded value carries (dW1 to
+8 decimals, made from a dZ1 printed to 8).
 """
 
 from __future__ import annotations
@@ -115,6 +124,15 @@ def student_trace(steps: Mapping[str, Step], fixed: Mapping[str, tuple[np.ndarra
         else:
             trace.values[name], trace.radius[name] = spread(step.rule, trace.values, trace.radius, u)
     return trace
+
+
+def read_as_exact(fixed: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                  finest: float | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``fixed`` with no radius above ``finest``: a short number beside a claim written with more
+    digits is what the student worked from (exact to the claim's precision), not a rounding."""
+    if finest is None:
+        return dict(fixed)
+    return {n: (v, np.minimum(r, finest)) for n, (v, r) in fixed.items()}
 
 
 def reproduces(claimed: np.ndarray, resolution: np.ndarray, tol: np.ndarray, value: np.ndarray,

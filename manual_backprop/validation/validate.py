@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,15 @@ from ..environment import describe
 from ..errors import InputError
 from .claims import ClaimCheck, in_layout, judge, judged_resolutions
 from .diagnosis import Fit, find_fits
-from .replay import StudentTrace, off_truth, origins, reproduces, spread, student_trace
+from .replay import (
+    StudentTrace,
+    off_truth,
+    origins,
+    read_as_exact,
+    reproduces,
+    spread,
+    student_trace,
+)
 from .steps import Step, derivation_steps
 from .truth import Truth, true_values
 
@@ -166,33 +173,65 @@ def validate(case: Case) -> Validation:
     # rounding must not blur what follows (a Z1 written 0.00000000 is exactly 0, and so is its mask).
     fixed = {n: (truth.values[n], np.zeros(truth.values[n].shape)) if checks[n].ok else as_written[n]
              for n in claimed}
-    student = student_trace(steps, fixed, u)
-    # the claims exactly as written, replayed only when a rounding may have been carried
-    rounded = functools.cache(lambda: student_trace(steps, as_written, u))
+    traces = _Traces(steps, {"student": fixed, "written": as_written}, u)
 
-    def wrong(name: str) -> bool:
-        if name in checks:
-            return not checks[name].ok
-        return off_truth(student.values[name], student.radius[name], truth.values[name],
-                         tolerance(truth.E[name], net.dtype), u)
+    def wrong_in(student: StudentTrace):
+        def wrong(name: str) -> bool:
+            if name in checks:
+                return not checks[name].ok
+            return off_truth(student.values[name], student.radius[name], truth.values[name],
+                             tolerance(truth.E[name], net.dtype), u)
+        return wrong
 
     reports = {}
     for name in claimed:
         report = ClaimReport(checks[name], steps[name])
         if not report.ok:
-            _explain(report, steps, case, truth, student, set(claimed), wrong, rounded)
+            _explain(report, steps, case, truth, traces, set(claimed), wrong_in)
         reports[name] = report
     return Validation(case, truth, steps, reports)
 
 
-def _explain(report: ClaimReport, steps, case: Case, truth: Truth, student: StudentTrace,
-             claimed: set[str], wrong, rounded) -> None:
+class _Traces:
+    """The student's trace, made on demand and kept: from ``"student"`` (a right claim as the true value)
+    or ``"written"`` (every claim as written), with no claim known more loosely than ``finest``.
+
+    A claim is judged from its inputs as written (:func:`~.replay.read_as_exact`), so ``finest`` is the
+    finest resolution it was written with; ``None`` keeps every claim's own rounding (the ± box of a
+    short number), which only says whether a note on short inputs is due.
+    """
+
+    def __init__(self, steps: dict[str, Step], bases: dict[str, dict], u: float) -> None:
+        self.steps, self.bases, self.u = steps, bases, u
+        self.coarsest = max((float(np.max(r)) for _, r in bases["written"].values() if np.size(r)), default=0.0)
+        self._made: dict[tuple[str, float | None], StudentTrace] = {}
+
+    def get(self, base: str, finest: float | None = None) -> StudentTrace:
+        if finest is not None and finest >= self.coarsest:
+            finest = None  # no claim is written coarser: the trace with every rounding, made once
+        key = (base, finest)
+        if key not in self._made:
+            self._made[key] = student_trace(self.steps, read_as_exact(self.bases[base], finest), self.u)
+        return self._made[key]
+
+    def written_resolution(self, name: str) -> float:
+        """The coarsest resolution ``name`` was judged at (it is claimed)."""
+        return float(np.max(self.bases["written"][name][1]))
+
+
+def _explain(report: ClaimReport, steps, case: Case, truth: Truth, traces: _Traces,
+             claimed: set[str], wrong_in) -> None:
     """Own or carried, and the mistake behind an own error."""
     check, step, u = report.check, report.step, truth.u
     if check.status == "shape":
         report.error = "own"
         report.notes.append(f"{check.name} has shape {check.claimed.shape}, expected {check.true.shape}.")
         return
+    # the student's inputs as written: one with fewer digits than this claim (a 0.5 beside a claim to
+    # 8 decimals) is read as exact to the claim's precision, not as anything within its own rounding
+    finest = float(np.min(check.resolution)) if check.resolution.size else None
+    student = traces.get("student", finest)
+    wrong = wrong_in(student)
     if step.inputs:
         report.from_your_inputs, radius = spread(step.rule, student.values, student.radius, u)
         if reproduces(check.claimed, check.resolution, check.tolerance, report.from_your_inputs, radius, u):
@@ -203,14 +242,14 @@ def _explain(report: ClaimReport, steps, case: Case, truth: Truth, student: Stud
             return
     report.error = "own"
     # a mistake applied to the true values of the right claims, else to the claims as written (rounded)
+    coarse = traces.get("written", finest)
     report.fits = find_fits(check, steps, case, student, claimed, u) \
-        or find_fits(check, steps, case, rounded(), claimed, u)
+        or find_fits(check, steps, case, coarse, claimed, u)
     if not report.fits and step.inputs:
         # no mistake, but perhaps the rounding of right claims, carried at a finer precision
-        coarse = rounded()
         value, radius = spread(step.rule, coarse.values, coarse.radius, u)
         if reproduces(check.claimed, check.resolution, check.tolerance, value, radius, u):
-            report.error, report.carried_from = "carried", _imprecise(step, coarse)
+            report.error, report.carried_from = "carried", _imprecise(step, coarse, student)
             report.notes.append(f"{check.name} is as right as the precision of "
                                 f"{', '.join(report.carried_from)} allows, but not at its own.")
             return
@@ -219,12 +258,61 @@ def _explain(report: ClaimReport, steps, case: Case, truth: Truth, student: Stud
                             f"the row-vector convention makes it {check.true.shape}.")
     if not report.fits:
         report.notes.append(_does_not_follow(report, wrong))
+        report.notes += _short_inputs(check, step, steps, traces, claimed, finest, u)
     report.notes += _equal_inputs_differ(check, step, case)
 
 
-def _imprecise(step: Step, student: StudentTrace) -> list[str]:
-    """The inputs of ``step`` known only coarsely (a carried rounding, not a carried mistake)."""
-    return [i for i in step.inputs if np.any(student.radius.get(i, 0) > 0)]
+def _short_inputs(check: ClaimCheck, step: Step, steps, traces: _Traces, claimed: set[str],
+                  finest: float | None, u: float) -> list[str]:
+    """A note when the claim lies within the rounding of inputs written with fewer digits than it, but
+    does not follow from them as written: ``dZ1 was written with 1 decimal; read as exact, ...``."""
+    if finest is None or not step.inputs:
+        return []
+    short = [n for n in _claimed_sources(step.name, steps, claimed) if traces.written_resolution(n) > finest]
+    if not short:
+        return []
+    for base in ("student", "written"):
+        loose = traces.get(base)
+        value, radius = spread(step.rule, loose.values, loose.radius, u)
+        if reproduces(check.claimed, check.resolution, check.tolerance, value, radius, u):
+            break
+    else:
+        return []
+    by_digits: dict[str, list[str]] = {}
+    for n in short:
+        by_digits.setdefault(_digits(traces.written_resolution(n)), []).append(n)
+    parts = [" and ".join(names) + ("" if i else " were" if len(names) > 1 else " was") + f" written {digits}"
+             for i, (digits, names) in enumerate(by_digits.items())]
+    one = len(short) == 1
+    return [f"{', and '.join(parts)}; read as exact, {'it does' if one else 'they do'} not give these numbers."]
+
+
+def _digits(resolution: float) -> str:
+    """How a number of this resolution was written: ``with 1 decimal``, ``in whole numbers``."""
+    d = max(0, round(float(-np.log10(2 * resolution))))
+    return "in whole numbers" if d == 0 else f"with {d} decimal" + ("s" if d > 1 else "")
+
+
+def _claimed_sources(name: str, steps, claimed: set[str]) -> list[str]:
+    """The claims step ``name`` reads, directly or through steps not written down."""
+    found, seen, todo = set(), set(), list(steps[name].inputs)
+    while todo:
+        i = todo.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        if i in claimed:
+            found.add(i)
+        elif steps[i].kind != "data":
+            todo += steps[i].inputs
+    return [n for n in steps if n in found]
+
+
+def _imprecise(step: Step, written: StudentTrace, student: StudentTrace) -> list[str]:
+    """The inputs of ``step`` that the claims as written round (a carried rounding, not a carried
+    mistake): known only within a radius, or not the value the right claims stand for."""
+    return [i for i in step.inputs if np.any(written.radius.get(i, 0) > 0)
+            or not np.array_equal(written.values[i], student.values[i])]
 
 
 def _does_not_follow(report: ClaimReport, wrong) -> str:
@@ -234,8 +322,9 @@ def _does_not_follow(report: ClaimReport, wrong) -> str:
         return f"{step.name} is not the data the file gives."
     bad = [i for i in step.inputs if wrong(i)]
     if step.kind in FORWARD_KINDS:
-        given = "the stated weights and inputs" if step.kind == "linear" else "the stated network"
-        text = (f"{step.name} does not follow from {given}: with them, {step.formula} = "
+        given, them = (("the stated weights and inputs", "them") if step.kind == "linear"
+                       else ("the stated network", "it"))
+        text = (f"{step.name} does not follow from {given}: with {them}, {step.formula} = "
                 f"{_short(report.check.true)}")
         if bad and report.from_your_inputs is not None:
             text += f"; from your {', '.join(bad)} it would be {_short(report.from_your_inputs)}"
@@ -256,8 +345,8 @@ def _equal_inputs_differ(check: ClaimCheck, step: Step, case: Case) -> list[str]
             if np.array_equal(X[i], X[j]):
                 gap = np.abs(check.claimed[i] - check.claimed[j])
                 if np.any(gap > check.resolution[i] + check.resolution[j]):
-                    return [f"Samples {i} and {j} have the same X, so their rows of {check.name} must be "
-                            f"equal; the claimed rows differ."]
+                    return [(f"Samples {i} and {j} have the same X, so their rows of {check.name} "
+                             f"must be equal; the claimed rows differ.")]
     return []
 
 
