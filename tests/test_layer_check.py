@@ -8,6 +8,8 @@ names the trial, the gradient and its worst element.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -232,3 +234,235 @@ def test_the_layer_tolerance_is_K_times_the_policys_error_scale_plus_the_floor()
                            {"Z": Z, "out": Z, "dout": trial.dout, "dZ": trial.dout}, "float64")
     for c in report.checks:
         assert c.worst.tolerance == pytest.approx(K * E[c.name][c.worst.index] + FLOOR["float64"], rel=1e-12)
+
+
+# --- user code is untrusted: what it returns or raises is a failing check, never a traceback ---------
+
+def _only_error(report, function=None):
+    """The report fails, first on an ``error`` check; its message is one line naming what was wrong."""
+    assert not report.ok
+    first = report.failures[0]
+    assert first.status == "error" and not first.ok
+    if function is not None:
+        assert first.name == function
+    message = report.message()
+    assert "\n" not in message and first.note in message
+    return first
+
+
+@pytest.mark.parametrize("returned, expected", [
+    (None, r"forward returned None; it must return \(out, cache\)"),
+    ("out", r"forward returned a str; it must return \(out, cache\)"),
+    (np.zeros((5, 4)), r"forward returned an array of shape \(5, 4\), not a pair; it must return \(out, cache\)"),
+    ((np.zeros((5, 4)),), r"forward returned a tuple of 1 value; it must return \(out, cache\)"),
+    ((1, 2, 3), r"forward returned a tuple of 3 values; it must return \(out, cache\)"),
+])
+def test_a_forward_that_does_not_return_a_pair_fails_with_one_line(returned, expected):
+    report = check_layer(lambda x, p: returned, relu_backward, "relu")
+    first = _only_error(report, "forward")
+    assert re.fullmatch(expected, first.note)
+    assert report.message().startswith(f"relu layer, random trial: {first.note}")
+    assert {c.extra["trial"] for c in report.failures} == {"random", "kink"}
+
+
+def test_a_forward_or_backward_that_raises_fails_with_the_exceptions_first_line():
+    def forward(x, params):
+        return x @ params["W"].T, x                    # (5, 4) @ (3, 4): a shape mismatch inside the user's code
+
+    report = check_layer(forward, linear_backward, "linear")
+    first = _only_error(report, "forward")
+    assert first.note.startswith("forward raised ValueError: matmul: Input operand 1 has a mismatch")
+    assert "test_layer_check.py" in first.note         # where in the user's code
+
+    def backward(dout, cache):
+        raise ValueError("no\nsecond line")
+
+    first = _only_error(check_layer(relu_forward, backward, "relu"), "backward")
+    assert re.fullmatch(r"backward raised ValueError: no \(at .*test_layer_check.py:\d+ in backward\)", first.note)
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit])
+def test_keyboard_interrupt_and_system_exit_still_escape(raised):
+    def backward(dout, cache):
+        raise raised()
+
+    with pytest.raises(raised):
+        check_layer(relu_forward, backward, "relu")
+
+
+def test_the_users_own_base_exceptions_do_not_escape():
+    class Mine(BaseException):
+        pass
+
+    def forward(x, params):
+        raise Mine("boom")
+
+    assert _only_error(check_layer(forward, relu_backward, "relu")).note.startswith("forward raised Mine: boom")
+
+
+@pytest.mark.parametrize("layer, returned, expected", [
+    ("relu", None, r'backward returned None; it must return the gradient dx \(or \{"x": dx\}\)'),
+    ("linear", "dx", (r'backward returned a str; it must return the gradients \{"x": dx, "W": dW, "b": db\} '
+                      r'or \(dx, dW, db\)')),
+    ("relu", (np.zeros((5, 4)), np.zeros(4)), r"backward returned 2 arrays, the relu layer has 1 gradient \(dx\)"),
+    ("linear", (np.zeros((5, 4)), np.zeros((4, 3))),
+     r"backward returned 2 arrays, the linear layer has 3 gradients \(dx, dW, db\)"),
+    ("linear", np.zeros((5, 4)), r"backward returned 1 array, the linear layer has 3 gradients \(dx, dW, db\)"),
+    ("linear+relu", (), r"backward returned 0 arrays, the linear\+relu layer has 3 gradients \(dx, dW, db\)"),
+])
+def test_a_backward_that_returns_the_wrong_thing_fails_with_one_line(layer, returned, expected):
+    forward = RIGHT[layer][0]
+    first = _only_error(check_layer(forward, lambda dout, cache: returned, layer), "backward")
+    assert re.fullmatch(expected, first.note)
+
+
+@pytest.mark.parametrize("dx, expected", [
+    ([[1.0, 2.0], [3.0]], r"backward returned dx as a list that is not an array of numbers: .*inhomogeneous.*"),
+    ({"a": 1}, r"backward returned dx as a dict, not an array of numbers"),
+    ("abc", r"backward returned dx as a str, not an array of numbers"),
+    (np.array([object()] * 20, dtype=object).reshape(5, 4),
+     r"backward returned dx as an array of Python objects, not of numbers"),
+    (np.zeros((5, 4), complex), r"backward returned dx as an array of complex128; gradients are real \(float64 here\)"),
+])
+def test_a_gradient_that_is_not_an_array_of_real_numbers_fails_with_one_line(dx, expected):
+    report = check_layer(relu_forward, lambda dout, x: {"x": dx}, "relu")
+    first = _only_error(report, "dx")
+    assert re.fullmatch(expected, first.note), first.note
+    assert report.message().startswith(f"relu layer, random trial: {first.note}")
+
+
+def test_a_gradient_whose_array_conversion_raises_fails_with_one_line():
+    class Bad:
+        def __array__(self, *args, **kwargs):
+            raise RuntimeError("no array for you")
+
+    first = _only_error(check_layer(relu_forward, lambda dout, x: (Bad(),), "relu"), "dx")
+    assert first.note == "backward returned dx as a Bad that is not an array of numbers: RuntimeError: no array for you"
+
+
+def test_a_ragged_forward_output_or_a_ragged_tuple_gradient_fails_with_one_line():
+    first = _only_error(check_layer(lambda x, p: ([[1.0], [1.0, 2.0]], x), relu_backward, "relu"), "out")
+    assert first.note.startswith("forward returned out as a list that is not an array of numbers")
+    report = check_layer(linear_forward, lambda dout, c: (dout @ c[1].T, [[1.0, 2.0], [3.0]], dout.sum(axis=0)),
+                         "linear")
+    assert [(c.name, c.status) for c in report.failures] == [("dW", "error"), ("dW", "error")]
+
+
+def test_an_out_of_none_or_a_pair_that_cannot_be_read_fails_with_one_line():
+    first = _only_error(check_layer(lambda x, p: (None, x), relu_backward, "relu"), "out")
+    assert first.note == "forward returned out as None, not an array of numbers"
+
+    class Pair(tuple):
+        def __len__(self):
+            raise RuntimeError("len boom")
+
+    first = _only_error(check_layer(lambda x, p: Pair((x, x)), relu_backward, "relu"), "forward")
+    assert first.note == "forward returned a Pair that could not be read: RuntimeError: len boom"
+
+
+@pytest.mark.parametrize("extra", ["gamma", "dW2"])
+def test_an_unknown_gradient_key_is_named(extra):
+    def backward(dout, cache):
+        return {**linear_backward(dout, cache), extra: np.zeros(3)}
+
+    report = check_layer(linear_forward, backward, "linear")
+    first = _only_error(report, "backward")
+    assert first.note == f"backward returned an unknown gradient {extra!r}; the linear layer has dx, dW, db"
+    assert [c.status for c in report.failures] == ["error"]   # the known gradients are still compared, and right
+    assert report.message().startswith(f"linear layer, random trial: {first.note}")
+    first = _only_error(check_layer(relu_forward, lambda dout, x: {"dx": dout * (x > 0), 0: 1}, "relu"))
+    assert first.note == "backward returned an unknown gradient 0; the relu layer has dx"
+
+
+def test_a_gradient_given_under_both_of_its_names_is_named():
+    report = check_layer(relu_forward, lambda dout, x: {"x": dout * (x > 0), "dx": dout}, "relu")
+    assert _only_error(report, "backward").note == "backward returned dx twice, as 'x' and as 'dx'; give one"
+
+
+# --- the user's code gets copies; what it does to them cannot touch the reference side ------------
+
+def test_a_backward_that_scales_dout_in_place_fails_and_the_reference_keeps_the_original_dout(monkeypatch):
+    from manual_backprop.testing import layers
+
+    seen = []
+    original = layers._reference
+    monkeypatch.setattr(layers, "_reference", lambda name, spec, trial: seen.append(trial.dout.copy())
+                        or original(name, spec, trial))
+
+    def backward(dout, cache):
+        dout *= 2                                         # in place
+        return linear_backward(dout, cache)
+
+    report = check_layer(linear_forward, backward, "linear")
+    assert {c.name for c in report.failures} == {"dx", "dW", "db"}
+    trial = make_trials(LAYERS["linear"], 5, 4, 3, 0, np.dtype("float64"))[0]
+    assert seen and all(np.array_equal(d, trial.dout) for d in seen)
+    right = linear_backward(trial.dout, (trial.x, trial.params["W"]))
+    for c in report.failures:
+        assert c.worst.reference == pytest.approx(right[c.name[1:]][c.worst.index], rel=1e-14)
+        assert c.worst.engine == pytest.approx(2 * c.worst.reference, rel=1e-14)
+
+
+def test_a_backward_that_overwrites_out_through_its_cache_does_not_change_the_out_compared():
+    def backward(dout, t):                                # the cache is forward's out itself
+        t **= 2                                           # in place: out is now t**2
+        return dout * (1 - t)                             # the right gradient all the same
+
+    assert check_layer(tanh_forward, backward, "tanh").ok
+
+
+def test_the_trials_inputs_are_read_only():
+    for trial in make_trials(LAYERS["linear+relu"], 5, 4, 3, 0, np.dtype("float64")):
+        for a in (trial.x, trial.dout, *trial.params.values()):
+            assert not a.flags.writeable
+
+
+# --- bad options are an InputError, one line naming the option and the allowed values ------------
+
+@pytest.mark.parametrize("options, expected", [
+    ({"batch": 0}, r"check_layer: batch must be a positive integer, got 0"),
+    ({"batch": -1}, r"check_layer: batch must be a positive integer, got -1"),
+    ({"batch": 2.5}, r"check_layer: batch must be a positive integer, got 2.5"),
+    ({"batch": True}, r"check_layer: batch must be a positive integer, got True"),
+    ({"batch": "5"}, r"check_layer: batch must be a positive integer, got '5'"),
+    ({"n_in": 0}, r"check_layer: n_in must be a positive integer, got 0"),
+    ({"n_out": 0}, r"check_layer: n_out must be a positive integer, got 0"),
+    ({"batch": 10**6, "n_in": 10**6}, (r"check_layer: batch × n_in = 1000000000000 elements is too large to "
+                                       r"check \(at most 10000000\)")),
+    ({"seed": -1}, r"check_layer: seed must be a non-negative integer, got -1"),
+    ({"seed": 1.5}, r"check_layer: seed must be a non-negative integer, got 1.5"),
+    ({"dtype": "float16"}, r"check_layer: dtype must be one of float64, float32, got 'float16'"),
+    ({"dtype": ["float32"]}, r"check_layer: dtype must be one of float64, float32, got \['float32'\]"),
+    ({"against": ("tf",)}, r"check_layer: against names an unknown reference 'tf'; known: torch, jax"),
+    ({"against": "torch"}, (r"check_layer: against must be a tuple of reference names such as \('torch',\), "
+                            r"got the string 'torch'")),
+    ({"against": ()}, r"check_layer: against must name at least one reference: torch, jax"),
+    ({"against": ("torch", "torch")}, r"check_layer: against names 'torch' twice"),
+    ({"against": 3}, r"check_layer: against must be a tuple of reference names such as \('torch',\), got 3"),
+])
+def test_a_bad_option_is_an_input_error_of_one_line(options, expected):
+    with pytest.raises(InputError, match=rf"^{expected}$"):
+        check_layer(relu_forward, relu_backward, "relu", **options)
+
+
+def test_an_integer_option_may_be_a_numpy_integer_and_dtype_a_numpy_dtype():
+    report = check_layer(relu_forward, relu_backward, "relu", batch=np.int64(3), n_in=np.int32(2),
+                         seed=np.uint8(1), dtype=np.float32, against=["torch"])
+    assert report.ok and report.references == ["torch"]
+
+
+def test_a_forward_that_is_not_a_function_or_a_layer_that_is_not_a_name_is_an_input_error():
+    with pytest.raises(InputError, match=r"^check_layer: forward must be a function forward\(x, params\) -> "
+                                         r"\(out, cache\), got int$"):
+        check_layer(3, relu_backward, "relu")
+    with pytest.raises(InputError, match=r"^check_layer: backward must be a function backward\(dout, cache\) "
+                                         r"-> grads, got None$"):
+        check_layer(relu_forward, None, "relu")
+    with pytest.raises(InputError, match=r"^unknown layer \['relu'\]; known: linear, relu"):
+        check_layer(relu_forward, relu_backward, ["relu"])
+
+
+def test_assert_layer_matches_names_an_unknown_option():
+    with pytest.raises(InputError, match=r"^assert_layer_matches: unknown option 'bach'; known: batch, n_in, "
+                                         r"n_out, seed, dtype, against$"):
+        assert_layer_matches(relu_forward, relu_backward, layer="relu", bach=5)

@@ -12,8 +12,10 @@ a failure names the trial, the gradient, its worst element and both values.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
+from ..errors import InputError
 from .layers import LAYERS, LayerReport, check_layer
 
 __all__ = ["LAYERS", "LayerReport", "assert_layer_matches", "check_layer"]
@@ -26,6 +28,10 @@ def assert_layer_matches(forward: Callable, backward: Callable, layer: str, **op
     ``seed``, ``dtype``, ``against``). Returns the report when it passes.
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not this one
+    known = [p.name for p in inspect.signature(check_layer).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    for name in options:
+        if name not in known:
+            raise InputError(f"assert_layer_matches: unknown option {name!r}; known: {', '.join(known)}")
     report = check_layer(forward, backward, layer, **options)
     if not report.ok:
         raise AssertionError(report.message())

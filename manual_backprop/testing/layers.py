@@ -26,10 +26,23 @@ in the (float64) reference; that is allowed for (status ``kink``), as in
 magnitude larger in float64. Every result is a
 :class:`~manual_backprop.compare.TensorCheck`, with the trial in
 ``extra["trial"]``.
+
+The user's code is untrusted. It gets copies (x, the parameters, ``dout``;
+``out`` is copied before ``backward`` runs, so a backward that writes into a
+cache holding ``out`` does not change the ``out`` compared), and whatever it
+returns or raises is a failing check of status ``error``, one line naming the
+function and what was wrong (``forward returned None; it must return (out,
+cache)``, ``backward raised ValueError: ...``, ``backward returned an unknown
+gradient 'gamma'; ...``), never a traceback from inside the checker. Only
+``KeyboardInterrupt`` and ``SystemExit`` escape. A bad option is an
+:class:`~manual_backprop.errors.InputError`.
 """
 
 from __future__ import annotations
 
+import numbers
+import os
+import sysconfig
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -115,7 +128,8 @@ class LayerReport:
         first = self.failures[0]
         names = dict.fromkeys(f"{c.name} ({c.extra['trial']})" for c in self.failures)  # in the order checked
         where = f"{self.layer} layer, {first.extra['trial']} trial"
-        return first.message(ours="yours", where=where) + f". Disagreeing: {', '.join(names)}."
+        head = f"{where}: {first.note}" if first.status == ERROR else first.message(ours="yours", where=where)
+        return head + f". Disagreeing: {', '.join(names)}."
 
 
 def check_layer(forward: Callable, backward: Callable, layer: str, *, batch: int = 5, n_in: int = 4,
@@ -125,24 +139,49 @@ def check_layer(forward: Callable, backward: Callable, layer: str, *, batch: int
 
     ``against`` names references (``"torch"``, ``"jax"``); by default every
     installed one. A layer without a Linear part keeps its width (n_out = n_in).
+
+    A bad option is an :class:`InputError` (``batch``, ``n_in``, ``n_out``
+    positive integers, ``seed`` a non-negative one, ``dtype`` float64 or
+    float32, ``against`` a tuple of known names). Whatever the user's code
+    raises or returns is a failing check in the report (status ``error``), never
+    an exception from here; only ``KeyboardInterrupt`` and ``SystemExit`` pass.
     """
     from .. import references
 
     spec = _spec(layer)
-    if dtype not in UNIT_ROUNDOFF:
-        raise InputError(f"unknown dtype {dtype!r}; known: {', '.join(UNIT_ROUNDOFF)}")
-    names = list(against) if against is not None else [r for r in ("torch", "jax") if references.is_installed(r)]
+    for name, value, shape in (("forward", forward, "forward(x, params) -> (out, cache)"),
+                               ("backward", backward, "backward(dout, cache) -> grads")):
+        if not callable(value):
+            raise InputError(f"check_layer: {name} must be a function {shape}, got {_type_name(value)}")
+    batch, n_in, n_out = (_positive(k, v) for k, v in (("batch", batch), ("n_in", n_in), ("n_out", n_out)))
+    if not spec.linear:
+        n_out = n_in  # the layer keeps its width
+    sizes = {"batch": batch, "n_in": n_in, "n_out": n_out}
+    for a, b in (("batch", "n_in"),) + ((("batch", "n_out"), ("n_in", "n_out")) if spec.linear else ()):
+        if sizes[a] * sizes[b] > MAX_ELEMENTS:  # x, dout, W
+            raise InputError(f"check_layer: {a} × {b} = {sizes[a] * sizes[b]} elements is too large to check "
+                             f"(at most {MAX_ELEMENTS})")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InputError(f"check_layer: seed must be a non-negative integer, got {_short(seed)}")
+    dtype = _dtype(dtype)
+    names = _references(against) if against is not None else [
+        r for r in REFERENCES if references.is_installed(r)]
     if not names:
         raise InputError("no reference to check a layer against: install torch or jax "
                          "(pip install 'manual-backprop[references]')")
     for r in names:
-        if r not in REFERENCES:
-            raise InputError(f"unknown layer reference {r!r}; known: {', '.join(REFERENCES)}")
         references.load(r)  # a missing framework is an InputError with the install hint
-    trials = make_trials(spec, batch, n_in, n_out if spec.linear else n_in, seed, np.dtype(dtype))
+    trials = make_trials(spec, batch, n_in, n_out, int(seed), np.dtype(dtype))
     report = LayerReport(spec.name, names, [t.name for t in trials])
     for trial in trials:
-        yours = _run_user(forward, backward, spec, trial)
+        extra = {"trial": trial.name}
+        try:
+            yours, problems = _run_user(forward, backward, spec, trial)
+        except _UserError as e:
+            report.checks.append(TensorCheck(e.function, ", ".join(names), ERROR, note=str(e), extra=extra))
+            continue
+        report.checks.extend(TensorCheck("backward", ", ".join(names), ERROR, note=p, extra=dict(extra))
+                             for p in problems)
         E, kinks = _scales(spec, trial, dtype)
         for r in names:
             theirs = _reference(r, spec, trial)
@@ -160,7 +199,7 @@ def make_trials(spec: LayerSpec, N: int, n_in: int, n_out: int, seed: int, dtype
         params = {"W": rng.standard_normal((n_in, n_out)) / np.sqrt(n_in),
                   "b": rng.uniform(0.05, 0.5, n_out) * rng.choice([-1.0, 1.0], n_out)}
     dout = rng.standard_normal((N, n_out))
-    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
+    cast = lambda a: np.array(a, dtype=dtype, order="C")  # noqa: E731  (a copy: no two trials share one)
     trials = [Trial("random", cast(x), {k: cast(v) for k, v in params.items()}, cast(dout))]
     if spec.has_kink:
         x, params = x.copy(), {k: v.copy() for k, v in params.items()}
@@ -172,31 +211,264 @@ def make_trials(spec: LayerSpec, N: int, n_in: int, n_out: int, seed: int, dtype
         x, params = cast(x), {k: cast(v) for k, v in params.items()}
         Z = x @ params["W"] + params["b"] if spec.linear else x
         trials.append(Trial("kink", x, params, cast(dout), Z == 0))
+    for t in trials:  # the reference side's inputs: nothing may write into them
+        for a in (t.x, t.dout, *t.params.values()):
+            a.setflags(write=False)
     return trials
 
 
 def _spec(layer: str) -> LayerSpec:
-    if layer not in LAYERS:
+    if not isinstance(layer, str) or layer not in LAYERS:
         raise InputError(f"unknown layer {layer!r}; known: {', '.join(LAYERS)}")
     return LAYERS[layer]
 
 
-def _run_user(forward: Callable, backward: Callable, spec: LayerSpec, trial: Trial) -> dict[str, Any]:
-    """The user's ``out`` and gradients, named ``out``, ``dx``, ``dW``, ``db``; copies go in, never the originals."""
-    out, cache = forward(trial.x.copy(), {k: v.copy() for k, v in trial.params.items()})
-    grads = backward(trial.dout.copy(), cache)
+def _run_user(forward: Callable, backward: Callable, spec: LayerSpec,
+              trial: Trial) -> tuple[dict[str, Any], list[str]]:
+    """The user's ``out`` and gradients, named ``out``, ``dx``, ``dW``, ``db``, and what was wrong with them.
+
+    Copies go in, never the originals; every array that comes out is copied
+    at once (``out`` before ``backward`` runs). A value that is not an array of
+    real numbers becomes an :class:`_Unreadable` (its tensor's check is an
+    ``error``); an unknown or doubled gradient key is one of the problems
+    returned; anything that leaves nothing to compare raises :class:`_UserError`.
+    """
+    result = _call("forward", forward, trial.x.copy(), {k: v.copy() for k, v in trial.params.items()})
+    pair = _read("forward", lambda: tuple(result), result) if isinstance(result, (tuple, list)) else None
+    if pair is None or len(pair) != 2:
+        raise _UserError("forward", f"forward returned {_describe_pair(result, pair)}; it must return (out, cache)")
+    out, cache = pair
+    dtype = trial.x.dtype.name
+    named: dict[str, Any] = {"out": _as_array("forward", "out", out, dtype)}
+    grads = _call("backward", backward, trial.dout.copy(), cache)
     wanted = ("x",) + spec.params
-    named: dict[str, Any] = {"out": out}
+    gradients = ", ".join(f"d{k}" for k in wanted)
+    usage = ('the gradients {"x": dx, "W": dW, "b": db} or (dx, dW, db)' if spec.linear
+             else 'the gradient dx (or {"x": dx})')
+    problems: list[str] = []
+    if grads is None or isinstance(grads, (str, bytes)):
+        raise _UserError("backward", f"backward returned {_describe(grads)}; it must return {usage}")
     if isinstance(grads, Mapping):
-        for key in wanted:
-            value = grads.get(key, grads.get(f"d{key}"))
-            named[f"d{key}"] = value
-    elif isinstance(grads, (tuple, list)):
-        for key, value in zip(wanted, grads):
-            named[f"d{key}"] = value
-    else:
-        named["dx"] = grads
-    return named
+        items = _read("backward", lambda: list(grads.items()), grads)
+        by_key: dict[str, list[Any]] = {}
+        for key, value in items:
+            bare = key[1:] if isinstance(key, str) and key.startswith("d") and key[1:] in wanted else key
+            if not isinstance(bare, str) or bare not in wanted:
+                problems.append(f"backward returned an unknown gradient {_short(key)}; "
+                                f"the {spec.name} layer has {gradients}")
+                continue
+            by_key.setdefault(bare, []).append((key, value))
+        for bare, given in by_key.items():
+            if len(given) > 1:
+                problems.append(f"backward returned d{bare} twice, as {given[0][0]!r} and as {given[1][0]!r}; "
+                                f"give one")
+            named[f"d{bare}"] = _as_array("backward", f"d{bare}", given[0][1], dtype)
+        return named, problems
+    values = _read("backward", lambda: tuple(grads), grads) if isinstance(grads, (tuple, list)) else (grads,)
+    if isinstance(grads, list) and not spec.linear and _is_nested_list_dx(values, trial.x.shape):
+        values = (grads,)
+    if len(values) != len(wanted):
+        raise _UserError("backward", f"backward returned {_count(len(values), 'array')}, the {spec.name} layer "
+                                     f"has {_count(len(wanted), 'gradient')} ({gradients})")
+    for key, value in zip(wanted, values):
+        named[f"d{key}"] = _as_array("backward", f"d{key}", value, dtype)
+    return named, problems
+
+
+#: The status of a check whose tensor the user's code did not give as an array to compare (it raised, or
+#: returned something else, see :class:`_UserError`, :class:`_Unreadable`): never passing.
+ERROR = "error"
+
+#: The most elements any one array of a trial may have (batch × n_in, batch × n_out, n_in × n_out).
+MAX_ELEMENTS = 10_000_000
+
+
+class _UserError(Exception):
+    """The user's ``function`` raised, or returned something with nothing to compare: one line saying so."""
+
+    def __init__(self, function: str, message: str):
+        super().__init__(message)
+        self.function = function
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """A value the user's code returned that is not an array of real numbers, and why."""
+
+    note: str
+
+
+def _call(function: str, fn: Callable, *args: Any) -> Any:
+    """``fn(*args)``; whatever the user's code raises (but KeyboardInterrupt, SystemExit) is a :class:`_UserError`."""
+    try:
+        return fn(*args)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001  (the user's own exception, whatever it is)
+        raise _UserError(function, f"{function} raised {_exception(e)}{_where(e)}") from None
+
+
+def _read(function: str, read: Callable[[], Any], value: Any) -> Any:
+    """Read a container the user's code returned (its own methods may raise)."""
+    try:
+        return read()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001
+        raise _UserError(function, f"{function} returned {_describe(value)} that could not be read: "
+                                   f"{_exception(e)}") from None
+
+
+def _as_array(function: str, name: str, value: Any, dtype: str) -> Any:
+    """A copy of ``value`` as an array, or an :class:`_Unreadable` saying why not (a gradient of None: missing)."""
+    head = f"{function} returned {name} as"
+    if value is None:
+        return None if function == "backward" else _Unreadable(f"{head} None, not an array of numbers")
+    if isinstance(value, (str, bytes, Mapping, set, frozenset)):
+        return _Unreadable(f"{head} {_describe(value)}, not an array of numbers")
+    try:
+        a = np.array(value, copy=True)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001  (an __array__ of the user's, a ragged list)
+        return _Unreadable(f"{head} {_describe(value)} that is not an array of numbers: {_exception(e)}")
+    if a.dtype.kind == "O":
+        if isinstance(value, np.ndarray):
+            return _Unreadable(f"{head} an array of Python objects, not of numbers")
+        if isinstance(value, (tuple, list)):
+            return _Unreadable(f"{head} {_describe(value)} that is not an array of numbers "
+                               f"(rows of different lengths, or values that are not numbers?)")
+        return _Unreadable(f"{head} {_describe(value)}, not an array of numbers")
+    if a.dtype.kind == "c":
+        what = "gradients are" if function == "backward" else "out is"
+        return _Unreadable(f"{head} an array of {a.dtype}; {what} real ({dtype} here)")
+    if a.dtype.kind not in "biuf":  # strings, bytes, dates, records
+        return _Unreadable(f"{head} an array of {a.dtype}, not of numbers")
+    return a
+
+
+def _is_nested_list_dx(grads: tuple, shape: tuple[int, ...]) -> bool:
+    """Whether a list from a layer without parameters is dx itself (``dx.tolist()``) rather than ``[dx]``.
+
+    A list of arrays is a list of gradients; a list of one element is ``[dx]``
+    unless the whole list has dx's shape (batch 1).
+    """
+    if all(isinstance(g, np.ndarray) for g in grads):
+        return False
+    if len(grads) != 1:
+        return True
+    try:
+        return np.shape(grads) == shape
+    except Exception:  # noqa: BLE001  (ragged)
+        return False
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _type_name(value: Any) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def _describe(value: Any) -> str:
+    """What the user's code returned, in a few words: ``None``, ``a str``, ``an array of shape (5, 4)``."""
+    if value is None:
+        return "None"
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape}"
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _describe_pair(value: Any, items: tuple | None) -> str:
+    if items is not None:
+        return f"a {type(value).__name__} of {_count(len(items), 'value')}"
+    if isinstance(value, np.ndarray):
+        return f"{_describe(value)}, not a pair"
+    return _describe(value)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001
+        text = f"<{type(value).__name__}>"
+    text = text.splitlines()[0] if text else text
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _exception(e: BaseException) -> str:
+    """``ValueError: the first line of its message`` (at most 200 characters)."""
+    try:
+        text = str(e)
+    except Exception:  # noqa: BLE001  (a __str__ of the user's)
+        text = ""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = line if len(line) <= 200 else line[:199] + "…"
+    return f"{type(e).__name__}: {line}" if line else type(e).__name__
+
+
+_LIBRARIES = tuple(os.path.realpath(p) + os.sep for p in {
+    sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")} if p)
+
+
+def _where(e: BaseException) -> str:
+    """`` (at file:line in function)``: the innermost frame of the user's own code the exception came through."""
+    tb, frame = e.__traceback__, None
+    tb = tb.tb_next if tb is not None else None  # the first frame is _call's
+    while tb is not None:
+        path = os.path.realpath(tb.tb_frame.f_code.co_filename)
+        if not path.startswith(_LIBRARIES) or frame is None:
+            frame = tb
+        tb = tb.tb_next
+    if frame is None:
+        return ""
+    path = frame.tb_frame.f_code.co_filename
+    try:
+        rel = os.path.relpath(path)
+        path = rel if not rel.startswith("..") else path
+    except ValueError:
+        pass
+    return f" (at {path}:{frame.tb_lineno} in {frame.tb_frame.f_code.co_name})"
+
+
+def _positive(option: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InputError(f"check_layer: {option} must be a positive integer, got {_short(value)}")
+    return int(value)
+
+
+def _dtype(dtype: Any) -> str:
+    if isinstance(dtype, (type, np.dtype)):
+        try:
+            dtype = np.dtype(dtype).name
+        except TypeError:
+            pass
+    if not isinstance(dtype, str) or dtype not in UNIT_ROUNDOFF:
+        raise InputError(f"check_layer: dtype must be one of {', '.join(UNIT_ROUNDOFF)}, got {_short(dtype)}")
+    return dtype
+
+
+def _references(against: Any) -> list[str]:
+    """``against`` as a list of reference names: a tuple (or list) of known names, none twice."""
+    if isinstance(against, str):
+        raise InputError(f"check_layer: against must be a tuple of reference names such as ('torch',), "
+                         f"got the string {against!r}")
+    if not isinstance(against, (tuple, list)):
+        raise InputError(f"check_layer: against must be a tuple of reference names such as ('torch',), "
+                         f"got {_short(against)}")
+    if not against:
+        raise InputError(f"check_layer: against must name at least one reference: {', '.join(REFERENCES)}")
+    names: list[str] = []
+    for r in against:
+        if not isinstance(r, str) or r not in REFERENCES:
+            raise InputError(f"check_layer: against names an unknown reference {_short(r)}; "
+                             f"known: {', '.join(REFERENCES)}")
+        if r in names:
+            raise InputError(f"check_layer: against names {r!r} twice")
+        names.append(r)
+    return names
 
 
 def _scales(spec: LayerSpec, trial: Trial, dtype: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -227,10 +499,11 @@ def _compare(name: str, reference: str, trial: Trial, yours: Mapping[str, Any], 
              kinks: Mapping[str, np.ndarray]) -> TensorCheck:
     extra = {"trial": trial.name}
     mine = yours.get(name)
+    if isinstance(mine, _Unreadable):
+        return TensorCheck(name, reference, ERROR, extra=extra, note=mine.note)
     if mine is None:
         return TensorCheck(name, reference, "missing", extra=extra,
                            note=f"backward returned no {name} (give {name[1:]!r} or {name!r})")
-    mine = np.asarray(mine)
     if mine.shape != ref.shape:
         note = f"shape {mine.shape}, expected {ref.shape}"
         if mine.ndim == 2 and mine.shape == ref.shape[::-1]:
