@@ -1,8 +1,9 @@
 """The kernels one at a time: the Linear backward rules, the activation masks, each loss's gradient.
 
 Each group is one rule; its rows are ways of computing it (the registry kernel
-the checking engine uses, the fast engine's in-place form, the textbook
-expression), all checked against the textbook expression in float64 first.
+as the checking engine calls it, allocating; the same kernel as the fast
+engine calls it, with ``out=`` and ``scratch=`` buffers; other textbook
+forms), all checked against the textbook expression in float64 first.
 Shapes are those of 784-256-256-10's first layer at batch 512 (the loss
 kernels: its output, 512 x 10), float32.
 """
@@ -31,16 +32,22 @@ labels = rng.integers(0, K, N)
 TL = np.eye(K, dtype=DT)[labels]
 a1, dz1 = A[:1], dZ[:1]  # one-row batch
 BUF = {"dW": np.empty((N_IN, N_OUT), DT), "dA": np.empty((N, N_IN), DT), "db": np.empty(N_OUT, DT),
-       "h": np.empty_like(Zh), "mask": np.empty(Zh.shape, np.bool_)}
+       "h": np.empty_like(Zh), "scratch": np.empty_like(Zh), "mask": np.empty(Zh.shape, np.bool_),
+       "out": np.empty_like(ZL)}
 ONES = np.ones(N, DT)
 
 
 Ah = np.maximum(Zh, 0)
 
 
-def relu_inplace():
-    # The fast engine's form: the mask read off A into a kept boolean buffer, the product
-    # written over dA (here into a buffer, so that every call sees the same dA).
+def relu_in_place():
+    # The fast engine's call: A passed for Z (ReLU's backward_from_A), the mask in the scratch
+    # buffer, the product into a buffer (over dA in the engine; here every call sees the same dA).
+    return ACTIVATIONS["relu"].backward(dAh, Ah, Ah, out=BUF["h"], scratch=BUF["scratch"])
+
+
+def relu_bool_mask():
+    # The same product with the mask in a boolean buffer instead (an eighth of float64's memory).
     np.greater(Ah, 0, out=BUF["mask"])
     return np.multiply(dAh, BUF["mask"], out=BUF["h"])
 
@@ -48,21 +55,15 @@ def relu_inplace():
 S = ACTIVATIONS["sigmoid"].forward(Zh)
 
 
-TMP = np.empty_like(S)
+def sigmoid_in_place():
+    return ACTIVATIONS["sigmoid"].backward(dAh, S, S, out=BUF["h"], scratch=BUF["scratch"])
 
 
-def sigmoid_inplace():
-    out, tmp = BUF["h"], TMP
-    np.subtract(1, S, out=tmp)
-    np.multiply(S, tmp, out=tmp)
-    return np.multiply(dAh, tmp, out=out)
-
-
-def loss_grad(name, Y):
+def loss_grad(name, Y, out=None):
     loss = LOSSES[name]
     act = ACTIVATIONS[loss.fused_with or "identity"]
     AL = act.forward(ZL)
-    return lambda: loss.gradient(ZL, AL, Y, "mean")
+    return lambda: loss.gradient(ZL, AL, Y, "mean", out=out)
 
 
 def f64(x):
@@ -86,15 +87,19 @@ KERNELS = [
     ("dA_prev = dZ @ W.T", "out= (fast)", lambda: fast._matmul(dZ, W.T, BUF["dA"]) or BUF["dA"], f64(dZ) @ f64(W).T),
     ("relu mask dA * (Z > 0)", "registry relu_backward",
      lambda: ACTIVATIONS["relu"].backward(dAh, Zh, None), f64(dAh) * (Zh > 0)),
-    ("relu mask dA * (Z > 0)", "in place (fast)", relu_inplace, f64(dAh) * (Zh > 0)),
+    ("relu mask dA * (Z > 0)", "out=, scratch= (fast)", relu_in_place, f64(dAh) * (Zh > 0)),
+    ("relu mask dA * (Z > 0)", "boolean mask buffer", relu_bool_mask, f64(dAh) * (Zh > 0)),
     ("sigmoid mask dA * A(1 - A)", "registry sigmoid_backward",
      lambda: ACTIVATIONS["sigmoid"].backward(dAh, Zh, S), f64(dAh) * f64(S) * (1 - f64(S))),
-    ("sigmoid mask dA * A(1 - A)", "in place (fast)", sigmoid_inplace, f64(dAh) * f64(S) * (1 - f64(S))),
+    ("sigmoid mask dA * A(1 - A)", "out=, scratch= (fast)", sigmoid_in_place, f64(dAh) * f64(S) * (1 - f64(S))),
     ("loss gradient", "half_mse: c (A - T)", loss_grad("half_mse", TL), (f64(ZL) - TL) / N),
+    ("loss gradient", "half_mse: c (A - T), out= (fast)", loss_grad("half_mse", TL, BUF["out"]), (f64(ZL) - TL) / N),
     ("loss gradient", "mse: 2c (A - T)", loss_grad("mse", TL), 2 * (f64(ZL) - TL) / (N * K)),
     ("loss gradient", "bce: c (sigmoid(Z) - T)", loss_grad("bce", bce_T), (sig64 - bce_T) / (N * K)),
     ("loss gradient", "softmax_cross_entropy: c (P - T)", loss_grad("softmax_cross_entropy", TL),
      (soft64 - TL) / N),
+    ("loss gradient", "softmax_cross_entropy, labels, out= (fast)",
+     loss_grad("softmax_cross_entropy", labels, BUF["out"]), (soft64 - TL) / N),
 ]
 
 

@@ -19,6 +19,9 @@ FORWARD = {
     "sigmoid": lambda Z: 1 / (1 + np.exp(-Z)),
     "tanh": np.tanh,
     "softmax": lambda Z: np.exp(Z) / np.exp(Z).sum(axis=1, keepdims=True),
+    "leaky_relu": lambda Z: np.where(Z > 0, Z, 0.01 * Z),
+    "softplus": lambda Z: np.log1p(np.exp(Z)),
+    "softsign": lambda Z: Z / (1 + np.abs(Z)),  # not in the package: tests register it
 }
 
 
@@ -26,7 +29,16 @@ def backward_through(act: str, dA, Z, A):
     """dZ = dA * act'(Z), as on the cheat sheet."""
     if act == "softmax":
         return A * (dA - (dA * A).sum(axis=1, keepdims=True))
-    return dA * {"identity": 1.0, "relu": Z > 0, "sigmoid": A * (1 - A), "tanh": 1 - A**2}[act]
+    derivative = {
+        "identity": lambda: 1.0,
+        "relu": lambda: Z > 0,
+        "leaky_relu": lambda: np.where(Z > 0, 1.0, 0.01),
+        "sigmoid": lambda: A * (1 - A),
+        "tanh": lambda: 1 - A**2,
+        "softplus": lambda: 1 / (1 + np.exp(-Z)),
+        "softsign": lambda: 1 / (1 + np.abs(Z)) ** 2,
+    }[act]
+    return dA * derivative()
 
 
 def derive(case: Case, wrong: Mapping[str, Callable[[dict, Case], np.ndarray]] | None = None) -> dict[str, np.ndarray]:

@@ -35,6 +35,7 @@ def test_json_has_the_fields_the_product_contract_fixes(capsys):
     code, out = _json(capsys, ["check", "--example", "seed-002", "--json"])
     assert code == 0
     assert out["ok"] is True and out["first_divergence"] is None
+    assert out["not_judged"] == [] and out["forward_not_judged"] == []  # torch and JAX judge the forward
     dW1 = out["tensors"]["dW1"]
     assert dW1["shape"] == [2, 3]
     assert dW1["value"][0][0] == pytest.approx(0.01746411, abs=5e-9)  # seed 002's printed value
@@ -99,6 +100,29 @@ def test_the_sgd_table_of_a_file_adds_the_descent_step(tmp_path, capsys):
     code, out = _json(capsys, ["check", str(f), "--json", "--against", "torch"])
     assert code == 0
     assert out["tensors"]["W2_next"]["checks"]["torch"]["ok"]
+
+
+def test_a_passing_check_headlines_the_margin_after_the_kink_allowance_not_before():
+    """float32, one unit that rounding puts on the other side of the kink in torch and JAX (test_kinks)."""
+    import io
+
+    from manual_backprop.checking.checker import check
+    from manual_backprop.cli.check import render
+
+    from .test_kinks import _find_flip
+
+    report = check(_find_flip(), against=["torch", "jax"])
+    assert report.ok
+    flipped = report.checks["dZ2"]["torch"]
+    assert flipped.status == "kink" and flipped.margin > 1e6 and flipped.kink_margin <= 1
+    out = io.StringIO()
+    render(report, file=out)
+    text = out.getvalue()
+    headline = re.search(r"All \d+ tensors agree with torch, jax \(largest margin (\S+) of the tolerance\)", text)
+    assert headline and float(headline.group(1)) <= 1, text
+    row = re.search(r"\ndZ2 .* (\S+)  ok \(kink rounding\)", text)
+    assert row and float(row.group(1)) <= 1
+    assert "of the rounding tolerance alone" in text  # the margin before the allowance, said as such
 
 
 def test_seed_000_prints_one_row_per_sample_as_its_table_does(capsys):

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from manual_backprop import validate
+from manual_backprop.kernels import ACTIVATIONS
+from manual_backprop.kernels.activations import Activation
 from manual_backprop.validation.mistakes import BY_ID
 
 from .helpers import case_of, with_kinks
@@ -172,3 +174,29 @@ def test_a_mask_taken_as_Z_greater_or_equal_0_is_invisible_without_exact_zeros()
     case = relu_net()
     assert not (case.X @ case.params["W1"] + case.params["b1"] == 0).any()
     assert validated(case, {"dZ1": lambda t, c: t["dA1"] * (t["Z1"] >= 0)}).ok
+
+
+def test_a_newly_registered_activation_gets_the_diagnosis_of_its_left_out_derivative(monkeypatch):
+    # softsign is not in the package: registering it (kernels and texts) is all it takes
+    assert "softsign" not in ACTIVATIONS
+    softsign = Activation("softsign", lambda Z: Z / (1 + np.abs(Z)), lambda dA, Z, A: dA / (1 + np.abs(Z)) ** 2,
+                          "A = Z / (1 + |Z|)", "{dA} / (1 + |{Z}|)**2")
+    monkeypatch.setitem(ACTIVATIONS, "softsign", softsign)
+    case = case_of((3, 4, 2), ("softsign", "identity"), "half_mse", batch=5, seed=1)
+    assert validated(case).ok
+    report = validated(case, {"dZ1": lambda t, c: t["dA1"]})
+    assert report.first_wrong == "dZ1" and report.own_errors == ["dZ1"]
+    assert [f.mistake.id for f in report.claims["dZ1"].fits] == ["activation_derivative_missing"]
+    assert report.claims["dZ1"].fits[0].sentence == (
+        "dZ1 is dA1 with the softsign derivative left out; it should be dZ1 = dA1 / (1 + |Z1|)**2.")
+
+
+@pytest.mark.parametrize("act", sorted(set(ACTIVATIONS) - {"identity", "relu"}))
+def test_the_left_out_derivative_is_diagnosed_for_every_registered_activation_but_relus_own(act):
+    last = act == "softmax"
+    acts = ("tanh", act) if last else (act, "identity")
+    case = case_of((3, 4, 3), acts, "half_mse", batch=5, seed=4)
+    name = "dZ2" if last else "dZ1"
+    report = validated(case, {name: lambda t, c: t[f"dA{name[-1]}"]})
+    assert report.first_wrong == name
+    assert "activation_derivative_missing" in [f.mistake.id for f in report.claims[name].fits]

@@ -1,26 +1,45 @@
-"""Numerical extremes: saturated logits, overflow-prone kernels, and subnormals flushed by JAX.
+"""Numerical extremes: saturated logits, overflow-prone kernels, subnormals flushed by JAX, overflow.
 
 Logits of ±1e3 (float64) and ±100 (float32) saturate sigmoid and softmax
 completely. The engine computes bce and cross-entropy from the logits, so the
 loss stays finite and the gradient is the exact ``(A - Y) / n``; each case is
 set beside torch's own ``BCEWithLogitsLoss`` and ``cross_entropy`` (and is
-checked against torch, JAX and finite differences). Where one framework
-flushes a subnormal to zero (JAX on the CPU), the tolerance's floor covers
-the difference, and the test shows that it is the floor, not luck.
+checked against torch, JAX and finite differences).
+
+A reference's own inaccuracy is not the engine's bug. Where one framework
+flushes a subnormal to zero (JAX on the CPU), the tolerance's flush range
+covers the difference, also where later products multiply it far beyond the
+floor; where JAX evaluates a function in the log domain (its bce gradient),
+the tolerance allows the few ulps of ``max(|Z|, 1)`` that costs. Each test
+shows that it is that part of the policy, not luck: without it the same
+correct network is rejected.
+
+Values that leave the dtype's range are an input error, judged where the
+first non-finite value appears: exit 2 and one line naming the tensor and the
+network's own dtype, never a failing engine, never a warning.
 """
 
 from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from manual_backprop import Network, make_case, run
+from manual_backprop import Network, make_case, parse_case, run
 from manual_backprop.checking.checker import check
+from manual_backprop.checking.overflow import ensure_step_representable
 from manual_backprop.compare import FLOOR, K, error_scales
+from manual_backprop.errors import InputError
 from manual_backprop.kernels.activations import sigmoid_forward, softmax_forward
 from manual_backprop.kernels.losses import LOSSES
+
+policy = importlib.import_module("manual_backprop.compare.tolerance")  # the module (compare.tolerance is a function)
+FLUSH = policy.FLUSH
 
 LOGIT = {"float64": 1e3, "float32": 100.0}
 NO_OVERFLOW = dict(over="raise", divide="raise", invalid="raise")  # underflow to 0 is the right answer
@@ -117,7 +136,8 @@ def subnormal_case():
     return make_case(net, params, f32([[1.0], [0.5]]), f32([[0.1], [0.2]]))
 
 
-def test_a_subnormal_that_jax_flushes_to_zero_passes_because_of_the_floor_not_the_rounding_estimate():
+def test_a_subnormal_that_jax_flushes_to_zero_passes_because_of_the_flush_range_not_the_rounding_estimate(
+        monkeypatch):
     case = subnormal_case()
     report = check(case, against=["torch", "jax"])
     assert report.ok
@@ -128,15 +148,163 @@ def test_a_subnormal_that_jax_flushes_to_zero_passes_because_of_the_floor_not_th
     assert report.checks["A1"]["torch"].max_abs_err == 0.0  # torch keeps subnormals
     diff = float(mine)
     E = error_scales(case.network, case.params, report.trace, case.T)["A1"][0, 0]
-    assert K * E < diff <= FLOOR["float32"]  # the rounding estimate alone would fail it; the floor passes it
+    monkeypatch.setitem(FLUSH, "float32", 0.0)
+    E_rounding = error_scales(case.network, case.params, report.trace, case.T)["A1"][0, 0]
+    assert K * E_rounding < diff <= K * E  # the rounding estimate alone would fail it; the flush range passes it
+    assert diff <= FLOOR["float32"]  # (and here, where nothing multiplies it, the floor would too)
 
 
-def test_without_the_floor_the_flushed_subnormal_would_fail(monkeypatch):
+def test_without_the_floor_and_the_flush_range_the_flushed_subnormal_would_fail(monkeypatch):
     monkeypatch.setitem(FLOOR, "float32", 1e-300)  # no floor to speak of (0 would divide by zero)
+    monkeypatch.setitem(FLUSH, "float32", 0.0)
     report = check(subnormal_case(), against=["jax"])
     assert not report.ok
     assert report.first_divergence == "A1"
     assert report.checks["A1"]["jax"].worst.index == (0, 0)
+
+
+# --- a reference's own inaccuracy, reproduced exactly ----------------------------------------------
+
+def bce_at_logit_case(logit: float = -33.5):
+    """float64, one sigmoid unit with bce, target 1, at the logit given: the correct side's far end."""
+    net = Network((1, 1), ("sigmoid",), "bce", "mean", "float64")
+    return make_case(net, {"W1": np.array([[1.0]]), "b1": np.array([0.0])}, np.array([[logit]]), np.array([[1.0]]))
+
+
+def test_jax_makes_the_float64_bce_gradient_at_logit_minus_33_5_exactly_minus_1_and_the_engine_still_passes():
+    case = bce_at_logit_case()
+    report = check(case, against=["torch", "jax"])
+    assert report.ok, {n: {r: c.status for r, c in per.items()} for n, per in report.checks.items()}
+    mine, jax_dZ = report.checks["dZ1"]["jax"].worst.engine, report.checks["dZ1"]["jax"].worst.reference
+    assert mine == -0.99999999999999722 == float(1 / (1 + np.exp(33.5))) - 1  # the truth, to the last bit
+    assert jax_dZ == -1.0  # exp(x - logaddexp(x, 0)) rounds its exponent at the scale of |x| = 33.5: 25 ulps
+    assert report.checks["dZ1"]["jax"].max_abs_err > 10 * 2.0**-53 * 2  # far beyond rounding dZ itself
+    assert report.checks["dZ1"]["torch"].max_abs_err <= 2.0**-53  # torch's sigmoid(Z) - T is exact here
+
+
+def test_without_the_log_domain_allowance_the_bce_case_is_rejected(monkeypatch):
+    monkeypatch.setattr(policy, "LOG_DOMAIN_GRADIENT", {})
+    report = check(bce_at_logit_case(), against=["jax"])
+    assert not report.ok and report.first_divergence == "dZ1"
+
+
+def sigmoid_at_minus_87_case():
+    """float32 sigmoid at Z1 = -87 from X = 87: A1 = 1.6e-38 is normal, dZ1 = dA1 A1 (1 - A1) subnormal."""
+    net = Network((1, 1, 1), ("sigmoid", "identity"), "half_mse", "mean", "float32")
+    f32 = lambda a: np.array(a, np.float32)  # noqa: E731
+    params = {"W1": f32([[-1.0]]), "b1": f32([0.0]), "W2": f32([[0.5]]), "b2": f32([0.0])}
+    return make_case(net, params, f32([[87.0]]), f32([[0.3]]))
+
+
+def test_jax_flushes_a_subnormal_dZ_that_times_X_87_leaves_the_floor_and_the_engine_still_passes(monkeypatch):
+    case = sigmoid_at_minus_87_case()
+    report = check(case, against=["torch", "jax"])
+    assert report.ok
+    dZ1, dW1 = report.trace["dZ1"][0, 0], report.trace["dW1"][0, 0]
+    assert 0 < abs(dZ1) < np.finfo(np.float32).tiny  # subnormal in NumPy
+    jax_dW1 = report.checks["dW1"]["jax"]
+    assert jax_dW1.worst.reference == 0.0  # JAX flushed dZ1 to 0, so its dW1 = X * 0
+    assert abs(dW1) == pytest.approx(87 * abs(dZ1), rel=1e-6)
+    assert jax_dW1.max_abs_err > FLOOR["float32"]  # the product carried the flush beyond the floor
+    monkeypatch.setitem(FLUSH, "float32", 0.0)  # the policy without the flush range rejects it there
+    report = check(case, against=["jax"])
+    assert not report.ok and report.first_divergence == "dW1"
+
+
+@pytest.mark.parametrize("dtype,logit", [("float32", -50.0), ("float64", -200.0)])
+def test_torch_makes_a_saturated_bce_loss_exactly_0_and_the_engine_still_passes(dtype, logit, monkeypatch):
+    # torch takes (1 - T) Z - log_sigmoid(Z): two values of size |Z| that cancel, leaving 0 for e**Z
+    f = lambda a: np.array(a, dtype)  # noqa: E731
+    net = Network((1, 1), ("sigmoid",), "bce", "sum", dtype)
+    case = make_case(net, {"W1": f([[1.0]]), "b1": f([0.0])}, f([[logit], [logit / 2]]), f([[0.0], [0.0]]))
+    report = check(case, against=["torch", "jax"])
+    assert report.ok
+    assert report.checks["L"]["torch"].worst.reference == 0.0 < report.trace["L"]  # the truth, e**Z + e**(Z/2)
+    assert report.checks["L"]["jax"].max_abs_err <= 2 * float(np.finfo(dtype).eps) * report.trace["L"]
+    monkeypatch.setattr(policy, "LOG_DOMAIN_LOSS", {})
+    report = check(case, against=["torch"])
+    assert not report.ok and report.first_divergence == "L"
+
+
+# --- overflow: an input error, judged where the first non-finite value appears ---------------------
+
+def deep_identity_file(dtype: str, weight: str, layers: int = 20, sgd: str = "") -> str:
+    acts = ", ".join(['"identity"'] * layers)
+    params = "\n".join(f"W{l} = [[{weight}]]\nb{l} = [0.0]" for l in range(1, layers + 1))
+    return (f'[network]\nsizes = [{", ".join(["1"] * (layers + 1))}]\nactivations = [{acts}]\n'
+            f'loss = "half_mse"\ndtype = "{dtype}"\n[parameters]\n{params}\n[data]\nX = [[1.0]]\nY = [[0.5]]\n'
+            + sgd)
+
+
+@pytest.mark.parametrize("dtype,weight", [("float64", "1e300"), ("float32", "1e30")])
+def test_twenty_layers_that_overflow_even_the_wider_type_are_an_input_error_at_the_first_inf(dtype, weight):
+    # 1e300 ** 20 overflows long double too (at Z17), and 1e30 ** 20 float64 (at Z11): the first Inf,
+    # Z2, is what counts, and its magnitudes |A1| @ |W2| are beyond the network's own dtype
+    case = parse_case(deep_identity_file(dtype, weight), "deep.toml")
+    with pytest.raises(InputError) as info:
+        check(case, against=["torch", "jax"])
+    message = str(info.value)
+    assert message.startswith(f"deep.toml: the values overflow {dtype}: Z2 is Inf at index [0, 0] (|A1| @ |W2|")
+    assert "\n" not in message
+    other = "float32" if dtype == "float64" else "float64"
+    assert other not in message  # the network's own dtype, and no other (float64 would not absorb it either)
+
+
+def test_the_command_line_exits_2_with_one_line_and_no_warning_for_the_deep_overflow(tmp_path):
+    (tmp_path / "deep.toml").write_text(deep_identity_file("float64", "1e300"), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-W", "error", "-m", "manual_backprop", "check", "deep.toml",
+                           "--against", "torch,jax"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "the values overflow float64: Z2 is Inf" in proc.stderr and "Warning" not in proc.stderr
+
+
+def test_a_float32_overflow_that_float64_absorbs_says_so_and_names_float32_first():
+    case = parse_case(deep_identity_file("float32", "1e30", layers=2), "two.toml")  # 1e60: finite in float64
+    with pytest.raises(InputError, match=r'^two\.toml: the values overflow float32: Z2 is Inf .* or use dtype = '
+                                         r'"float64", where every value of this case is finite$'):
+        check(case, against=["torch"])
+
+
+def test_magnitudes_that_cancel_in_the_values_but_overflow_the_scales_name_the_networks_own_dtype():
+    # every Z is exactly 0 (x1 a - x2 a), while |A| @ |W| compounds by 2e30 a layer: E overflows float64
+    layers = 12
+    net = Network((2,) * (layers + 1), ("identity",) * layers, "half_mse", "mean", "float32")
+    W = np.array([[1e30, -1e30], [1e30, -1e30]], np.float32)
+    params = {k: (W if k.startswith("W") else np.zeros(2, np.float32)) for k in net.parameter_shapes()}
+    case = make_case(net, params, np.array([[1.0, -1.0]], np.float32), np.array([[0.5, 0.5]], np.float32))
+    assert all(np.isfinite(v).all() for v in run(case).values() if np.asarray(v).dtype.kind == "f")
+    with pytest.raises(InputError, match=r"^<options>: Z\d+ cannot be judged in float32: the magnitudes behind it"):
+        check(case, against=["torch"])
+
+
+def test_a_learning_rate_whose_step_overflows_is_an_input_error_naming_the_parameter_and_the_dtype():
+    sgd = "[sgd]\nlearning_rate = 1.7e308\n"
+    case = parse_case(deep_identity_file("float64", "2.0", layers=2, sgd=sgd), "lr.toml")  # dW1 = 2: lr dW1 > max
+    with pytest.raises(InputError, match=r"^lr\.toml: the values overflow float64: W1_next would be Inf at index "
+                                         r"\[0, 0\] \(W1 - lr \* dW1 with lr = 1\.7e\+308"):
+        check(case, against=["torch"])
+    trace = run(case)
+    with pytest.raises(InputError, match="W1_next would be Inf"):  # what the checker runs for --lr
+        ensure_step_representable(case, 1.7e308, trace)
+    ensure_step_representable(case, 0.1, trace)  # a step that fits: nothing to say
+
+
+def test_a_nan_that_a_wrong_rule_makes_from_representable_numbers_is_still_a_failing_engine(monkeypatch):
+    import dataclasses
+
+    from manual_backprop.kernels import ACTIVATIONS
+
+    # dZ = dA / (A (1 - A)): Inf where float32 saturates A to exactly 1; the same inputs make it in float64 too
+    monkeypatch.setitem(ACTIVATIONS, "sigmoid", dataclasses.replace(
+        ACTIVATIONS["sigmoid"], backward=lambda dA, Z, A: dA / (A * (1 - A))))
+    net = Network((1, 1, 1), ("sigmoid", "identity"), "half_mse", "mean", "float32")
+    f32 = lambda a: np.array(a, np.float32)  # noqa: E731
+    case = make_case(net, {"W1": f32([[1.0]]), "b1": f32([0.0]), "W2": f32([[1.0]]), "b2": f32([0.0])},
+                     f32([[40.0]]), f32([[0.3]]))
+    report = check(case, against=["torch"])
+    assert not report.ok and report.first_divergence == "dZ1"
+    assert report.checks["dZ1"]["torch"].status == "nonfinite"
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

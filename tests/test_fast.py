@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -10,8 +12,9 @@ from manual_backprop.description.case import make_case
 from manual_backprop.description.network import Network
 from manual_backprop.engine import fast
 from manual_backprop.errors import InputError
-from manual_backprop.kernels import ACTIVATIONS
+from manual_backprop.kernels import ACTIVATIONS, LOSSES
 from manual_backprop.kernels.activations import Activation
+from manual_backprop.kernels.losses import one_hot
 
 # Relative to the largest entry of the engine's tensor: the two differ only in
 # the order of a few sums (and of the BLAS products' accumulation).
@@ -103,14 +106,194 @@ def test_inputs_are_not_modified():
         np.testing.assert_array_equal(value, before[name], err_msg=name)
 
 
-def test_an_activation_without_an_in_place_rule_falls_back_to_its_kernels(monkeypatch):
-    softplus = Activation(
-        "softplus", lambda Z: np.logaddexp(0, Z), lambda dA, Z, A: dA / (1 + np.exp(-Z)),
-        lambda Z, A: 1 / (1 + np.exp(-Z)), "A = log(1 + exp(Z)); dZ = dA * sigmoid(Z)",
-    )
-    monkeypatch.setitem(ACTIVATIONS, "softplus", softplus)
-    net = Network((3, 4, 4, 2), ("softplus", "relu", "identity"), "half_mse")
+# A new activation as a test or a user may register it: plain kernels (no out=), and a backward that needs Z.
+SOFTSIGN = Activation("softsign", lambda Z: Z / (1 + np.abs(Z)), lambda dA, Z, A: dA / (1 + np.abs(Z)) ** 2,
+                      "A = Z / (1 + |Z|)", "{dA} / (1 + |{Z}|)**2")
+
+
+@pytest.mark.parametrize("acts", [("softsign", "relu", "identity"), ("relu", "tanh", "softsign")])
+def test_an_activation_with_plain_kernels_whose_backward_needs_Z_runs_from_a_kept_copy_of_Z(monkeypatch, acts):
+    assert "softsign" not in ACTIVATIONS
+    monkeypatch.setitem(ACTIVATIONS, "softsign", SOFTSIGN)
+    net = Network((3, 4, 4, 2), acts, "half_mse")
     assert_same_as_engine(make_case(net, seed=6, batch=5))
+
+
+# --- one rule, one place: the fast engine runs the registry's kernels ------------------------------
+
+def _fast_grads(case, T=None):
+    L, grads = fast.value_and_grad(case.network, case.params, case.X, case.T if T is None else T)
+    return L, {k: v.copy() for k, v in grads.items()}
+
+
+def test_a_wrong_activation_backward_patched_into_the_registry_runs_in_the_fast_engine_too(monkeypatch):
+    net = Network((4, 6, 5, 3), ("relu", "relu", "identity"), "half_mse")
+    case = make_case(net, seed=8, batch=7)
+    assert (case.X @ case.params["W1"] + case.params["b1"] < 0).any()  # a mask that matters
+    L, right = _fast_grads(case)
+    monkeypatch.setitem(ACTIVATIONS, "relu", dataclasses.replace(ACTIVATIONS["relu"], backward=lambda dA, Z, A: dA))
+    L_wrong, wrong = _fast_grads(case)
+    np.testing.assert_array_equal(L_wrong, L)                      # the forward is untouched
+    np.testing.assert_array_equal(wrong["W3"], right["W3"])        # above the first ReLU backward
+    assert not np.allclose(wrong["W2"], right["W2"]) and not np.allclose(wrong["W1"], right["W1"])
+    assert_same_as_engine(case)  # the checking engine runs the same wrong rule: they still agree
+
+
+def test_a_wrong_loss_gradient_patched_into_the_registry_runs_in_the_fast_engine_too(monkeypatch):
+    net = Network((4, 6, 3), ("sigmoid", "identity"), "half_mse")
+    case = make_case(net, seed=9, batch=5)
+    L, right = _fast_grads(case)
+
+    def wrong(Z, A, T, out=None):  # Y - A: a flipped sign (taking out=, as the registry's kernels do)
+        return np.subtract(T, A, out=out)
+
+    monkeypatch.setitem(LOSSES, "half_mse", dataclasses.replace(LOSSES["half_mse"], grad=wrong))
+    L_wrong, grads = _fast_grads(case)
+    np.testing.assert_array_equal(L_wrong, L)
+    for name in right:
+        np.testing.assert_allclose(grads[name], -right[name], rtol=1e-12, err_msg=name)
+    assert_same_as_engine(case)
+
+
+def test_a_wrong_cross_entropy_gradient_reaches_the_fast_engine_with_labels_too(monkeypatch):
+    net = Network((5, 4, 3), ("tanh", "softmax"), "softmax_cross_entropy")
+    case = make_case(net, seed=2, batch=6)
+    _, right = _fast_grads(case, case.Y)
+    loss = LOSSES["softmax_cross_entropy"]
+    monkeypatch.setitem(LOSSES, "softmax_cross_entropy", dataclasses.replace(loss, grad=lambda Z, A, T: A))
+    _, wrong = _fast_grads(case, case.Y)
+    assert not np.allclose(wrong["W2"], right["W2"])
+    assert_same_as_engine(case, T=case.Y)
+
+
+def _views(x: np.ndarray) -> list[np.ndarray]:
+    """x's values sample-major (C order) and feature-major (an (N, n) view of an (n, N) array)."""
+    return [x.copy(), np.ascontiguousarray(x.T).T]
+
+
+def _buffers(like: np.ndarray) -> list[np.ndarray]:
+    """Buffers of ``like``'s shape in both layouts, full of NaN (a kernel must not read them before writing)."""
+    return [np.full(like.shape, np.nan, like.dtype), np.full(like.shape[::-1], np.nan, like.dtype).T]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_every_activation_kernel_writes_into_out_in_place_and_with_scratch(name, dtype):
+    act = ACTIVATIONS[name]
+    rng = np.random.default_rng(len(name))
+    Z = rng.standard_normal((5, 4)).astype(dtype) * 3
+    Z[0, :2] = 0  # exact kinks
+    dA = rng.standard_normal(Z.shape).astype(dtype)
+    A = act.forward(Z)
+    dZ = act.backward(dA, Z, A)
+    before = [x.copy() for x in (Z, A, dA)]
+    rtol = {"float64": 1e-15, "float32": 1e-6}[dtype]  # a row sum may run in another order in another layout
+
+    def same(got, want):
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=0)
+
+    for Zv, dAv, out, scratch in zip(_views(Z), _views(dA), _buffers(Z), _buffers(Z)):
+        assert act.forward(Zv, out=out, scratch=scratch) is out
+        same(out, A)
+        assert act.backward(dAv, Zv, A, out=out, scratch=scratch) is out
+        same(out, dZ)
+        assert act.backward(dAv, Zv, A, out=dAv, scratch=scratch) is dAv  # dZ over dA
+        same(dAv, dZ)
+        assert act.forward(Zv, out=Zv, scratch=scratch) is Zv  # A over Z
+        same(Zv, A)
+        same(act.backward(dA, Z, A, out=out), dZ)  # without scratch
+    for x, was in zip((Z, A, dA), before):
+        np.testing.assert_array_equal(x, was)
+    if act.backward_from_A:  # the promise the fast engine relies on
+        same(act.backward(dA, A, A), dZ)
+    if act.elementwise:
+        same(act.derivative(Z, A) * dA, dZ)
+    else:
+        assert act.derivative is None
+
+
+def _central_difference(f, Z: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """d f / d Z_ij for every element, by central differences (f: (N, n) -> scalar), in float64."""
+    out = np.empty_like(Z)
+    for idx in np.ndindex(Z.shape):
+        E = np.zeros_like(Z)
+        E[idx] = h
+        out[idx] = (f(Z + E) - f(Z - E)) / (2 * h)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_every_activation_backward_is_the_derivative_of_its_forward(name):
+    # dZ = J^T dA, J from the forward kernel itself: a rule registered tomorrow is judged too
+    act = ACTIVATIONS[name]
+    rng = np.random.default_rng(len(name) + 1)
+    Z = rng.standard_normal((4, 5)) * 2
+    if act.kink is not None:  # away from the kink, where the derivative is a convention
+        Z[np.abs(Z - act.kink) < 0.1] += 0.3
+    dA = rng.standard_normal(Z.shape)
+    dZ = act.backward(dA, Z, act.forward(Z))
+    np.testing.assert_allclose(dZ, _central_difference(lambda z: (dA * act.forward(z)).sum(), Z),
+                               rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_gradient_is_the_derivative_of_its_terms(name):
+    # dL/dA (dL/dZ for a fused loss, through its activation) of sum(terms), before the normalisation
+    loss = LOSSES[name]
+    act = ACTIVATIONS[loss.fused_with or "sigmoid"]
+    rng = np.random.default_rng(len(name) + 2)
+    Z = rng.standard_normal((4, 3))
+    T = _targets(loss, rng, Z.shape, "float64")
+    A = act.forward(Z)
+    if loss.fused_with:
+        want = _central_difference(lambda z: loss.terms(z, act.forward(z), T).sum(), Z)
+    else:
+        want = _central_difference(lambda a: loss.terms(Z, a, T).sum(), A)
+    np.testing.assert_allclose(loss.grad(Z, A, T), want, rtol=1e-6, atol=1e-9)
+
+
+def _targets(loss, rng, shape, dtype):
+    if loss.name == "bce":
+        return (rng.uniform(size=shape) > 0.5).astype(dtype)
+    if loss.fused_with == "softmax":
+        P = rng.uniform(0.1, 1, shape)
+        return (P / P.sum(axis=1, keepdims=True)).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_kernel_writes_into_out_and_takes_labels(name, dtype):
+    loss = LOSSES[name]
+    rng = np.random.default_rng(len(name))
+    Z = rng.standard_normal((6, 4)).astype(dtype) * 2
+    A = ACTIVATIONS[loss.fused_with or "sigmoid"].forward(Z)
+    T = _targets(loss, rng, Z.shape, dtype)
+    rtol = {"float64": 1e-13, "float32": 1e-5}[dtype]
+    g = loss.grad(Z, A, T)
+    for Av, out in zip(_views(A), _buffers(A)):
+        assert loss.grad(Z, Av, T, out=out) is out
+        np.testing.assert_array_equal(out, g)
+        assert loss.grad(Z, Av, T, out=Av) is Av  # the gradient over A
+        np.testing.assert_array_equal(Av, g)
+        np.testing.assert_array_equal(loss.gradient(Z, A, T, "mean", out=out), loss.gradient(Z, A, T, "mean"))
+    c = loss.scale(*Z.shape, "mean")
+    np.testing.assert_allclose(loss.value(Z, A, T, "mean"), c * loss.terms(Z, A, T).astype(np.float64).sum(),
+                               rtol=rtol)
+    np.testing.assert_allclose(loss.value(Z, A, T, "mean", scratch=_buffers(Z)[1]), loss.value(Z, A, T, "mean"),
+                               rtol=rtol)
+    if loss.labels:
+        labels = rng.integers(0, Z.shape[1], Z.shape[0])
+        T1 = one_hot(labels, Z.shape[1], Z.dtype)
+        g1 = loss.grad(Z, A, T1)
+        np.testing.assert_array_equal(loss.grad(Z, A, labels), g1)
+        for Av, out in zip(_views(A), _buffers(A)):
+            assert loss.grad(Z, Av, labels, out=out) is out
+            np.testing.assert_array_equal(out, g1)
+            loss.grad(Z, Av, labels, out=Av)
+            np.testing.assert_array_equal(Av, g1)
+        np.testing.assert_array_equal(loss.terms(Z, A, labels), loss.terms(Z, A, T1))
+        np.testing.assert_allclose(loss.value(Z, A, labels, "sum"), loss.value(Z, A, T1, "sum"), rtol=rtol)
 
 
 def test_wrong_inputs_are_input_errors():

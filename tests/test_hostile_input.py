@@ -297,7 +297,7 @@ def test_a_bad_learning_rate_is_refused_before_any_work(capsys, monkeypatch, rat
 def test_options_without_a_subcommand_go_to_check(tmp_path):
     result = run_cli("--example", "seed-002", "--against", "fd")
     assert result.returncode == 0, result.stderr
-    assert "Seed 002" in result.stdout and "All 14 tensors agree with fd" in result.stdout
+    assert "Seed 002" in result.stdout and "All 9 gradients agree with fd" in result.stdout
     (tmp_path / "net.toml").write_text(NET)
     result = run_cli("net.toml", "--against", "fd", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -72,8 +72,26 @@ def softmax_backward(dout, p):
     return {"dx": p * (dout - (dout * p).sum(axis=1, keepdims=True))}
 
 
+def leaky_relu_forward(x, params):
+    return np.where(x > 0, x, 0.01 * x), x
+
+
+def leaky_relu_backward(dout, x):
+    return dout * np.where(x > 0, 1.0, 0.01)         # the slope 0.01 at x == 0, as torch takes it
+
+
+def softplus_forward(x, params):
+    return np.logaddexp(x, 0.0), x
+
+
+def softplus_backward(dout, x):
+    return dout / (1 + np.exp(-x))                   # d/dx log(1 + e^x) = sigmoid(x)
+
+
 ACTIVATION_LAYERS = {"relu": (relu_forward, relu_backward), "sigmoid": (sigmoid_forward, sigmoid_backward),
-                     "tanh": (tanh_forward, tanh_backward), "softmax": (softmax_forward, softmax_backward)}
+                     "tanh": (tanh_forward, tanh_backward), "softmax": (softmax_forward, softmax_backward),
+                     "leaky_relu": (leaky_relu_forward, leaky_relu_backward),
+                     "softplus": (softplus_forward, softplus_backward)}
 
 
 def linear_then(act):
@@ -135,7 +153,7 @@ def test_a_relu_with_mask_x_greater_or_equal_0_passes_random_inputs_but_fails_on
     assert (first.worst.engine, first.worst.reference) == (kink.dout[worst], 0.0)
     with pytest.raises(AssertionError, match=rf"relu layer, kink trial: dx\[{worst[0]}, {worst[1]}\] disagrees "
                                              r"with torch: yours .*, torch 0, \|Δ\| .* \(up to .* allowed\); "
-                                             r".*x there is exactly 0, the ReLU kink"):
+                                             r".*x there is exactly on the relu kink \(Z == 0\), where the derivative is taken as 0"):
         assert_layer_matches(relu_forward, lambda dout, x: {"x": dout * (x >= 0)}, layer="relu")
 
 
@@ -458,7 +476,7 @@ def test_a_forward_that_is_not_a_function_or_a_layer_that_is_not_a_name_is_an_in
     with pytest.raises(InputError, match=r"^check_layer: backward must be a function backward\(dout, cache\) "
                                          r"-> grads, got None$"):
         check_layer(relu_forward, None, "relu")
-    with pytest.raises(InputError, match=r"^unknown layer \['relu'\]; known: linear, relu"):
+    with pytest.raises(InputError, match=r"^unknown layer \['relu'\]; known: linear, sigmoid, relu"):
         check_layer(relu_forward, relu_backward, ["relu"])
 
 
@@ -466,3 +484,14 @@ def test_assert_layer_matches_names_an_unknown_option():
     with pytest.raises(InputError, match=r"^assert_layer_matches: unknown option 'bach'; known: batch, n_in, "
                                          r"n_out, seed, dtype, against$"):
         assert_layer_matches(relu_forward, relu_backward, layer="relu", bach=5)
+
+
+def test_a_leaky_relu_with_slope_1_at_zero_fails_the_kink_trial_as_jax_nn_leaky_relu_would():
+    # jax.nn.leaky_relu is where(x >= 0, ...): derivative 1 at exactly 0. The project takes torch's slope 0.01.
+    def backward_ge(dout, x):
+        return dout * np.where(x >= 0, 1.0, 0.01)
+
+    report = check_layer(leaky_relu_forward, backward_ge, "leaky_relu")
+    assert not report.ok
+    assert {c.extra["trial"] for c in report.failures} == {"kink"}
+    assert "where the derivative is taken as 0.01" in report.message()

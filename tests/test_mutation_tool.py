@@ -36,17 +36,21 @@ def _has(mutants, function: str, *words: str) -> bool:
 
 
 @pytest.mark.parametrize("function,words", [
-    ("relu_backward", ("`dA * (Z > 0)`", "left out")),                      # a dropped mask
-    ("relu_backward", ("comparison -> Lt",)),                              # an inverted mask
-    ("relu_backward", ("comparison -> GtE",)),                             # >= for >
+    ("relu_backward", ("`np.multiply(dA, np.greater(Z, 0.0, out=scratch), out=out)`", "right operand left out")),
+    # ^ a dropped mask
+    ("relu_backward", ("np.greater -> np.less",)),                         # an inverted mask
+    ("relu_backward", ("np.greater -> np.greater_equal",)),                # >= for >
     ("linear_db", ("dZ.sum(axis=1)",)),                                    # the sum over the wrong axis
     ("softmax_backward", ("constant 1 -> 0",)),                            # ... and axis=0 in the softmax
-    ("Loss.gradient", ("`self.grad(Z, A, T) * Z.dtype.type(c)`", "left out")),  # a missing 1/N
+    ("Loss.gradient", ("`np.multiply(self.grad_into(Z, A, T, out=out), c, out=out)`",
+                       "right operand left out")),                         # a missing 1/N
     ("Loss.gradient", ("c / Z.shape[0]",)),                                # an extra 1/N
     ("linear_dA_prev", ("transpose dropped",)),                            # a transposed product
     ("linear_dW", ("operands of @ swapped",)),
     ("half_mse_grad", ("sign of the result flipped",)),                    # a flipped sign
-    ("sigmoid_backward", ("Z * (1 - Z)",)),                                # Z for A in the sigmoid derivative
+    ("sigmoid_backward", ("np.subtract(1.0, Z",)),                           # Z for A in the sigmoid derivative
+    ("tanh_backward", ("np.multiply(Z, Z",)),                              # ... and in the tanh derivative
+    ("_run", ("`A_prev, A_prev`",)),                                       # the fast engine passing A for Z
 ])
 def test_each_classic_mistake_of_the_issue_is_a_mutant(mutants, function, words):
     assert _has(mutants, function, *words)

@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 
 from manual_backprop import Network, make_case, references
 from manual_backprop.checking.checker import check
+from manual_backprop.kernels import ACTIVATIONS
 
-HIDDEN = ("identity", "sigmoid", "relu", "tanh")
+#: Every activation a hidden layer may have, from the registry: a new one is drawn with no edit here.
+HIDDEN = tuple(name for name, act in ACTIVATIONS.items() if not act.last_layer_only)
 REFS = [r for r in ("torch", "jax", "fd") if references.is_installed(r)]
 
 

@@ -38,6 +38,8 @@ RANDOM_NETWORKS = [
     ((6, 8, 5, 4), ("relu", "tanh", "softmax"), "softmax_cross_entropy", "sum", 9),
     ((2, 3), ("softmax",), "softmax_cross_entropy", "mean", 4),
     ((4, 3, 2), ("sigmoid", "relu"), "half_mse", "sum", 3),
+    ((3, 5, 4, 2), ("leaky_relu", "softplus", "identity"), "half_mse", "mean", 6),
+    ((4, 5, 3), ("softplus", "leaky_relu"), "mse", "sum", 2),
 ]
 
 

@@ -4,7 +4,9 @@ A wrong rule is wrong at every precision, so its disagreement survives in
 float64. Rounding shrinks by 2**29 and disappears. Both are produced here on
 purpose: a wrong sigmoid rule swapped into the engine, and a float32
 tolerance made too tight (by pretending float32 had 40 bits) so that honest
-float32 rounding fails it.
+float32 rounding fails it. A float32 disagreement within a reference's flush
+range is never a bug, even when the float64 re-run fails too (for a float64
+subnormal of its own).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import io
 import numpy as np
 import pytest
 
+from manual_backprop import Network, make_case
 from manual_backprop.checking.checker import check
-from manual_backprop.checking.rounding import needs_explaining
+from manual_backprop.checking.rounding import explain_float32_failure, needs_explaining
 from manual_backprop.cli.check import render
 from manual_backprop.compare import UNIT_ROUNDOFF
+from manual_backprop.compare.tolerance import FLUSH
 from manual_backprop.description.case import as_float64
 from manual_backprop.kernels import ACTIVATIONS
 
@@ -103,3 +107,50 @@ def test_a_passing_check_and_a_float64_failure_carry_no_float32_verdict(monkeypa
     assert not report.ok and report.float32_failure is None
     assert report.to_json()["float32_failure"] is None
     assert not needs_explaining(report)
+
+
+def flushed_softmax_case():
+    """A 1-1-2 float32 identity/softmax network with cross-entropy, where only flushing differs, in both dtypes.
+
+    X = 1e-40 is a float32 subnormal, which JAX reads as 0: its Z1 is 0 for the engine's 1e-10, and every
+    value after it moves by what that times the weights is (Z2 by 1). In float64 X is normal, but the
+    logits 360 and -361 are spread so far that the loser's probability e**-721 is a float64 subnormal,
+    which JAX flushes: dA1 = -1e10 times it, 7.5e-304, where JAX has 0.
+    """
+    net = Network((1, 1, 2), ("identity", "softmax"), "softmax_cross_entropy", "sum", "float32")
+    f32 = lambda a: np.array(a, np.float32)  # noqa: E731
+    params = {"W1": f32([[1e30]]), "b1": f32([0.0]), "W2": f32([[0.0, -1e10]]), "b2": f32([360.0, -360.0])}
+    return make_case(net, params, f32([[1e-40]]), np.array([0]))
+
+
+def test_a_network_whose_references_only_flush_passes_in_float32_and_in_float64():
+    case = flushed_softmax_case()
+    assert check(case, against=REFS).ok
+    assert check(as_float64(case), against=REFS).ok
+
+
+def test_a_float32_disagreement_within_the_flush_range_is_never_a_bug_though_float64_fails_too(monkeypatch):
+    case = flushed_softmax_case()
+    with monkeypatch.context() as m:  # a tolerance without the flush range: both dtypes fail against JAX
+        for dtype in list(FLUSH):
+            m.setitem(FLUSH, dtype, 0.0)
+        report = check(case, against=REFS)
+        report64 = check(as_float64(case), against=REFS)
+    assert report.first_divergence == "Z1" and report.checks["Z1"]["jax"].worst.reference == 0.0
+    assert report64.first_divergence == "dA1" and report64.checks["dA1"]["jax"].worst.reference == 0.0
+    # what the float64 re-run alone concludes: "a bug, not rounding" (the verdict made inside the check)
+    assert report.float32_failure.cause == "bug"
+    verdict = explain_float32_failure(report, report64)  # with the reference's real flush range
+    assert verdict.cause == "rounding"
+    assert 0 < verdict.flush_margin <= 1
+    assert verdict.float64_first_divergence == "dA1"  # the evidence float64 gave is kept, not hidden
+    assert "within jax's flush range" in verdict.sentence and verdict.headline == "float32 rounding, not a bug"
+    assert report.to_json()["float32_failure"]["cause"] == "bug"  # (the report itself is unchanged)
+    assert verdict.to_json()["flush_margin"] == verdict.flush_margin
+
+
+def test_the_flush_range_does_not_excuse_a_wrong_rule(monkeypatch):
+    _patch_activation(monkeypatch, "sigmoid", lambda dA, Z, A: dA * Z * (1 - Z))
+    report = check(sigmoid_case(), against=REFS)
+    verdict = report.float32_failure
+    assert verdict.cause == "bug" and verdict.flush_margin is None

@@ -2,12 +2,20 @@
 
 >>> from manual_backprop import load_example, check
 >>> report = check(load_example("seed-002"))
->>> report.ok, report.first_divergence
-(True, None)
+>>> report.ok, report.first_divergence, report.not_judged
+(True, None, [])
+
+A tensor no reference judged is never counted as agreement: a gradient (a
+backward tensor, a per-sample gradient, a descent step) that no reference
+could judge makes the check fail to pass (``ok`` False, exit 1) without being
+a divergence (``first_divergence`` names only a tensor some reference
+disagrees with). Forward tensors judged by no reference (finite differences
+alone cannot judge them) are listed too, but do not by themselves fail.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -23,6 +31,7 @@ from ..compare import (
     compared_names,
     error_scales,
 )
+from ..compare.comparator import NOT_JUDGED
 from ..description.case import Case, as_float64
 from ..engine.trace import Trace
 from ..errors import InputError
@@ -52,22 +61,51 @@ class CheckReport:
     extra: list[str] = field(default_factory=list)
     #: The rounding scale E of every tensor (compare.tolerance.error_scales).
     scales: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    #: Sentences the report must show (what could not be judged, and why).
+    notices: list[str] = field(default_factory=list)
+    #: False only in the view the float32 verdict reads (:func:`_failures_only`): there, a tensor no
+    #: reference judged does not count against ``ok``.
+    require_judged: bool = field(default=True, repr=False)
 
     @property
     def order(self) -> list[str]:
         return compared_names(self.case.network) + self.extra
 
     @property
+    def gradients(self) -> list[str]:
+        """The tensors a check must judge to pass: backward tensors, per-sample gradients, descent steps."""
+        return self.case.network.backward_names() + self.extra
+
+    def judged(self, name: str) -> bool:
+        """Whether some reference judged ``name`` (agreeing or not)."""
+        return any(c.judged for c in self.checks.get(name, {}).values())
+
+    @property
+    def not_judged(self) -> list[str]:
+        """The gradients no reference judged, in order: each one keeps ``ok`` False."""
+        return [n for n in self.gradients if not self.judged(n)]
+
+    @property
+    def forward_not_judged(self) -> list[str]:
+        """Forward tensors (Z, A, L) no reference judged: finite differences alone cannot judge them."""
+        gradients = set(self.gradients)
+        return [n for n in self.order if n not in gradients and not self.judged(n)]
+
+    @property
+    def failing(self) -> list[str]:
+        """Every tensor some reference disagrees with, in order."""
+        return [n for n in self.order if any(c.failed for c in self.checks.get(n, {}).values())]
+
+    @property
     def ok(self) -> bool:
-        return all(c.ok for per_ref in self.checks.values() for c in per_ref.values())
+        """No reference disagrees with any tensor, and every gradient was judged by some reference."""
+        return not self.failing and not (self.require_judged and self.not_judged)
 
     @property
     def first_divergence(self) -> str | None:
-        """The first tensor, forward then backward order, that some reference disagrees with."""
-        for name in self.order:
-            if any(not c.ok for c in self.checks.get(name, {}).values()):
-                return name
-        return None
+        """The first tensor, forward then backward order, that some reference disagrees with (not judged is not)."""
+        failing = self.failing
+        return failing[0] if failing else None
 
     def step_before(self, name: str) -> str | None:
         """The tensor judged just before ``name`` (its upstream step in backward order)."""
@@ -90,6 +128,9 @@ class CheckReport:
         out: dict[str, Any] = {
             "ok": self.ok,
             "first_divergence": first,
+            "not_judged": self.not_judged,
+            "forward_not_judged": self.forward_not_judged,
+            "notices": self.notices,
             "network": self.case.network.describe(),
             "title": self.case.title,
             "source": self.case.source,
@@ -131,7 +172,8 @@ def check(case: Case, against: Sequence[str] | None = None, device: str | None =
     raises :class:`~manual_backprop.errors.InputError` with the install hint.
     ``per_sample`` adds ``dWl_per_sample`` and ``dbl_per_sample``; a learning
     rate (or the case's ``[sgd]`` table) adds ``Wl_next`` and ``bl_next``, both
-    judged against torch and JAX (finite differences have nothing to say there).
+    judged against torch and JAX; with finite differences alone they are
+    ``not judged`` (fd sees only the batch gradient), which keeps ``ok`` False.
     """
     from ..environment import describe
 
@@ -142,13 +184,22 @@ def check(case: Case, against: Sequence[str] | None = None, device: str | None =
         report = _check(case, names, explicit, device, engine_trace, describe)
         if per_sample or learning_rate is not None:
             _check_beyond_the_trace(report, per_sample, learning_rate)
-        if needs_explaining(report):
+        if report.first_divergence is not None and needs_explaining(report):
             t0 = time.perf_counter()
             report64 = check(as_float64(case), against=report.references, per_sample=per_sample,
                              learning_rate=learning_rate)
-            report.float32_failure = explain_float32_failure(report, report64)
+            # rounding or bug is a question about disagreements: what no reference judged plays no part
+            report.float32_failure = explain_float32_failure(_failures_only(report), _failures_only(report64))
             report.timings["float64 re-run"] = time.perf_counter() - t0
     return report
+
+
+def _failures_only(report: CheckReport) -> CheckReport:
+    """A view of ``report`` without its not-judged checks, whose ``ok`` means "nothing disagrees"."""
+    view = copy.copy(report)
+    view.checks = {n: {r: c for r, c in per.items() if c.judged} for n, per in report.checks.items()}
+    view.require_judged = False
+    return view
 
 
 def _check_beyond_the_trace(report: CheckReport, per_sample: bool, learning_rate: float | None) -> None:
@@ -160,6 +211,11 @@ def _check_beyond_the_trace(report: CheckReport, per_sample: bool, learning_rate
 
     case, trace, E = report.case, report.trace, report.scales
     frameworks = [r for r in report.references if r != "fd"]
+    if not frameworks:
+        asked = " and ".join(what for what, on in (("the per-sample gradients (--per-sample)", per_sample),
+                                                   ("the descent step (--lr)", learning_rate is not None)) if on)
+        report.notices.append(f"{asked} need torch or JAX: finite differences of the loss judge the batch "
+                              f"gradient only, so they are not judged")
     tables: list[tuple[dict, dict, str, Any]] = []  # (ours, error scales, what, the reference's call)
     if per_sample:
         ours = per_sample_gradients(case, trace)
@@ -184,6 +240,10 @@ def _check_beyond_the_trace(report: CheckReport, per_sample: bool, learning_rate
                 ref: compare_arrays(name, ref, value, theirs[ref].get(name), scales[name], case.network.dtype)
                 for ref in frameworks
             }
+            if not frameworks and "fd" in report.references:
+                report.checks[name]["fd"] = TensorCheck(
+                    name, "fd", NOT_JUDGED,
+                    note="finite differences of the loss cannot judge it: torch or JAX can")
 
 
 def blas_threads_for(case: Case):
@@ -227,7 +287,7 @@ def _check(case, names, explicit, device, engine_trace, describe) -> CheckReport
         timings[ref] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if ref == "fd":
-            per = compare_projections(case.network, trace, result, E, ref)
+            per = compare_projections(case.network, trace, result, E, ref, params=case.params)
         else:
             per = compare_traces(case.network, case.params, trace, result, ref, E)
         timings[f"compare:{ref}"] = time.perf_counter() - t0

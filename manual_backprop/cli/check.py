@@ -60,12 +60,36 @@ def _index(name: str, idx: tuple[int, ...]) -> str:
 
 def verdict(report: CheckReport, name: str) -> str:
     per = report.checks.get(name, {})
-    bad = [r for r, c in per.items() if not c.ok]
+    bad = [r for r, c in per.items() if c.failed]
     if bad:
         return "FAIL (" + ", ".join(f"{r}: {per[r].status}" if per[r].status != "fail" else r for r in bad) + ")"
+    if not report.judged(name):
+        return "NOT JUDGED" if name in report.gradients else "not judged"
     if any(c.status == "kink" for c in per.values()):
         return "ok (kink rounding)"
     return "ok"
+
+
+def _cell(report: CheckReport, name: str, ref: str) -> str:
+    """One reference's max|Δ| for one tensor: ``-`` if it has nothing to say there."""
+    c = report.checks.get(name, {}).get(ref)
+    if c is None or (not c.judged and name not in report.gradients):
+        return "-"
+    return "not judged" if not c.judged else _fmt(c.max_abs_err)
+
+
+def _margins(report: CheckReport, name: str | None = None) -> list[float]:
+    """The margins the verdicts rest on (after the kink allowance), of one tensor or of all."""
+    pers = [report.checks.get(name, {})] if name is not None else list(report.checks.values())
+    return [c.passing_margin for per in pers for c in per.values() if c.judged and c.passing_margin is not None]
+
+
+def _judge_hint() -> str:
+    from .. import references
+
+    if any(references.is_installed(r) for r in ("torch", "jax")):
+        return "name torch or jax in --against to judge them"
+    return "install torch or JAX to judge them"
 
 
 def render(report: CheckReport, profile: bool = False, file=None) -> None:
@@ -100,34 +124,59 @@ def render(report: CheckReport, profile: bool = False, file=None) -> None:
     table.add_column("margin", justify="right")
     table.add_column("verdict")
     for name in report.order:
-        per = report.checks.get(name, {})
-        margins = [c.margin for c in per.values() if c.margin is not None]
+        margins = _margins(report, name)
         v = verdict(report, name)
-        style = "red" if v.startswith("FAIL") else ("yellow" if "kink" in v else "")
+        style = ("red" if v.startswith(("FAIL", "NOT JUDGED")) else
+                 "yellow" if "kink" in v else "dim" if v == "not judged" else "")
         table.add_row(
             name, str(tuple(np.shape(report.trace[name]))),
-            *[_fmt(per[r].max_abs_err) if r in per and per[r].status not in ("n/a",) else "-" for r in report.references],
+            *[_cell(report, name, r) for r in report.references],
             _fmt(max(margins)) if margins else "-",
             f"[{style}]{v}[/{style}]" if style else v,
         )
     console.print(table)
-    console.print("[dim]margin = worst |Δ| / tolerance, over the references (≤ 1 passes); "
-                  f"tolerance = {K:g}·√n·u·magnitude + floor (README)[/dim]")
+    console.print("[dim]margin = worst |Δ| / tolerance, over the references (≤ 1 passes; after the kink "
+                  f"allowance where one applies); tolerance = {K:g}·√n·u·magnitude + floor (README)[/dim]")
 
+    for notice in report.notices:
+        console.print(f"[yellow]{escape(notice)}[/yellow]", soft_wrap=True)
     first = report.first_divergence
+    not_judged, forward = report.not_judged, report.forward_not_judged
+    refs = ", ".join(report.references) or "no reference"
+    if not_judged:
+        console.print(f"[red bold]{len(not_judged)} tensor(s) were not judged by any reference: "
+                      f"{', '.join(not_judged)}; {_judge_hint()}.[/red bold]", soft_wrap=True)
+        for name in not_judged[:3]:
+            for r, c in report.checks.get(name, {}).items():
+                if c.note:
+                    console.print(f"  {name}: {r}: {escape(c.note)}", soft_wrap=True)
     if first is None:
-        margins = [c.margin for per in report.checks.values() for c in per.values() if c.margin is not None]
+        margins = _margins(report)
         kinks = [n for n in report.order if "kink" in verdict(report, n)]
-        msg = (f"All {len(report.order)} tensors agree with {', '.join(report.references) or 'no reference'}"
-               f" (largest margin {_fmt(max(margins)) if margins else '-'} of the tolerance).")
-        console.print(f"[green]{msg}[/green]")
+        judged = [n for n in report.order if report.judged(n)]
+        largest = f"largest margin {_fmt(max(margins)) if margins else '-'} of the tolerance"
+        if not_judged:
+            console.print(f"The {len(judged)} tensor(s) judged agree with {refs} ({largest}); "
+                          "not judged is not agreement.", soft_wrap=True)
+        elif forward:
+            console.print(f"[green]All {len(judged)} gradients agree with {refs} ({largest}).[/green]")
+        else:
+            console.print(f"[green]All {len(report.order)} tensors agree with {refs} ({largest}).[/green]")
+        if forward:
+            console.print(f"[dim]{', '.join(forward)} (forward values) were not judged: finite differences "
+                          "differentiate the engine's own forward, so they cannot judge it; torch or JAX would.[/dim]",
+                          soft_wrap=True)
         if kinks:
-            console.print(f"[yellow]{', '.join(kinks)}: agree once rounding at a ReLU kink is allowed for.[/yellow]")
+            alone = [c.margin for n in kinks for c in report.checks[n].values()
+                     if c.status == "kink" and c.margin is not None]
+            console.print(f"[yellow]{', '.join(kinks)}: agree once rounding at a ReLU kink is allowed for "
+                          f"(margin {_fmt(max(alone)) if alone else '-'} of the rounding tolerance alone).[/yellow]",
+                          soft_wrap=True)
     else:
-        bad = [n for n in report.order if verdict(report, n).startswith("FAIL")]
+        bad = report.failing
         console.print(f"[red bold]First divergence: {first}[/red bold] ({len(bad)} tensor(s) disagree: {', '.join(bad)})")
         for r, c in report.checks[first].items():
-            if c.ok:
+            if not c.failed:
                 continue
             if c.worst is not None and c.status in ("fail", "nonfinite"):  # the comparator's one sentence
                 console.print(f"  worst element {escape(c.message(ours='numpy'))}", soft_wrap=True)
@@ -135,10 +184,15 @@ def render(report: CheckReport, profile: bool = False, file=None) -> None:
                 console.print(f"  {r}: {escape(c.note)}")
         before = report.step_before(first)
         if before is not None:
-            state = "agrees with every reference" if not verdict(report, before).startswith("FAIL") else "also disagrees"
+            state = ("also disagrees" if verdict(report, before).startswith("FAIL") else
+                     "was not judged by any reference" if not report.judged(before) else
+                     "agrees with every reference that judged it")
             line = f"  step before: {before} {state}"
-            worst = next((c.worst for c in report.checks[first].values() if not c.ok and c.worst), None)
             prev = np.asarray(report.trace[before])
+            # an element index of the same tensor shape (finite differences' worst is a direction, not an element)
+            worst = next((c.worst for c in report.checks[first].values()
+                          if c.failed and c.worst and "directions" not in c.extra
+                          and len(c.worst.index) == prev.ndim), None)
             if worst is not None and prev.shape == np.shape(report.trace[first]) and worst.index:
                 line += f"; {_index(before, worst.index)} = {float(prev[worst.index]):.10g}"
             console.print(line)

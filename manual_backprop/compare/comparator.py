@@ -32,10 +32,20 @@ import numpy as np
 
 from ..description.network import Network
 from ..kernels import ACTIVATIONS
-from .tolerance import FLOOR, kink_scales, projection_tolerance, tolerance
+from .tolerance import (
+    FLOOR,
+    UNIT_ROUNDOFF,
+    finite_difference_error,
+    kink_scales,
+    projection_judges,
+    projection_tolerance,
+    tolerance,
+)
 
 #: Statuses that count as agreement.
-PASSING = ("ok", "kink", "n/a")
+PASSING = ("ok", "kink")
+#: The status of a tensor a reference could not judge: neither agreement nor failure.
+NOT_JUDGED = "not judged"
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,7 @@ class TensorCheck:
 
     name: str
     reference: str
-    status: str  # ok | kink | fail | shape | dtype | nonfinite | missing | n/a
+    status: str  # ok | kink | fail | shape | dtype | nonfinite | missing | not judged
     max_abs_err: float | None = None
     max_rel_err: float | None = None
     margin: float | None = None
@@ -65,10 +75,29 @@ class TensorCheck:
     extra: dict[str, Any] = field(default_factory=dict)
     beyond: int | None = None  # how many elements (directions) exceed their rounding tolerance
     size: int | None = None    # out of how many
+    #: For status ``kink``: the margin once the kink allowance is added to the tolerance (at most 1);
+    #: ``margin`` stays the margin of the rounding tolerance alone.
+    kink_margin: float | None = None
 
     @property
-    def ok(self) -> bool:
+    def ok(self) -> bool | None:
+        """True: agrees; False: fails; None: not judged (the reference could not decide, either way)."""
+        if self.status == NOT_JUDGED:
+            return None
         return self.status in PASSING
+
+    @property
+    def judged(self) -> bool:
+        return self.status != NOT_JUDGED
+
+    @property
+    def failed(self) -> bool:
+        return self.ok is False
+
+    @property
+    def passing_margin(self) -> float | None:
+        """The margin the verdict rests on: after the kink allowance for ``kink``, else ``margin``."""
+        return self.kink_margin if self.status == "kink" and self.kink_margin is not None else self.margin
 
     def message(self, ours: str = "numpy", where: str = "") -> str:
         """The failure sentence, :func:`mismatch_message`."""
@@ -81,6 +110,8 @@ class TensorCheck:
         if self.worst is not None:
             out["worst"] = {"index": list(self.worst.index), "engine": self.worst.engine,
                             "reference": self.worst.reference, "tolerance": self.worst.tolerance}
+        if self.kink_margin is not None:
+            out["kink_margin"] = self.kink_margin
         if self.note:
             out["note"] = self.note
         out.update(self.extra)
@@ -205,6 +236,7 @@ def compare_values(name: str, reference: str, a: Any, b: Any, E: np.ndarray, dty
         tol_kink = tol + kink * (1 + 1e-6)
         if (err <= tol_kink).all():
             check.status = "kink"
+            check.kink_margin = float((err / tol_kink).max())
             check.note = "rounding at a ReLU kink: a unit within rounding of 0 took the other sign"
             return check
     check.status = "fail"
@@ -283,48 +315,102 @@ def compare_traces(network: Network, params: Mapping[str, np.ndarray], engine: M
 
 
 def compare_projections(network: Network, engine: Mapping[str, np.ndarray], projections: Mapping[str, list],
-                        E: Mapping[str, np.ndarray], reference: str = "fd") -> dict[str, TensorCheck]:
-    """Every backward tensor against finite-difference directional derivatives.
+                        E: Mapping[str, np.ndarray], reference: str = "fd",
+                        params: Mapping[str, np.ndarray] | None = None) -> dict[str, TensorCheck]:
+    """Every compared tensor against finite-difference directional derivatives.
 
     For each direction v the engine's ``<G, v>`` must match the estimate within
     :func:`~.tolerance.projection_tolerance`: the engine's own rounding
-    (``K <E, |v|>``), the sum's rounding, and the difference's estimated error
-    (its truncation and the rounding of the loss evaluations, which the
-    projection reports as magnitudes). Directions that cross a kink are not judged.
+    (``K <E, |v|>``), the sum's rounding, and the estimate's own error
+    (:func:`~.tolerance.finite_difference_error`: its truncation, and the
+    rounding of the loss evaluations, the policy's ``E_L`` taken in float64,
+    divided by the step). A direction is judged only when that error can tell
+    a right projection from a wrong one (:func:`~.tolerance.projection_judges`)
+    and it crosses no kink; a tensor no direction judged is ``not judged``.
+    Forward tensors are never judged: finite differences of the loss
+    differentiate the engine's own forward, they cannot check it.
+
+    Rounding at a kink: finite differences run the forward in float64, so a
+    float32 unit within rounding of a ReLU kink may lie on the other side
+    there. With ``params``, in float32, the units that may flip
+    (:func:`possible_flips`) are allowed for along v (``<kink_scales, |v|>``),
+    and a direction that passes only with that allowance makes the tensor
+    ``kink``, as for a framework. (In float64 the reference's forward is the
+    engine's own, bit for bit: nothing is allowed for.)
     """
+    # E's rounding is linear in u: one float64 evaluation of the loss rounds by about E_L scaled to u64
+    E_L = float(E["L"]) * UNIT_ROUNDOFF["float64"] / UNIT_ROUNDOFF[network.dtype]
+    # in float64 the reference's forward is the engine's, bit for bit: no unit can lie on the other side
+    flips = possible_flips(network, engine, E) if params is not None and network.dtype != "float64" else {}
+    kinks = kink_scales(network, params, engine, flips) if flips else {}
     checks: dict[str, TensorCheck] = {}
     for name in compared_names(network):
         if name not in projections:
-            checks[name] = TensorCheck(name, reference, "n/a", note="forward tensors are not differentiated")
+            checks[name] = TensorCheck(name, reference, NOT_JUDGED,
+                                       note="finite differences of the loss differentiate the engine's own "
+                                            "forward; they cannot judge its values")
             continue
         G = np.asarray(engine[name], np.float64)
+        typical = float(np.linalg.norm(G)) / float(np.sqrt(max(G.size, 1)))
         worst: tuple[float, int, float, float, float] | None = None
-        errs, rels, skipped, beyond = [], [], 0, 0
+        errs, rels, at_kink, noisy, beyond, kink_margin = [], [], 0, 0, 0, 0.0
         for i, p in enumerate(projections[name]):
             if p.at_kink:
-                skipped += 1
+                at_kink += 1
                 continue
             mine = float((G * p.direction).sum())
+            fd_error = finite_difference_error(p.truncation, E_L, p.step)
+            exact_zero = p.flat and mine == 0  # the loss did not move at all, and the engine says 0
+            if not exact_zero and not (np.isfinite(p.estimate)
+                                       and projection_judges(fd_error, max(abs(mine), abs(p.estimate), typical))):
+                noisy += 1
+                continue
             tol = projection_tolerance(float((np.asarray(E[name]) * np.abs(p.direction)).sum()),
                                        float(np.abs(G * p.direction).sum()), G.size,
-                                       p.truncation, p.rounding, p.step)
+                                       p.truncation, E_L, p.step)
             err = abs(mine - p.estimate)
             errs.append(err)
             rels.append(err / max(abs(p.estimate), FLOOR["float64"]))
             beyond += err > tol
-            if worst is None or err / tol > worst[0]:
+            if name in kinks:
+                kink_margin = max(kink_margin, err / (tol + float((kinks[name] * np.abs(p.direction)).sum())
+                                                      * (1 + 1e-6)))
+            if worst is None or not err <= tol * worst[0]:
                 worst = (err / tol, i, mine, p.estimate, tol)
-        extra = {"directions": len(projections[name]), "at_kink": skipped}
+        d = len(projections[name])
+        extra = {"directions": d, "judged": len(errs), "at_kink": at_kink, "too_noisy": noisy}
+        unjudged = _unjudged_note(at_kink, noisy, d)
         if worst is None:
-            checks[name] = TensorCheck(name, reference, "n/a", extra=extra,
-                                       note="every direction crosses a ReLU kink; finite differences cannot judge it")
+            checks[name] = TensorCheck(name, reference, NOT_JUDGED, extra=extra,
+                                       note=f"finite differences cannot judge it: {unjudged}")
             continue
         margin, i, mine, est, tol = worst
-        checks[name] = TensorCheck(
-            name, reference, "ok" if margin <= 1 else "fail",
+        status, note = "ok", f"{unjudged}: not judged" if unjudged else ""
+        if margin > 1:
+            status = "kink" if name in kinks and kink_margin <= 1 else "fail"
+        check = TensorCheck(
+            name, reference, status,
             max_abs_err=max(errs), max_rel_err=max(rels), margin=margin,
-            worst=Worst((i,), mine, est, tol), extra=extra,
-            note=f"{skipped} direction(s) crossed a kink and were not judged" if skipped else "",
+            worst=Worst((i,), mine, est, tol), extra=extra, note=note,
             beyond=int(beyond), size=len(errs),
         )
+        if status == "kink":
+            n = int(sum(f.sum() for f in flips.values()))
+            check.kink_margin = kink_margin
+            layers = ", ".join(f"Z{l}" for l in flips)
+            kink_note = (f"rounding at a ReLU kink: {n} unit(s) of {layers} within rounding of the kink "
+                         "may lie on the other side in float64")
+            check.note = f"{kink_note}; {note}" if note else kink_note
+        checks[name] = check
     return checks
+
+
+def _unjudged_note(at_kink: int, noisy: int, directions: int) -> str:
+    """``of 2 directions, 1 crossed a ReLU kink at every step tried, 1 ...``; empty if every direction judged."""
+    parts = []
+    if at_kink:
+        parts.append(f"{at_kink} crossed a ReLU kink at every step tried")
+    if noisy:
+        parts.append(f"{noisy} had an estimate whose own error (truncation, and the rounding of the loss "
+                     f"over a step kept short of a kink) could not tell a right gradient from a wrong one")
+    return f"of {directions} direction(s), " + ", ".join(parts) if parts else ""

@@ -17,14 +17,39 @@ step, each taking its operands' errors and returning its result's::
     linear_forward_error       Z = A_prev @ W + b    E_Z = gamma(n_in + 1) (|A_prev| @ |W| + |b|)
                                                                 + E_A_prev @ |W|
     activation_error           A = act(Z)            E_A = |act'(Z)| E_Z + ULPS u |A|   (softmax: its own)
-    loss_error                 L = c sum_i l_i       E_L = c (gamma(N K) M + ULPS u sum|l| + sum |g| E_in)
-    loss_gradient_error        dA_L (dZ_L) = c g     E = c (lip E_A_L + u (|g| + |A_L| + |T|))
+    loss_error                 L = c sum_i l_i       E_L = c (gamma(N K) M + ULPS u sum|l| + sum |g| E_in
+                                                                + LOG_DOMAIN_ULPS u sum d_l)   (bce, CE)
+    loss_gradient_error        dA_L (dZ_L) = c g     E = c (lip E_A_L + u (|g| + |A_L| + |T|)
+                                                                + LOG_DOMAIN_ULPS u d)   (bce: d below)
     activation_backward_error  dZ = dA * act'(Z)     E_dZ = |act'| E_dA + |dA| |act'(A + E_A) - act'(A)|
                                                                 + ULPS u |dZ|
     linear_backward_error      dW = A_prev.T @ dZ    E_dW = gamma(N) |A_prev|.T @ |dZ| + |A_prev|.T @ E_dZ
                                                                 + E_A_prev.T @ |dZ|
                                db = sum_rows dZ      E_db = gamma(N) sum|dZ| + sum E_dZ
                                dA_prev = dZ @ W.T    E_dA = gamma(n_out) |dZ| @ |W|.T + E_dZ @ |W|.T
+
+Two errors that are a reference's own, not rounding of the same arithmetic, are
+part of ``E`` too: a correct engine is never rejected for them.
+
+* The flush range (:data:`FLUSH`, the smallest normal number). JAX on the CPU
+  flushes every result below it to 0 and reads subnormal operands as 0 (torch's
+  matrix products do too). So each step adds ``FLUSH`` per value it may flush
+  (each product of a sum that is not exactly 0; an elementwise result below twice
+  the smallest normal, not 0), a subnormal parameter or input counts as its own
+  magnitude, and the steps that follow carry it on like any
+  other error, multiplied by the magnitudes: a subnormal ``dZ1`` that JAX makes
+  0 times ``|X| = 87`` is a difference of 87 times the smallest normal number in
+  ``dW1``, far beyond the floor. :func:`flush_scales` is that part alone.
+* The log domain (:data:`LOG_DOMAIN_ULPS`). A function evaluated as
+  ``exp(x - logaddexp(x, 0))`` or as ``1 - small`` is off relatively by a few
+  ulps of ``max(|x|, 1)``, not of its result: JAX's bce gradient, the derivative of
+  ``log_sigmoid``, is ``-1`` at logit -33.5 in float64 where the truth is
+  ``-0.99999999999999722``. ``d = max(|Z|, 1) (|1 - T| sigmoid(Z) + |T| sigmoid(-Z))``
+  for bce (:data:`LOG_DOMAIN_GRADIENT`); softmax's ``exp(Z - max Z)``, off by
+  ``u |Z - max Z|``, lies within its ``E_Z`` term already. The loss terms the
+  same (:data:`LOG_DOMAIN_LOSS`): torch's bce term is ``(1 - T) Z - log_sigmoid(Z)``,
+  two values of size |Z| that cancel, 0 for a term below ``u |Z|``, so each term
+  may be off by ``LOG_DOMAIN_ULPS u max(|Z|, 1)``.
 
 :func:`error_scales` composes them over a whole network (every tensor of a
 trace), :func:`layer_error_scales` over one layer with an exact upstream
@@ -38,8 +63,8 @@ Measured on this project's networks: float32 errors stay near
 ``2 sqrt(n) u S``, float64 ones far below ``K sqrt(n) u S``; K = 8 leaves
 margin in both, while any real mistake in a backward rule is many orders of
 magnitude larger in float64. The floor (a few times the smallest normal
-number) covers values that one framework flushes to zero as subnormals (JAX
-on the CPU does).
+number) is the difference below which two values are the same, whatever
+their scales say.
 """
 
 from __future__ import annotations
@@ -67,11 +92,34 @@ ELEMENTWISE_ULPS = 4.0
 #: How much the loss gradient amplifies an error in its input (dA = 2c(A - Y) for mse).
 GRAD_LIPSCHITZ = {"mse": 2.0}
 
-#: Ulps of rounding in one float64 evaluation of the loss, per sqrt(term) of its magnitude (finite differences).
-LOSS_EVALUATION_ULPS = 16.0
+#: The flush range per dtype: the smallest normal number. A reference may flush a result below it to
+#: 0 and read a subnormal operand as 0 (JAX on the CPU does both; torch's matrix products too), so
+#: a result below the normal range may differ by up to this much in absolute value, and the products
+#: that follow carry that difference on, multiplied by the magnitudes they multiply it by: each step's
+#: E adds ``FLUSH`` per value it may flush (each product of a sum that is not exactly 0, an elementwise
+#: result with ``0 < |r| < 2 FLUSH``), and a subnormal parameter or input counts as its own magnitude.
+#: Exact zeros stay exact: where nothing is rounded, E stays 0 (a ReLU unit there cannot flip).
+FLUSH = {"float64": float(np.finfo(np.float64).tiny), "float32": float(np.finfo(np.float32).tiny)}
+
+#: Ulps, per unit of ``max(|x|, 1)``, of a function a reference evaluates in the log domain or as
+#: ``1 - small``: its relative error grows with the size of its argument, not with the size of its
+#: result. JAX's bce gradient (the derivative of ``log_sigmoid``) is ``exp(x - logaddexp(x, 0))``,
+#: whose exponent rounds at the scale of |x|: at x = 33.5 in float64 it gives 1 for
+#: 1 - 2.8e-15, 25 ulps off; softmax is ``exp(Z - max Z) / sum``, off by about ``u |Z - max Z|``;
+#: torch's bce loss is ``(1 - T) Z - log_sigmoid(Z)``, 0 where the term is below ``u |Z|``.
+LOG_DOMAIN_ULPS = 4.0
+
+#: Loss evaluations' rounding in one finite-difference estimate, per step: Richardson's
+#: ``(4 (g+ - g-) / h - (f+ - f-) / 2h) / 3`` takes four evaluations, each off by up to ``K E_L``: (8 + 1) / 3.
+RICHARDSON_ROUNDING = 3.0
 
 #: Safety factor over a finite-difference estimate's own error (truncation and rounding).
 PROJECTION_ERROR_FACTOR = 4.0
+
+#: A finite-difference direction judges only if the estimate's own error is at most this fraction of
+#: what it must resolve (the larger of ``|<G, v>|``, the estimate, and the typical projection
+#: ``|G| / sqrt(n)``): beyond it, a gradient wrong by that much could agree within the estimate's error.
+PROJECTION_RESOLUTION = 1e-2
 
 #: Slack for rounding in a value that validate recomputes from a student's own inputs, in units of
 #: its magnitude (ulps): a handful of operations, each rounded once.
@@ -92,38 +140,135 @@ def _abs(a) -> np.ndarray:
     return np.abs(np.asarray(a, dtype=np.float64))
 
 
+def _subnormal(magnitude: np.ndarray, flush: float) -> np.ndarray:
+    """The part of ``magnitude`` (already |a|) that a reference may read as 0: the values below ``flush``."""
+    return np.where(magnitude < flush, magnitude, 0.0) if flush else np.zeros(np.shape(magnitude))
+
+
+def _flushable(result, flush: float) -> np.ndarray:
+    """``flush`` where a reference may flush the result (``0 < |r| < 2 flush``), else 0: (r's shape).
+
+    A normal result is never flushed, and 0 stays 0; a result near the boundary (within
+    rounding of it) may fall either side in a reference: hence the factor 2.
+    """
+    r = _abs(result)
+    return np.where((r > 0) & (r < 2 * flush), flush, 0.0) if flush else np.zeros(r.shape)
+
+
+def _flushable_products(a: np.ndarray, b: np.ndarray, flush: float) -> np.ndarray | float:
+    """How many products (and partial sums) of ``a @ b`` (magnitudes) a reference may flush: ``m flush`` bounds it.
+
+    0 when every nonzero product is at least ``flush / u64``: then every product and every partial
+    sum is 0 or a multiple of an ulp no smaller than the smallest normal number, never subnormal
+    (the common case, at the cost of two minima). Otherwise the products that are not exactly 0,
+    each of which may be flushed; a zero product never is.
+    """
+    if not flush:
+        return 0.0
+    nonzero_a, nonzero_b = a[a > 0], b[b > 0]
+    if not nonzero_a.size or not nonzero_b.size:
+        return 0.0
+    if float(nonzero_a.min()) * float(nonzero_b.min()) >= flush / UNIT_ROUNDOFF["float64"]:
+        return 0.0
+    return (a != 0).astype(np.float64) @ (b != 0).astype(np.float64)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-z))`` in float64 without overflow, for magnitudes only."""
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def _bce_log_domain(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """How a reference's bce gradient ``g = sigmoid(Z) - T`` may be off, in units of ``LOG_DOMAIN_ULPS u``.
+
+    A reference that differentiates ``-(T log_sigmoid(Z) + (1 - T) log_sigmoid(-Z))`` makes
+    ``g = (1 - T) sigmoid(Z) - T sigmoid(-Z)``, each part as ``exp(x - logaddexp(x, 0))``, off
+    relatively by ``max(|Z|, 1)`` ulps: ``max(|Z|, 1) (|1 - T| sigmoid(Z) + |T| sigmoid(-Z))``.
+    """
+    return np.maximum(np.abs(Z), 1.0) * (np.abs(1 - T) * _sigmoid(Z) + np.abs(T) * _sigmoid(-Z))
+
+
+#: Per loss, the error a reference's gradient may carry beyond rounding its own result, in units of
+#: ``LOG_DOMAIN_ULPS u`` (before the normalisation c): ``f(Z_L, A_L, T) -> (N, K)``.
+LOG_DOMAIN_GRADIENT = {"bce": _bce_log_domain}
+
+
+def _bce_terms_log_domain(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """``max(|Z|, 1)``: how a reference's bce term may be off, in units of ``LOG_DOMAIN_ULPS u``.
+
+    torch's ``binary_cross_entropy_with_logits`` takes ``(1 - T) Z - log_sigmoid(Z)``: two values of
+    size |Z| that cancel, each rounded at that scale, and ``log_sigmoid`` itself takes the log of
+    ``1 + small``; the term comes out 0 where it is below ``u max(|Z|, 1)`` (at Z = -50 in float32,
+    0 for 2e-22).
+    """
+    return np.maximum(np.abs(Z), 1.0)
+
+
+def _cross_entropy_terms_log_domain(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """``|T| max(|Z - max Z|, 1)``: a reference's ``-T log_softmax(Z)``, ``Z - max Z - log(1 + small)``."""
+    return np.abs(T) * np.maximum(np.abs(Z - Z.max(axis=1, keepdims=True)), 1.0)
+
+
+#: Per loss, the error a reference's terms may carry beyond rounding them, in units of
+#: ``LOG_DOMAIN_ULPS u`` per term (before c): ``f(Z_L, A_L, T) -> (N, K)``.
+LOG_DOMAIN_LOSS = {"bce": _bce_terms_log_domain, "softmax_cross_entropy": _cross_entropy_terms_log_domain}
+
+#: Per activation whose derivative a reference takes in the log domain, its relative error in units
+#: of ``LOG_DOMAIN_ULPS u``: ``f(Z) -> (N, n)``. softplus is ``logaddexp(Z, 0)`` in JAX, whose
+#: derivative ``sigmoid(Z)`` comes out as ``exp(Z - logaddexp(Z, 0))``: 26 ulps off at Z = 33.5 in
+#: float64. (Read only for an activation of that name in the registry.)
+LOG_DOMAIN_DERIVATIVE = {"softplus": lambda Z: np.maximum(np.abs(Z), 1.0)}
+
+
 # --- one step each ------------------------------------------------------------------------------
 
-def linear_forward_error(A_prev, E_A_prev, W, b, u: float) -> np.ndarray:
+def linear_forward_error(A_prev, E_A_prev, W, b, u: float, flush: float = 0.0) -> np.ndarray:
     """``E_Z`` of ``Z = A_prev @ W + b``: A_prev (N, n_in), W (n_in, n_out), b (n_out,) -> (N, n_out).
 
-    ``E_Z = gamma(n_in + 1) (|A_prev| @ |W| + |b|) + E_A_prev @ |W|`` (W and b exact).
+    ``E_Z = gamma(n_in + 1) (|A_prev| @ |W| + |b|) + E_A_prev @ |W|`` (W and b exact), and with a
+    flush range: ``+ (m + [b != 0]) flush + |A_prev| @ sub(W) + sub(b)``, m the products that are not
+    exactly 0 where some product is small enough to be flushed (:func:`_flushable_products`; each of
+    them, and so the sum, may be flushed), a subnormal parameter read as 0 (``sub`` keeps the
+    magnitudes below ``flush``). A Z made of exact zeros keeps ``E_Z = 0``: it cannot move.
     """
     A_prev, absW = _abs(A_prev), _abs(W)
-    return gamma(absW.shape[0] + 1, u) * (A_prev @ absW + _abs(b)) + np.asarray(E_A_prev) @ absW
+    n_in = absW.shape[0]
+    E = gamma(n_in + 1, u) * (A_prev @ absW + _abs(b)) + np.asarray(E_A_prev) @ absW
+    if flush:
+        absb = _abs(b)
+        m = _flushable_products(A_prev, absW, flush)
+        E = (E + flush * (m + (absb != 0) if np.ndim(m) else m) + A_prev @ _subnormal(absW, flush)
+             + _subnormal(absb, flush))
+    return E
 
 
-def activation_error(name: str, Z, A, E_Z, u: float) -> np.ndarray:
+def activation_error(name: str, Z, A, E_Z, u: float, flush: float = 0.0) -> np.ndarray:
     """``E_A`` of ``A = act(Z)``, Z and A (N, n).
 
-    Elementwise: ``|act'(Z)| E_Z + ULPS u |A|`` (every elementwise activation here is
-    Lipschitz with its local derivative as constant; relu: 1 on both sides of the kink).
-    Softmax (rows): ``|A| (E_Z + max_row E_Z) + (gamma(n) + ULPS u) |A|``.
+    Elementwise: ``|act'(Z)| E_Z + ULPS u |A| + fl(A)`` (every elementwise activation here is
+    Lipschitz with its local derivative as constant; relu: 1 on both sides of the kink), ``fl(A)``
+    the flush range where A may be flushed (``0 < |A| < 2 flush``).
+    Softmax (rows): ``|A| (E_Z + max_row E_Z) + (gamma(n) + ULPS u) |A| + fl(A)``; the rounding of
+    ``Z - max Z``, which exp turns into a relative error ``u |Z - max Z|``, lies within the first
+    term (``E_Z >= gamma(n_in + 1) |Z|``).
     """
     act = ACTIVATIONS[name]
     Z, absA = np.asarray(Z, np.float64), _abs(A)
     if act.derivative is not None:
         lip = np.abs(act.derivative(Z, np.asarray(A, np.float64))) if act.kink is None else np.ones_like(Z)
-        return lip * E_Z + ELEMENTWISE_ULPS * u * absA
+        return lip * E_Z + ELEMENTWISE_ULPS * u * absA + _flushable(absA, flush)
     n = Z.shape[1]  # softmax: dA_k = A_k (dZ_k - sum_j A_j dZ_j)
-    return absA * (E_Z + E_Z.max(axis=1, keepdims=True)) + (gamma(n, u) + ELEMENTWISE_ULPS * u) * absA
+    return (absA * (E_Z + E_Z.max(axis=1, keepdims=True)) + (gamma(n, u) + ELEMENTWISE_ULPS * u) * absA
+            + _flushable(absA, flush))
 
 
-def loss_error(network: Network, Z_L, A_L, T, E_A_L, E_Z_L, u: float) -> np.ndarray:
+def loss_error(network: Network, Z_L, A_L, T, E_A_L, E_Z_L, u: float, flush: float = 0.0) -> np.ndarray:
     """``E_L`` (0-d) of ``L = c sum_i l_i`` from the output Z_L, A_L (N, K) and target T (N, K).
 
-    ``c (gamma(N K) sum(|l| + |g| (|in| + |T|) + |T in|) + ULPS u sum|l| + sum |g| E_in)``,
-    ``g`` the loss gradient and ``in`` its input (Z_L for a fused loss, else A_L).
+    ``c (gamma(N K) sum(|l| + |g| (|in| + |T|) + |T in|) + ULPS u sum|l| + LOG_DOMAIN_ULPS u sum d
+    + sum |g| E_in + m flush) + fl(L)``, ``g`` the loss gradient and ``in`` its input (Z_L for a
+    fused loss, else A_L); ``d`` what a reference's log-domain terms add (:data:`LOG_DOMAIN_LOSS`,
+    0 for the squared errors); each of the m terms that are not 0, and the sum, may be flushed.
     """
     loss = LOSSES[network.loss]
     Z_L, A_L, T = (np.asarray(a, np.float64) for a in (Z_L, A_L, T))
@@ -133,44 +278,62 @@ def loss_error(network: Network, Z_L, A_L, T, E_A_L, E_Z_L, u: float) -> np.ndar
     g = np.abs(loss.grad(Z_L, A_L, T))
     terms = np.abs(loss.terms(Z_L, A_L, T))
     magnitude = terms + g * (np.abs(inp) + np.abs(T)) + np.abs(T * inp)
+    log_domain = LOG_DOMAIN_LOSS[network.loss](Z_L, A_L, T).sum() if network.loss in LOG_DOMAIN_LOSS else 0.0
     return np.asarray(c * (gamma(N * n_out, u) * magnitude.sum() + ELEMENTWISE_ULPS * u * terms.sum()
-                           + (g * E_inp).sum()))
+                           + LOG_DOMAIN_ULPS * u * log_domain + (g * E_inp).sum() + flush * (terms != 0).sum())
+                      + _flushable(c * terms.sum(), flush))
 
 
-def loss_gradient_error(network: Network, Z_L, A_L, T, E_A_L, u: float) -> np.ndarray:
+def loss_gradient_error(network: Network, Z_L, A_L, T, E_A_L, u: float, flush: float = 0.0) -> np.ndarray:
     """``E`` of the loss gradient ``dA_L`` (``dZ_L`` when fused) ``= c g(A_L, T)``, (N, K).
 
-    ``c (lip E_A_L + u (|g| + |A_L| + |T|))``, g Lipschitz in A with constant ``lip``.
+    ``c (lip E_A_L + u (|g| + |A_L| + |T|) + LOG_DOMAIN_ULPS u d + lip sub(T)) + fl(c g)``, g
+    Lipschitz in A with constant ``lip``; ``d`` what a reference that goes through the log domain adds
+    (:data:`LOG_DOMAIN_GRADIENT`, bce: ``max(|Z|, 1) (|1 - T| sigmoid(Z) + |T| sigmoid(-Z))``, 0 for
+    the others); a subnormal target may be read as 0, and a result below the normal range flushed.
     """
     loss = LOSSES[network.loss]
     Z_L, A_L, T = (np.asarray(a, np.float64) for a in (Z_L, A_L, T))
     c = loss.scale(*Z_L.shape, network.reduction)
     g = np.abs(loss.grad(Z_L, A_L, T))
-    return c * (GRAD_LIPSCHITZ.get(network.loss, 1.0) * E_A_L + u * (g + np.abs(A_L) + np.abs(T)))
+    lip = GRAD_LIPSCHITZ.get(network.loss, 1.0)
+    E = lip * E_A_L + u * (g + np.abs(A_L) + np.abs(T))
+    if network.loss in LOG_DOMAIN_GRADIENT:
+        E = E + LOG_DOMAIN_ULPS * u * LOG_DOMAIN_GRADIENT[network.loss](Z_L, A_L, T)
+    return c * (E + lip * _subnormal(np.abs(T), flush)) + _flushable(c * g, flush)
 
 
-def activation_backward_error(name: str, Z, A, dA, E_dA, E_A, u: float) -> np.ndarray:
+def activation_backward_error(name: str, Z, A, dA, E_dA, E_A, u: float, flush: float = 0.0) -> np.ndarray:
     """``E_dZ`` of ``dZ = dA * act'(Z)`` from the errors of dA and of A (through act'), all (N, n).
 
-    Elementwise: ``|act'| E_dA + |dA| |act'(Z, A + E_A) - act'(Z, A)| + ULPS u |dA act'|``
-    (the middle term is how far the derivative moves with A's own error; 0 for relu, identity).
-    Softmax, ``dZ = A (dA - s)`` with ``s = sum_k dA_k A_k``:
-    ``|A| (E_dA + E_s) + E_A (|dA| + |s|) + (gamma(n) + ULPS u) |A| (|dA| + |s|)``.
+    Elementwise: ``|act'| E_dA + |dA| |act'(Z, A + E_A) - act'(Z, A)| + ULPS u |dA act'| + fl(dZ)``
+    (the middle term is how far the derivative moves with A's own error; 0 for relu, identity),
+    and ``+ LOG_DOMAIN_ULPS u f(Z) |dZ|`` for a derivative a reference takes in the log domain
+    (:data:`LOG_DOMAIN_DERIVATIVE`). Softmax, ``dZ = A (dA - s)`` with ``s = sum_k dA_k A_k``:
+    ``|A| (E_dA + E_s) + E_A (|dA| + |s|) + (gamma(n) + ULPS u) |A| (|dA| + |s|) + fl(dZ)``,
+    ``E_s`` with a flush for each of its products that is not 0.
     """
     act = ACTIVATIONS[name]
     Z, A, dA = (np.asarray(a, np.float64) for a in (Z, A, dA))
     if act.derivative is not None:
         d = act.derivative(Z, A)
         d_moved = np.abs(act.derivative(Z, A + E_A) - d)
-        return E_dA * np.abs(d) + np.abs(dA) * d_moved + ELEMENTWISE_ULPS * u * np.abs(dA * d)
+        E = (E_dA * np.abs(d) + np.abs(dA) * d_moved + ELEMENTWISE_ULPS * u * np.abs(dA * d)
+             + _flushable(dA * d, flush))
+        if name in LOG_DOMAIN_DERIVATIVE:
+            E = E + LOG_DOMAIN_ULPS * u * LOG_DOMAIN_DERIVATIVE[name](Z) * np.abs(dA * d)
+        return E
     s = np.abs(dA * A).sum(axis=1, keepdims=True)
-    E_s = (np.abs(A) * E_dA + np.abs(dA) * E_A).sum(axis=1, keepdims=True)
+    E_s = ((np.abs(A) * E_dA + np.abs(dA) * E_A).sum(axis=1, keepdims=True)
+           + flush * (dA * A != 0).sum(axis=1, keepdims=True))
     n = Z.shape[1]
     return (np.abs(A) * (E_dA + E_s) + E_A * (np.abs(dA) + s)
-            + (gamma(n, u) + ELEMENTWISE_ULPS * u) * np.abs(A) * (np.abs(dA) + s))
+            + (gamma(n, u) + ELEMENTWISE_ULPS * u) * np.abs(A) * (np.abs(dA) + s)
+            + _flushable(A * (dA - (dA * A).sum(axis=1, keepdims=True)), flush))
 
 
-def linear_backward_error(A_prev, E_A_prev, W, dZ, E_dZ, u: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def linear_backward_error(A_prev, E_A_prev, W, dZ, E_dZ, u: float,
+                          flush: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(E_dW, E_db, E_dA_prev)`` of ``dW = A_prev.T @ dZ``, ``db = dZ.sum(0)``, ``dA_prev = dZ @ W.T``.
 
     A_prev (N, n_in), W (n_in, n_out), dZ (N, n_out)::
@@ -178,12 +341,21 @@ def linear_backward_error(A_prev, E_A_prev, W, dZ, E_dZ, u: float) -> tuple[np.n
         E_dW      = gamma(N) |A_prev|.T @ |dZ| + |A_prev|.T @ E_dZ + E_A_prev.T @ |dZ|     (n_in, n_out)
         E_db      = gamma(N) sum_rows |dZ| + sum_rows E_dZ                                  (n_out,)
         E_dA_prev = gamma(n_out) |dZ| @ |W|.T + E_dZ @ |W|.T                                (N, n_in)
+
+    and with a flush range ``m flush``, m the products (terms, for db) of each sum that are not
+    exactly 0, each of which may be flushed (``+ |dZ| @ sub(W).T`` for dA_prev: a subnormal weight
+    read as 0); a sum of exact zeros cannot move.
     """
     A_prev, absW, dZ_abs = _abs(A_prev), _abs(W), _abs(dZ)
     N, n_out = dZ_abs.shape
     E_dW = gamma(N, u) * (A_prev.T @ dZ_abs) + A_prev.T @ E_dZ + np.asarray(E_A_prev).T @ dZ_abs
     E_db = gamma(N, u) * dZ_abs.sum(axis=0) + E_dZ.sum(axis=0)
     E_dA_prev = gamma(n_out, u) * (dZ_abs @ absW.T) + E_dZ @ absW.T
+    if flush:
+        E_dW = E_dW + flush * _flushable_products(A_prev.T, dZ_abs, flush)
+        m_db = _flushable_products(np.ones((1, N)), dZ_abs, flush)
+        E_db = E_db + flush * (m_db[0] if np.ndim(m_db) else m_db)
+        E_dA_prev = E_dA_prev + flush * _flushable_products(dZ_abs, absW.T, flush) + dZ_abs @ _subnormal(absW, flush).T
     return E_dW, E_db, E_dA_prev
 
 
@@ -194,35 +366,51 @@ def error_scales(network: Network, params: Mapping[str, np.ndarray], trace: Mapp
     """``E`` for every tensor of a run: the rounding error one correct implementation may carry.
 
     The steps above, forward then backward, in float64 from the engine's trace
-    (its values stand in for the exact ones). Shapes match the trace; ``E["L"]`` is 0-d.
+    (its values stand in for the exact ones), with the dtype's unit roundoff and
+    flush range. Shapes match the trace; ``E["L"]`` is 0-d.
     """
-    u = UNIT_ROUNDOFF[network.dtype]
+    return _composed(network, params, trace, T, UNIT_ROUNDOFF[network.dtype], FLUSH[network.dtype])
+
+
+def flush_scales(network: Network, params: Mapping[str, np.ndarray], trace: Mapping[str, np.ndarray],
+                 T: np.ndarray) -> dict[str, np.ndarray]:
+    """The part of :func:`error_scales` that flushing alone explains: the same steps with ``u = 0``.
+
+    How far a reference that flushes values below the smallest normal number to 0
+    (and reads subnormal operands as 0) may be from an exact run, every such
+    difference carried through the products that follow; ``E >= F`` everywhere.
+    """
+    return _composed(network, params, trace, T, 0.0, FLUSH[network.dtype])
+
+
+def _composed(network: Network, params: Mapping[str, np.ndarray], trace: Mapping[str, np.ndarray],
+              T: np.ndarray, u: float, flush: float) -> dict[str, np.ndarray]:
     L = network.depth
-    E: dict[str, np.ndarray] = {"X": np.zeros(trace["X"].shape), "Y": np.zeros(np.shape(trace["Y"]))}
+    E: dict[str, np.ndarray] = {"X": _subnormal(_abs(trace["X"]), flush), "Y": np.zeros(np.shape(trace["Y"]))}
     A_prev, E_prev = trace["X"], E["X"]
     for l in range(1, L + 1):
-        E_Z = linear_forward_error(A_prev, E_prev, params[f"W{l}"], params[f"b{l}"], u)
-        E_A = activation_error(network.activations[l - 1], trace[f"Z{l}"], trace[f"A{l}"], E_Z, u)
+        E_Z = linear_forward_error(A_prev, E_prev, params[f"W{l}"], params[f"b{l}"], u, flush)
+        E_A = activation_error(network.activations[l - 1], trace[f"Z{l}"], trace[f"A{l}"], E_Z, u, flush)
         E[f"Z{l}"], E[f"A{l}"] = E_Z, E_A
         A_prev, E_prev = trace[f"A{l}"], E_A
 
     Z_L, A_L = trace[f"Z{L}"], trace[f"A{L}"]
-    E["L"] = loss_error(network, Z_L, A_L, T, E[f"A{L}"], E[f"Z{L}"], u)
-    E_top = loss_gradient_error(network, Z_L, A_L, T, E[f"A{L}"], u)
+    E["L"] = loss_error(network, Z_L, A_L, T, E[f"A{L}"], E[f"Z{L}"], u, flush)
+    E_top = loss_gradient_error(network, Z_L, A_L, T, E[f"A{L}"], u, flush)
     fused = LOSSES[network.loss].fused_with is not None
     E_dA = E_top
     for l in range(L, 0, -1):
         if l < L or not fused:
             E[f"dA{l}"] = E_dA
             E_dZ = activation_backward_error(network.activations[l - 1], trace[f"Z{l}"], trace[f"A{l}"],
-                                             trace[f"dA{l}"], E_dA, E[f"A{l}"], u)
+                                             trace[f"dA{l}"], E_dA, E[f"A{l}"], u, flush)
         else:
             E_dZ = E_top  # the fused loss gives dZ_L directly
         A_prev = trace[f"A{l - 1}"] if l > 1 else trace["X"]
         E_A_prev = E[f"A{l - 1}"] if l > 1 else E["X"]
         E[f"dZ{l}"] = E_dZ
         E[f"dW{l}"], E[f"db{l}"], E_dA = linear_backward_error(A_prev, E_A_prev, params[f"W{l}"],
-                                                               trace[f"dZ{l}"], E_dZ, u)
+                                                               trace[f"dZ{l}"], E_dZ, u, flush)
     E["dX"] = E_dA
     return E
 
@@ -232,80 +420,116 @@ def layer_error_scales(activation: str, x: np.ndarray, params: Mapping[str, np.n
     """``E`` of one layer ``out = act(x @ W + b)`` (or ``act(x)`` when ``params`` is empty).
 
     x (N, n_in), W (n_in, n_out), b (n_out,) and the upstream ``dout`` (N, n_out)
-    are exact inputs (E = 0). ``values`` holds the layer's float64 ``Z``, ``out``,
-    ``dout`` and ``dZ``. Returns ``E`` for ``Z``, ``out``, ``dZ``, ``dx`` and, with
-    parameters, ``dW``, ``db``: the same steps as :func:`error_scales`.
+    are exact inputs (E = 0, but for subnormal values, which a reference may read
+    as 0). ``values`` holds the layer's float64 ``Z``, ``out``, ``dout`` and ``dZ``.
+    Returns ``E`` for ``Z``, ``out``, ``dZ``, ``dx`` and, with parameters, ``dW``,
+    ``db``: the same steps as :func:`error_scales`.
     """
-    u = UNIT_ROUNDOFF[dtype]
-    zero_x = np.zeros(np.shape(x))
-    E = {"Z": linear_forward_error(x, zero_x, params["W"], params["b"], u) if params else zero_x}
-    E["out"] = activation_error(activation, values["Z"], values["out"], E["Z"], u)
+    u, flush = UNIT_ROUNDOFF[dtype], FLUSH[dtype]
+    E_x = _subnormal(_abs(x), flush)
+    E_dout = _subnormal(_abs(values["dout"]), flush)
+    E = {"Z": linear_forward_error(x, E_x, params["W"], params["b"], u, flush) if params else E_x}
+    E["out"] = activation_error(activation, values["Z"], values["out"], E["Z"], u, flush)
     E["dZ"] = activation_backward_error(activation, values["Z"], values["out"], values["dout"],
-                                        np.zeros(np.shape(values["dout"])), E["out"], u)
+                                        E_dout, E["out"], u, flush)
     if params:
-        E["dW"], E["db"], E["dx"] = linear_backward_error(x, zero_x, params["W"], values["dZ"], E["dZ"], u)
+        E["dW"], E["db"], E["dx"] = linear_backward_error(x, E_x, params["W"], values["dZ"], E["dZ"], u, flush)
     else:
         E["dx"] = E["dZ"]
     return E
 
 
 def per_sample_error_scales(network: Network, trace: Mapping[str, np.ndarray],
-                            E: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+                            E: Mapping[str, np.ndarray], *, u: float | None = None,
+                            flush: float | None = None) -> dict[str, np.ndarray]:
     """Rounding scales for the per-sample names, from ``E`` of the batch trace.
 
     Each element is one product ``A(l-1)[i, j] * dZl_ps[i, k]`` (no sum), so its
-    error is the operands' errors carried through the product plus one rounding::
+    error is the operands' errors carried through the product plus one rounding
+    (and a flush, where the product is below the normal range)::
 
-        E[dWl_per_sample][i] = (|A(l-1)[i]| ⊗ E_dZl[i] + E_A(l-1)[i] ⊗ |dZl[i]|) / c + u |dWl_per_sample[i]|
+        E[dWl_per_sample][i] = (|A(l-1)[i]| ⊗ E_dZl[i] + E_A(l-1)[i] ⊗ |dZl[i]|) / c + u |dWl_per_sample[i]| + fl
         E[dbl_per_sample][i] = E_dZl[i] / c                                   shapes (N, n_{l-1}, n_l), (N, n_l)
+
+    ``u`` and ``flush`` default to the dtype's (``u = 0``: the flush part alone, with :func:`flush_scales`).
     """
-    u = UNIT_ROUNDOFF[network.dtype]
+    u = UNIT_ROUNDOFF[network.dtype] if u is None else u
+    flush = FLUSH[network.dtype] if flush is None else flush
     inverse_c = 1 / normalisation(network, trace["X"].shape[0])
     out = {}
     for l in range(1, network.depth + 1):
         A_prev = _abs(trace[f"A{l - 1}"] if l > 1 else trace["X"])
         E_A_prev = E[f"A{l - 1}"] if l > 1 else E["X"]
         dZ_ps, E_dZ_ps = _abs(trace[f"dZ{l}"]) * inverse_c, E[f"dZ{l}"] * inverse_c
+        product = np.einsum("ni,nj->nij", A_prev, dZ_ps)
         out[f"dW{l}_per_sample"] = (np.einsum("ni,nj->nij", A_prev, E_dZ_ps)
                                     + np.einsum("ni,nj->nij", E_A_prev, dZ_ps)
-                                    + u * np.einsum("ni,nj->nij", A_prev, dZ_ps))
+                                    + u * product + _flushable(product, flush))
         out[f"db{l}_per_sample"] = E_dZ_ps
     return out
 
 
 def next_error_scales(network: Network, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray],
-                      E: Mapping[str, np.ndarray], lr: float) -> dict[str, np.ndarray]:
+                      E: Mapping[str, np.ndarray], lr: float, *, u: float | None = None,
+                      flush: float | None = None) -> dict[str, np.ndarray]:
     """Rounding scales for ``Wl_next``, ``bl_next`` (the parameters' shapes) from ``E`` of the gradients.
 
     ``W - lr*dW`` carries lr times the gradient's error, plus one rounding for
-    the product and one for the difference (a fused multiply-add saves one)::
+    the product and one for the difference (a fused multiply-add saves one),
+    each of which may also be flushed below the normal range::
 
-        E[Wl_next] = lr * E_dWl + u * (lr * |dWl| + |Wl - lr * dWl|)
+        E[Wl_next] = lr * E_dWl + u * (lr * |dWl| + |Wl - lr * dWl|) + fl(lr dWl) + fl(Wl - lr dWl)
+
+    Magnitudes beyond float64 come out as Inf, quietly (the checker reports an
+    overflowing step as an input error). ``u`` and ``flush`` default to the dtype's.
     """
-    u = UNIT_ROUNDOFF[network.dtype]
+    u = UNIT_ROUNDOFF[network.dtype] if u is None else u
+    flush = FLUSH[network.dtype] if flush is None else flush
     out = {}
-    for name in network.parameter_shapes():
-        p = np.asarray(params[name], np.float64)
-        g = np.asarray(grads[f"d{name}"], np.float64)
-        out[f"{name}_next"] = lr * E[f"d{name}"] + u * (lr * np.abs(g) + np.abs(p - lr * g))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for name in network.parameter_shapes():
+            p = np.asarray(params[name], np.float64)
+            g = np.asarray(grads[f"d{name}"], np.float64)
+            out[f"{name}_next"] = (lr * E[f"d{name}"] + u * (lr * np.abs(g) + np.abs(p - lr * g))
+                                   + _flushable(lr * g, flush) + _flushable(p - lr * g, flush))
     return out
 
 
-def projection_tolerance(E_dot: float, G_dot: float, n: int, truncation: float, rounding: float,
+def finite_difference_error(truncation: float, E_L: float, step: float) -> float:
+    """How far a float64 finite-difference estimate may be from the derivative it estimates.
+
+    ``truncation`` is Richardson's spread ``|D2 - D1| / 3``; ``E_L`` the rounding of one float64
+    loss evaluation (:func:`loss_error` in float64: the magnitudes of the terms summed and of what
+    enters them, not ``|L|``); ``step`` the h the evaluations are differenced over::
+
+        PROJECTION_ERROR_FACTOR * (truncation + RICHARDSON_ROUNDING * K * E_L / h)
+    """
+    return PROJECTION_ERROR_FACTOR * (truncation + RICHARDSON_ROUNDING * K * E_L / step)
+
+
+def projection_tolerance(E_dot: float, G_dot: float, n: int, truncation: float, E_L: float,
                          step: float) -> float:
     """The most ``<G, v>`` (G of n elements) may differ from a float64 finite-difference estimate of it.
 
     ``E_dot = <E, |v|>`` is the engine's own rounding along v, ``G_dot = <|G|, |v|>``
-    the magnitude of the float64 dot product; the estimate carries its truncation
-    error and the rounding of the loss evaluations it differences (``rounding``
-    is one evaluation's rounding magnitude without u, ``step`` the h it is divided by)::
+    the magnitude of the float64 dot product; the estimate carries its own error,
+    :func:`finite_difference_error` (its truncation, and the rounding ``E_L`` of the loss
+    evaluations it differences over the step)::
 
-        error = truncation + 2 * LOSS_EVALUATION_ULPS * u64 * rounding / h
-        tol   = K * E_dot + K * sqrt(n) * u64 * G_dot + PROJECTION_ERROR_FACTOR * error + FLOOR[float64]
+        tol = K * E_dot + K * sqrt(n) * u64 * G_dot + finite_difference_error + FLOOR[float64]
     """
     u = UNIT_ROUNDOFF["float64"]
-    error = truncation + 2 * LOSS_EVALUATION_ULPS * u * rounding / step
-    return K * E_dot + K * float(np.sqrt(n)) * u * G_dot + PROJECTION_ERROR_FACTOR * error + FLOOR["float64"]
+    return (K * E_dot + K * float(np.sqrt(n)) * u * G_dot + finite_difference_error(truncation, E_L, step)
+            + FLOOR["float64"])
+
+
+def projection_judges(fd_error: float, resolve: float) -> bool:
+    """Whether an estimate with error ``fd_error`` can tell a right projection of size ``resolve`` from a wrong one.
+
+    ``fd_error <= PROJECTION_RESOLUTION * resolve``; otherwise the direction is not judged
+    (the reference's own inaccuracy is not the engine's error, nor its agreement).
+    """
+    return fd_error <= PROJECTION_RESOLUTION * resolve
 
 
 # --- kinks --------------------------------------------------------------------------------------

@@ -1,8 +1,16 @@
 """Losses, each written as ``L = c * sum(terms)`` with its gradient.
 
-``T`` is the target as a matrix of the output's shape (N, K); integer class
-labels are turned into one-hot rows before they reach these kernels.
+``T`` is the target as a matrix of the output's shape (N, K); a loss with
+``labels`` (softmax cross-entropy) also takes integer class labels (N,), the
+one-hot rows they stand for, without forming them where it can.
 ``c`` is the reduction's normalisation (see :func:`Loss.scale`).
+
+As the activations' kernels, each gradient serves both engines:
+``grad(Z, A, T, out=None)`` returns a new array, or with ``out=`` (an (N, K)
+buffer, which may be A itself) writes into it and returns it. The terms are
+elementwise ``(N, K)`` arrays for the tolerance policy and the references;
+the value is their sum, which for the squared errors has a faster twin
+(``total``) right under the terms, one BLAS dot product.
 
 Two losses are fused with their output activation and computed from the
 logits Z, never from the probabilities A, so that a saturated output
@@ -22,9 +30,12 @@ softmax_cross_entropy       T · (logsumexp(Z) − Z)                          d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
+
+from .activations import with_out
 
 REDUCTIONS = ("mean", "sum")
 
@@ -35,9 +46,20 @@ def half_mse_terms(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
     return 0.5 * (D * D)
 
 
-def half_mse_grad(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
+def half_mse_total(Z: np.ndarray, A: np.ndarray, T: np.ndarray, scratch: np.ndarray | None = None) -> np.floating:
+    """``sum ½ (A − T)²``, the sum of :func:`half_mse_terms`, as ``½ D·D`` with ``D = A − T``.
+
+    One BLAS dot product over D's memory (any contiguous layout) in place of
+    three passes and a sum; ``scratch`` (N, K) takes D.
+    """
+    D = np.subtract(A, T, out=scratch)
+    flat = D.ravel(order="K")  # a view, whatever the layout
+    return 0.5 * flat.dot(flat)
+
+
+def half_mse_grad(Z: np.ndarray, A: np.ndarray, T: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``d/dA sum ½ (A − T)² = A − T``, (N, K)."""
-    return A - T
+    return np.subtract(A, T, out=out)
 
 
 def mse_terms(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -46,9 +68,17 @@ def mse_terms(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
     return D * D
 
 
-def mse_grad(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
+def mse_total(Z: np.ndarray, A: np.ndarray, T: np.ndarray, scratch: np.ndarray | None = None) -> np.floating:
+    """``sum (A − T)²``, the sum of :func:`mse_terms`, as ``D·D``: one BLAS dot product (see :func:`half_mse_total`)."""
+    D = np.subtract(A, T, out=scratch)
+    flat = D.ravel(order="K")
+    return flat.dot(flat)
+
+
+def mse_grad(Z: np.ndarray, A: np.ndarray, T: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``d/dA sum (A − T)² = 2 (A − T)``, (N, K)."""
-    return 2 * (A - T)
+    D = np.subtract(A, T, out=out)
+    return np.multiply(D, 2.0, out=D)
 
 
 def bce_terms(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -60,39 +90,72 @@ def bce_terms(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
     return np.maximum(Z, 0) - Z * T + np.log1p(np.exp(-np.abs(Z)))
 
 
-def bce_grad(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
+def bce_grad(Z: np.ndarray, A: np.ndarray, T: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``d/dZ`` of the BCE terms: ``σ(Z) − T = A − T``, (N, K)."""
-    return A - T
+    return np.subtract(A, T, out=out)
 
 
 def softmax_cross_entropy_terms(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """``T · (logsumexp(Z) − Z) = −T log softmax(Z)`` from the logits, (N, K)."""
+    """``T · (logsumexp(Z) − Z) = −T log softmax(Z)`` from the logits, (N, K).
+
+    Integer labels T (N,) stand for their one-hot rows: only each row's
+    label term is nonzero, and it is picked without forming the one-hot T.
+    """
     m = Z.max(axis=1, keepdims=True)
     with np.errstate(over="ignore"):  # a row spanning beyond the float range: exp(-inf) = 0, rightly
         lse = m + np.log(np.exp(Z - m).sum(axis=1, keepdims=True))
+        if T.ndim == 1:
+            rows = np.arange(Z.shape[0])
+            terms = np.zeros(Z.shape, Z.dtype)
+            terms[rows, T] = lse[:, 0] - Z[rows, T]
+            return terms
         return T * (lse - Z)
 
 
-def softmax_cross_entropy_grad(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """``d/dZ`` of the cross-entropy terms: ``softmax(Z) − T = P − T`` for rows of T summing to 1."""
-    return A - T
+def softmax_cross_entropy_grad(Z: np.ndarray, A: np.ndarray, T: np.ndarray,
+                               out: np.ndarray | None = None) -> np.ndarray:
+    """``d/dZ`` of the cross-entropy terms: ``softmax(Z) − T = P − T`` for rows of T summing to 1, (N, K).
+
+    With integer labels T (N,), the one-hot T is never formed: P with 1
+    taken off at each row's label.
+    """
+    if T.ndim == 1:
+        G = A if out is A else np.positive(A, out=out)  # P, copied unless it is written over
+        G[np.arange(T.shape[0]), T] -= 1
+        return G
+    return np.subtract(A, T, out=out)
 
 
 @dataclass(frozen=True)
 class Loss:
-    """One loss: its elementwise terms, their gradient, and how it is reduced.
+    """One loss: its elementwise terms, their gradient, how it is reduced, and its texts.
 
-    ``fused_with`` names the output activation the loss is fused with (its
-    gradient is then dL/dZ_L, and the trace has no dA_L), or is None (the
-    gradient is dL/dA_L).
+    ``grad`` is the gradient kernel (the ``out=`` contract of this module; a
+    plain ``f(Z, A, T)`` works too). ``total``, if given, is the faster twin
+    of ``terms(Z, A, T).sum()``, ``f(Z, A, T, scratch=None)``; the value of
+    the loss is taken from it.
+
+    ``fused_with`` names the output activation the loss is fused with: its
+    value is computed from the logits Z, its gradient is dL/dZ_L, and the
+    trace has no dA_L. Otherwise (None) the loss is a function of A_L alone,
+    its kernels read only A and T (the fast engine may pass A for Z), and the
+    gradient is dL/dA_L.
+
+    ``formula`` is the loss as text; ``grad_text`` its gradient before the
+    normalisation, with ``{A}`` (and ``{Z}``) for the output's names, as
+    ``validate`` shows it: ``"({A} - Y)"``. ``labels``: T may also be integer
+    class labels (N,), which ``terms`` and ``grad`` take as they are.
     """
 
     name: str
     terms: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-    grad: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    grad: Callable[..., np.ndarray]
     fused_with: str | None
     mean_divides_by_K: bool
     formula: str
+    grad_text: str
+    total: Callable[..., np.floating] | None = None
+    labels: bool = False
 
     def scale(self, N: int, K: int, reduction: str) -> float:
         """``c`` in ``L = c * sum(terms)``: 1 for "sum"; 1/N or 1/(N·K) for "mean"."""
@@ -100,29 +163,44 @@ class Loss:
             return 1.0
         return 1.0 / (N * K) if self.mean_divides_by_K else 1.0 / N
 
-    def value(self, Z: np.ndarray, A: np.ndarray, T: np.ndarray, reduction: str) -> np.ndarray:
-        """The scalar loss ``L = c * sum(terms)`` as a 0-d array of Z's dtype."""
-        c = self.scale(Z.shape[0], Z.shape[1], reduction)
-        return np.asarray(self.terms(Z, A, T).sum() * Z.dtype.type(c), dtype=Z.dtype)
+    def value(self, Z: np.ndarray, A: np.ndarray, T: np.ndarray, reduction: str,
+              scratch: np.ndarray | None = None) -> np.ndarray:
+        """The scalar loss ``L = c * sum(terms)`` as a 0-d array of Z's dtype (``scratch``: an (N, K) spare).
 
-    def gradient(self, Z: np.ndarray, A: np.ndarray, T: np.ndarray, reduction: str) -> np.ndarray:
-        """``c * grad``: dL/dA_L, or dL/dZ_L for a fused loss, (N, K)."""
+        The sum is a NumPy scalar of Z's dtype, so ``c`` (a Python float) is
+        rounded to that dtype before the product, as NumPy's promotion does.
+        """
         c = self.scale(Z.shape[0], Z.shape[1], reduction)
-        return self.grad(Z, A, T) * Z.dtype.type(c)
+        total = self.terms(Z, A, T).sum() if self.total is None else self.total(Z, A, T, scratch=scratch)
+        return np.asarray(total * c, dtype=Z.dtype)
+
+    def gradient(self, Z: np.ndarray, A: np.ndarray, T: np.ndarray, reduction: str,
+                 out: np.ndarray | None = None) -> np.ndarray:
+        """``c * grad``: dL/dA_L, or dL/dZ_L for a fused loss, (N, K); written into ``out`` if given.
+
+        ``c`` is a Python float: multiplied into an array it is taken in the array's dtype.
+        """
+        c = self.scale(Z.shape[0], Z.shape[1], reduction)
+        return np.multiply(self.grad_into(Z, A, T, out=out), c, out=out)
+
+    @cached_property
+    def grad_into(self) -> Callable[..., np.ndarray]:
+        """``grad`` as ``f(Z, A, T, out=)``, whatever parameters it takes."""
+        return with_out(self.grad)
 
 
 LOSSES: dict[str, Loss] = {
     l.name: l
     for l in (
         Loss("half_mse", half_mse_terms, half_mse_grad, None, False,
-             "L = c * sum ½(A − Y)²; dA = c (A − Y)"),
+             "L = c * sum ½(A − Y)²", "({A} - Y)", total=half_mse_total),
         Loss("mse", mse_terms, mse_grad, None, True,
-             "L = c * sum (A − Y)²; dA = 2c (A − Y)"),
+             "L = c * sum (A − Y)²", "2 ({A} - Y)", total=mse_total),
         Loss("bce", bce_terms, bce_grad, "sigmoid", True,
-             "L = −c * sum [Y log A + (1 − Y) log(1 − A)], A = σ(Z); dZ = c (A − Y)"),
+             "L = −c * sum [Y log A + (1 − Y) log(1 − A)], A = σ(Z)", "({A} - Y)"),
         Loss("softmax_cross_entropy", softmax_cross_entropy_terms, softmax_cross_entropy_grad,
              "softmax", False,
-             "L = −c * sum Y log softmax(Z); dZ = c (P − Y)"),
+             "L = −c * sum Y log softmax(Z)", "({A} - Y)", labels=True),
     )
 }
 

@@ -5,58 +5,95 @@ an intermediate Z or A), and a random unit direction v::
 
     <G, v>  ~  (L(T + h v) - L(T - h v)) / 2h
 
-Each direction costs four forward passes (steps h and h/2, combined by
-Richardson extrapolation, whose spread also estimates the truncation error),
-whatever the size of T: a few random directions check a tensor of hundreds
-of thousands of entries as cheaply as a small one. The forward pass is the
+Steps h and h/2 are combined by Richardson extrapolation, whose spread also
+estimates the truncation error: four forward passes per direction, whatever
+the size of T, so a few random directions check a tensor of hundreds of
+thousands of entries as cheaply as a small one. The forward pass is the
 engine's, run in float64 (a float32 case is cast explicitly for this
 reference only); it differentiates the loss with respect to an intermediate
 tensor by adding the perturbation as the tensor is made.
 
-A central difference is meaningless across a ReLU kink (it returns 1/2 of a
-slope where the convention says 0 or 1): a direction whose steps change any
-ReLU mask is marked ``at_kink`` and not judged.
+**The step.** It starts at ``RELATIVE_STEP`` times the size of T (at least
+1), and is cut, from what the first evaluation at ``+h`` shows, when
+
+- it would cross a ReLU kink on either side: a central difference across a
+  kink returns part of one slope and part of the other, which no convention
+  gives. The pre-activations of a kinked layer move about linearly with the
+  step (exactly, in the first kinked layer the target feeds, while no mask
+  changes), by ``|Z(+h) - Z|``: a unit whose ``Z`` lies ``gap`` from the kink
+  reaches it at the step ``h gap / |Z(+h) - Z|``, and the least of these is the
+  *reach*, the largest step that crosses no kink. The step becomes
+  ``KINK_SAFETY`` times the reach, and that first evaluation is the only one
+  spent (five passes in all, against four); each evaluation also checks the
+  masks themselves, and a step that crossed after all (a deeper layer, whose
+  Z is only about linear) is cut again, up to ``ATTEMPTS`` times;
+- it moves some pre-activation by more than ``MAX_MOVE``: beyond that the
+  difference leaves the regime where Richardson's spread measures its
+  truncation (a logit of 1e4 perturbed by 1e4 x RELATIVE_STEP).
+
+A direction whose reach is 0 (a unit exactly at the kink that the direction
+moves), or that still crosses a kink after ``ATTEMPTS`` tries, is marked
+``at_kink``; it is not judged. A direction judged at a very small step
+carries a large rounding error (the loss evaluations' rounding, divided by
+the step): how large is reported as magnitudes, and the comparator
+(:func:`manual_backprop.compare.compare_projections`) decides whether the
+estimate can still tell a right gradient from a wrong one, or cannot judge it.
 
 How far the estimate may be off is reported as magnitudes, never as a
-tolerance: the truncation estimate ``|D2 - D1| / 3``, the step ``h``, and the
-magnitude of one loss evaluation's rounding *without* the unit roundoff,
-``sqrt(n_terms) * (|L| + c sum|l_i|)``. The comparator
-(:func:`manual_backprop.compare.compare_projections`) applies the tolerance
-policy's u and constants to them.
+tolerance: the truncation estimate ``|D2 - D1| / 3`` and the step ``h``. The
+rounding of one loss evaluation is the tolerance policy's own ``E_L`` (the
+magnitudes of the terms summed and of what enters them), applied by the
+comparator.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..description.case import Case, cast_arrays
-from ..description.network import Network
+from ..description.network import Network, layer_of
 from ..engine.trace import forward
-from ..kernels import ACTIVATIONS, LOSSES
+from ..kernels import ACTIVATIONS
 
 #: Random directions per tensor.
 DIRECTIONS = 2
 #: Step, relative to the root-mean-square size of the tensor (or 1, if larger).
 RELATIVE_STEP = 1e-3
+#: The step taken, as a fraction of the largest step that crosses no kink (the pre-activations move only
+#: about linearly with it).
+KINK_SAFETY = 0.5
+#: The most one step may move any pre-activation: beyond it the difference's truncation is not measured.
+MAX_MOVE = 1e-2
+#: Tries at a smaller step per direction, before it is given up as crossing a kink.
+ATTEMPTS = 4
+#: A step this many times smaller than the first is not tried: the direction is at a kink.
+SMALLEST_STEP = 1e-12
 
 
 @dataclass(frozen=True)
 class Projection:
     """One directional derivative: ``<G, direction>`` is estimated as ``estimate``.
 
-    ``truncation`` is the Richardson spread ``|D2 - D1| / 3``; ``rounding`` the
-    magnitude of one float64 loss evaluation's rounding, without the factor u
-    (``sqrt(n_terms) * (|L| + c sum|l_i|)``); ``step`` the h of the differences.
+    ``truncation`` is the Richardson spread ``|D2 - D1| / 3``; ``step`` the h
+    of the differences; ``reach`` the largest step that crosses no ReLU kink
+    (inf without kinks); ``at_kink`` True when no step could be found that
+    crosses none (then ``estimate`` is NaN); ``evaluations`` the forward passes spent.
+    ``flat``: every evaluation gave exactly the unperturbed loss, though the
+    step changed every entry it moves: the loss does not depend on T along
+    the direction at all (a dead ReLU layer, a saturated sigmoid), so the
+    derivative is exactly 0, not 0 within noise.
     """
 
     direction: np.ndarray
     estimate: float
     truncation: float
-    rounding: float
     step: float
     at_kink: bool
+    reach: float = float("inf")
+    evaluations: int = 4
+    flat: bool = False
 
 
 def target_of(grad_name: str) -> str:
@@ -75,39 +112,111 @@ def run(case: Case, directions: int = DIRECTIONS, seed: int | None = None,
     net64 = Network(net.sizes, net.activations, net.loss, net.reduction, "float64")
     params, X, Y, T = cast_arrays(case, np.float64)
     base = forward(net64, params, X, Y, T)
-    relu_layers = [l for l, a in enumerate(net.activations, start=1) if ACTIVATIONS[a].kink is not None]
-    masks = {l: base[f"Z{l}"] > 0 for l in relu_layers}
-
-    def loss_at(name: str, delta: np.ndarray) -> tuple[float, bool]:
-        tr = forward(net64, params, X, Y, T, {name: delta}, reuse=base)
-        crossed = any(not np.array_equal(tr[f"Z{l}"] > 0, masks[l]) for l in relu_layers)
-        return float(tr["L"]), crossed
-
-    Z_L, A_L = base[f"Z{net.depth}"], base[f"A{net.depth}"]
-    loss = LOSSES[net.loss]
-    c = loss.scale(*Z_L.shape, net.reduction)
-    magnitude = abs(float(base["L"])) + c * float(np.abs(loss.terms(Z_L, A_L, T)).sum())
-    n_terms = Z_L.size + sum(net.sizes)
-    rounding = float(np.sqrt(n_terms) * magnitude)  # one evaluation's rounding is about u times this
+    kinks = {l: ACTIVATIONS[a].kink for l, a in enumerate(net.activations, start=1)
+             if ACTIVATIONS[a].kink is not None}
+    gaps = {l: np.abs(base[f"Z{l}"] - k) for l, k in kinks.items()}  # how far each unit is from its kink
+    sides = {l: base[f"Z{l}"] > k for l, k in kinks.items()}
 
     rng = np.random.default_rng([case.seed if seed is None else seed, 2])
     out: dict[str, list[Projection]] = {}
     for grad_name in net.backward_names():
         target = target_of(grad_name)
         value = params[target] if target in params else (X if target == "X" else base[target])
-        h = RELATIVE_STEP * max(1.0, _rms(value))
+        # the first layer whose Z the target moves: Wl, bl, Zl -> l; Al -> l + 1; X -> 1
+        first = (layer_of(target) or 0) + (1 if target.startswith(("A", "X")) else 0)
+        moved = range(max(first, 1), net.depth + 1)
+        h0 = RELATIVE_STEP * max(1.0, _rms(value))
         projections = []
         for _ in range(directions):
             v = rng.standard_normal(value.shape)
             v /= np.linalg.norm(v)
-            (fp, k1), (fm, k2) = loss_at(target, h * v), loss_at(target, -h * v)
-            (gp, k3), (gm, k4) = loss_at(target, 0.5 * h * v), loss_at(target, -0.5 * h * v)
-            D1 = (fp - fm) / (2 * h)
-            D2 = (gp - gm) / h
-            estimate = (4 * D2 - D1) / 3
-            projections.append(Projection(v, estimate, abs(D2 - D1) / 3, rounding, h, k1 or k2 or k3 or k4))
+            p = _directional(net64, params, X, Y, T, base, target, v, h0, moved, gaps, sides, kinks)
+            if p.estimate == 0 and p.truncation == 0 and p.flat:
+                # the loss never moved: a zero derivative, if the step really moved every entry of v
+                half = 0.5 * p.step * v
+                moved_all = bool(np.all((value + half != value) | (v == 0)))
+                p = replace(p, flat=moved_all)
+            projections.append(p)
         out[grad_name] = projections
     return out
+
+
+def _directional(net64, params, X, Y, T, base, target, v, h0, moved, gaps, sides, kinks) -> Projection:
+    """One direction: find a step that crosses no kink and stays in the asymptotic regime, and difference.
+
+    The first evaluation, at ``+h``, measures how fast every pre-activation
+    moves: if a kinked unit would reach its kink within ``h`` on either side
+    (or some unit moves by more than ``MAX_MOVE``), ``h`` is cut at once and
+    that evaluation is the only one spent; otherwise it is the first of the four.
+    """
+    evaluations = 0
+
+    def at(t: float, measure: bool = True) -> tuple[float, bool, float, float]:
+        """``(L, crossed a kink, reach, move)`` at step t; the perturbed trace is dropped at once (memory).
+
+        Without ``measure`` only the masks are compared (reach and move are inf and 0).
+        """
+        nonlocal evaluations
+        evaluations += 1
+        tr = forward(net64, params, X, Y, T, {target: t * v}, reuse=base)
+        crossed, reach, move = False, float("inf"), 0.0
+        if not measure:
+            crossed = any(not np.array_equal(tr[f"Z{l}"] > kinks[l], sides[l]) for l in moved if l in kinks)
+            return float(tr["L"]), crossed, reach, move
+        for l in moved:
+            shift = np.abs(tr[f"Z{l}"] - base[f"Z{l}"])  # how far each unit moved over the step
+            move = max(move, float(shift.max()) if shift.size else 0.0)
+            if l in kinks:
+                crossed = crossed or not np.array_equal(tr[f"Z{l}"] > kinks[l], sides[l])
+                reach = min(reach, _reach(shift, abs(t), gaps[l]))
+        return float(tr["L"]), crossed, reach, move
+
+    def shorter(h: float, crossed: bool, reach: float, move: float, last: bool) -> float:
+        """The step to try instead of h (h itself if h will do)."""
+        smaller = h
+        if crossed or reach < h:
+            smaller = KINK_SAFETY * reach if reach < h else h / 4  # crossed, though the velocity said not
+        if move > MAX_MOVE and not last:  # on the last try, a large move is judged as it is
+            smaller = min(smaller, 0.5 * h * MAX_MOVE / move)
+        return smaller
+
+    h, reach = h0, float("inf")
+    for attempt in range(ATTEMPTS):
+        last = attempt == ATTEMPTS - 1
+        fp, cp, rp, mp = at(h)
+        reach = min(reach, rp)
+        smaller = shorter(h, cp, rp, mp, last)
+        if smaller == h:
+            fm, cm, rm, mm = at(-h)
+            reach = min(reach, rm)
+            smaller = shorter(h, cm, rm, mm, last)
+        if smaller < h:
+            if not smaller > h0 * SMALLEST_STEP:  # a unit exactly at the kink, moved: no step crosses none
+                break
+            h = smaller
+            continue
+        gp, cq, _, _ = at(0.5 * h, measure=False)
+        gm, cr, _, _ = at(-0.5 * h, measure=False)
+        if cq or cr:  # crossed between the steps (a deeper layer's kink): shrink and try again
+            h /= 4
+            continue
+        D1 = (fp - fm) / (2 * h)
+        D2 = (gp - gm) / h
+        flat = fp == fm == gp == gm == float(base["L"])
+        return Projection(v, (4 * D2 - D1) / 3, abs(D2 - D1) / 3, h, False, reach, evaluations, flat)
+    return Projection(v, float("nan"), float("nan"), h, True, 0.0 if reach == float("inf") else reach, evaluations)
+
+
+def _reach(shift: np.ndarray, t: float, gap: np.ndarray) -> float:
+    """The largest step along which no unit of a kinked layer reaches its kink.
+
+    Each unit moved by ``shift`` over a step of ``t`` and lies ``gap`` from its
+    kink; moving about linearly, it reaches the kink at ``gap / (shift / t)``.
+    """
+    moving = shift > 0
+    if not moving.any():
+        return float("inf")
+    return float((gap[moving] / shift[moving]).min()) * t
 
 
 def _rms(a: np.ndarray) -> float:

@@ -49,13 +49,19 @@ from ..errors import InputError  # noqa: E402
 
 #: ``A = act(Z)``, one line per activation of the registry. ``jax.nn.relu`` has gradient 0 at
 #: Z == 0 (a custom JVP), the project's convention; ``jnp.maximum(Z, 0)`` and ``jnp.clip`` give
-#: 1/2 there. Softmax runs over the last axis, so it serves one row (vmap) too.
+#: 1/2 there. Leaky ReLU is written out, not ``jax.nn.leaky_relu``: that one is
+#: ``where(x >= 0, x, slope * x)``, whose gradient at exactly 0 is 1; the project follows torch
+#: (``F.leaky_relu``: the slope 0.01 at 0), which ``where(Z > 0, ...)`` gives. ``jax.nn.softplus``
+#: is ``logaddexp(Z, 0)``, as in the torch reference. Softmax runs over the last axis, so it
+#: serves one row (vmap) too.
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "identity": lambda Z: Z,
     "sigmoid": jax.nn.sigmoid,
     "relu": jax.nn.relu,
     "tanh": jnp.tanh,
     "softmax": lambda Z: jax.nn.softmax(Z, axis=-1),
+    "leaky_relu": lambda Z: jnp.where(Z > 0, Z, 0.01 * Z),
+    "softplus": jax.nn.softplus,
 }
 
 #: ``c * sum(terms)`` of the output (N, K), for the factor c the caller gives (1: the plain sum);

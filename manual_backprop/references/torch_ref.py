@@ -37,13 +37,18 @@ from ..errors import InputError
 
 #: ``A = act(Z)``, one line per activation of the registry. ReLU is ``torch.relu``, whose
 #: gradient at Z == 0 is 0, the project's convention (``clamp(min=0)`` would give 1 there and
-#: ``maximum(Z, 0)`` 1/2). Softmax runs over the last axis, so it serves one row (vmap) too.
+#: ``maximum(Z, 0)`` 1/2); ``leaky_relu``'s gradient at 0 is its slope 0.01, the convention the
+#: project takes. Softplus is ``logaddexp(Z, 0)``, not ``F.softplus``, which returns Z itself
+#: above its threshold 20 (off by up to 2e-9, far beyond float64 rounding). Softmax runs over the
+#: last axis, so it serves one row (vmap) too.
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "identity": lambda Z: Z,
     "sigmoid": torch.sigmoid,
     "relu": torch.relu,
     "tanh": torch.tanh,
     "softmax": lambda Z: torch.softmax(Z, dim=-1),
+    "leaky_relu": lambda Z: F.leaky_relu(Z, 0.01),
+    "softplus": lambda Z: torch.logaddexp(Z, Z.new_zeros(())),
 }
 
 #: ``c * sum(terms)`` of the output (N, K), for the factor c the caller gives (1: the plain sum).

@@ -70,25 +70,30 @@ class LayerSpec:
 
     @property
     def has_kink(self) -> bool:
-        return self.activation == "relu"
+        """The activation's derivative jumps at a point (the registry's ``kink``): the layer gets a kink trial."""
+        return ACTIVATIONS[self.activation].kink is not None
+
+    @property
+    def kink_words(self) -> str:
+        """``the relu kink (Z == 0), where the derivative is taken as 0``: the convention, from the kernel itself."""
+        act = ACTIVATIONS[self.activation]
+        at = np.full((1, 1), act.kink)
+        slope = float(act.derivative(at, act.forward(at))[0, 0])
+        return f"the {self.activation} kink (Z == {act.kink:g}), where the derivative is taken as {slope:g}"
 
     @property
     def params(self) -> tuple[str, ...]:
         return ("W", "b") if self.linear else ()
 
 
+#: Every layer the references know, from the registry: ``linear``, each activation alone, and
+#: ``linear+ACT`` for each activation (a new activation is a new layer with no edit here).
 LAYERS: dict[str, LayerSpec] = {
     s.name: s
     for s in (
         LayerSpec("linear", True, "identity"),
-        LayerSpec("relu", False, "relu"),
-        LayerSpec("sigmoid", False, "sigmoid"),
-        LayerSpec("tanh", False, "tanh"),
-        LayerSpec("softmax", False, "softmax"),
-        LayerSpec("linear+relu", True, "relu"),
-        LayerSpec("linear+sigmoid", True, "sigmoid"),
-        LayerSpec("linear+tanh", True, "tanh"),
-        LayerSpec("linear+softmax", True, "softmax"),
+        *(LayerSpec(a, False, a) for a in ACTIVATIONS if a != "identity"),
+        *(LayerSpec(f"linear+{a}", True, a) for a in ACTIVATIONS if a != "identity"),
     )
 }
 
@@ -515,10 +520,10 @@ def _compare(name: str, reference: str, trial: Trial, yours: Mapping[str, Any], 
     check = compare_values(name, reference, mine, ref, E[name], dtype, kinks.get(name))
     check.extra.update(extra)
     if check.status == "fail" and trial.on_kink is not None and trial.on_kink.any():
-        check.note = ("this trial puts pre-activations exactly on the ReLU kink (Z == 0), where the "
-                      "derivative is taken as 0, as by torch.relu and jax.nn.relu")
+        check.note = (f"this trial puts pre-activations exactly on {spec.kink_words}, "
+                      f"as torch and JAX take it")
         if name in ("out", "dx") and not spec.linear and trial.on_kink[check.worst.index]:
-            check.note = "x there is exactly 0, the ReLU kink, where the derivative is 0 (torch.relu, jax.nn.relu)"
+            check.note = f"x there is exactly on {spec.kink_words} (torch, JAX)"
     return check
 
 

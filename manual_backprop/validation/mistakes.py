@@ -7,7 +7,7 @@ function of the values). :mod:`.diagnosis` applies them to the student's own
 upstream values (the true ones wherever the student was right) and names
 a mistake only when it reproduces the claimed numbers at their written
 precision. The sentence says what was done and what is right, in the
-tensor names of ../PRODUCT.md.
+network's tensor names (``dZ1``, ``A2``, ...).
 
 Adding a mistake is one entry here and one derivation in
 ``tests/test_diagnosis.py`` that makes it.
@@ -90,6 +90,17 @@ def _mask_of_another_layer(step: Step, case: Case) -> list[Candidate]:
 
 def _derivative(step: Step, case: Case, acts: tuple[str, ...], rule: Rule) -> list[Candidate]:
     return _when(step.kind == "activation_backward" and _act(step, case) in acts, Candidate(rule))
+
+
+#: Activations whose left-out derivative (dZ = dA) is not "activation_derivative_missing": for identity
+#: it is the rule itself; ReLU's has its own words ("relu_mask_missing").
+DERIVATIVE_MISSING_SAID_OTHERWISE = ("identity", "relu")
+
+
+def _derivative_missing(step: Step, case: Case) -> list[Candidate]:
+    """``dZ = dA``, for every activation in the registry but those above (a new one included)."""
+    return _when(step.kind == "activation_backward" and _act(step, case) not in DERIVATIVE_MISSING_SAID_OTHERWISE,
+                 Candidate(lambda v: v[f"dA{step.layer}"]))
 
 
 # --- the forward: Zl = A(l-1) @ Wl + bl,  Al = act(Zl) -------------------------------------
@@ -265,7 +276,7 @@ MISTAKES: tuple[Mistake, ...] = (
             lambda s, c: _derivative(s, c, ("tanh",), lambda v: v[f"dA{s.layer}"] * (1 - v[f"Z{s.layer}"] ** 2))),
     Mistake("activation_derivative_missing", "the activation's derivative left out",
             "{n} is {dA} with the {act} derivative left out; it should be {right}.",
-            lambda s, c: _derivative(s, c, ("sigmoid", "tanh", "softmax"), lambda v: v[f"dA{s.layer}"])),
+            _derivative_missing),
     Mistake("softmax_elementwise_derivative", "softmax differentiated as if elementwise",
             "{n} treats softmax as elementwise ({dA} * {A} * (1 - {A})); its Jacobian couples the outputs: {right}.",
             lambda s, c: _derivative(s, c, ("softmax",),

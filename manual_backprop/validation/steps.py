@@ -13,7 +13,8 @@ The parameters, and the targets the loss compares with, are constants of a
 step (a derivation starts from them); every other operand is an input, read
 by name from a mapping of values. That mapping can hold the true values, or
 a student's: the same rule applied to both tells a step's own error from one
-it carried (:mod:`.replay`). Every rule is the engine's own kernel.
+it carried (:mod:`.replay`). Every rule is the engine's own kernel, and every
+formula of a loss gradient or an activation's backward is its registry entry's text.
 """
 
 from __future__ import annotations
@@ -29,14 +30,6 @@ from ..kernels import ACTIVATIONS, LOSSES, linear_forward
 from ..kernels.linear import linear_dA_prev, linear_db, linear_dW
 
 Values = Mapping[str, np.ndarray]
-
-#: The elementwise derivative each activation's backward multiplies by, as written in a formula.
-DERIVATIVE_TEXT = {
-    "relu": "({Z} > 0)",
-    "sigmoid": "{A} * (1 - {A})",
-    "tanh": "(1 - {A}**2)",
-}
-
 
 @dataclass(frozen=True)
 class Step:
@@ -92,23 +85,15 @@ def derivation_steps(case: Case) -> dict[str, Step]:
         f"L = {net.loss}({out_name}, Y){scale_text(case)}")
 
     top = f"dZ{L}" if loss.fused_with else f"dA{L}"
-    grad_text = {"half_mse": f"(A{L} - Y)", "mse": f"2 (A{L} - Y)", "bce": f"(A{L} - Y)",
-                 "softmax_cross_entropy": f"(A{L} - Y)"}[net.loss]
     add(top, "loss_gradient", (f"Z{L}", f"A{L}"), L,
         lambda v: loss.gradient(v[f"Z{L}"], v[f"A{L}"], T, net.reduction),
-        f"{top} = {grad_text}{scale_text(case)}")
+        f"{top} = {loss.grad_text.format(Z=f'Z{L}', A=f'A{L}')}{scale_text(case)}")
     for l in range(L, 0, -1):
-        act = net.activations[l - 1]
+        act = ACTIVATIONS[net.activations[l - 1]]
         if l < L or not loss.fused_with:
-            if act == "softmax":
-                formula = f"dZ{l} = A{l} * (dA{l} - sum(dA{l} * A{l}))"
-            elif act == "identity":
-                formula = f"dZ{l} = dA{l} (identity)"
-            else:
-                formula = f"dZ{l} = dA{l} * " + DERIVATIVE_TEXT[act].format(Z=f"Z{l}", A=f"A{l}")
             add(f"dZ{l}", "activation_backward", (f"dA{l}", f"Z{l}", f"A{l}"), l,
-                lambda v, l=l, b=ACTIVATIONS[act].backward: b(v[f"dA{l}"], v[f"Z{l}"], v[f"A{l}"]),
-                formula)
+                lambda v, l=l, b=act.backward: b(v[f"dA{l}"], v[f"Z{l}"], v[f"A{l}"]),
+                f"dZ{l} = " + act.backward_text.format(dA=f"dA{l}", Z=f"Z{l}", A=f"A{l}"))
         a_prev = previous(l)
         add(f"dW{l}", "weight_gradient", (a_prev, f"dZ{l}"), l,
             lambda v, l=l, a_prev=a_prev: linear_dW(v[a_prev], v[f"dZ{l}"]),
