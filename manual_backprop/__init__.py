@@ -27,7 +27,10 @@ _FROM = {
     "Validation": "validation", "validate": "validation",
 }
 
-__all__ = sorted([*_FROM, "InputError"])
+__all__ = [
+    "Case", "Claim", "InputError", "LayerReport", "Network", "Validation", "backward", "check", "check_layer",
+    "forward", "load_case", "load_example", "make_case", "parse_case", "run", "validate",
+]
 __version__ = "0.1.0"
 
 

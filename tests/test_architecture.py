@@ -172,3 +172,11 @@ def test_docstrings_and_comments_point_at_nothing_outside_the_repository():
         text = path.read_text(encoding="utf-8")
         assert "../shared" not in text and "shared/research" not in text, path.relative_to(ROOT)
         assert "../PRODUCT.md" not in text, path.relative_to(ROOT)
+
+
+def test_the_package_exports_exactly_its_public_names():
+    import manual_backprop
+
+    assert set(manual_backprop.__all__) == set(manual_backprop._FROM) | {"InputError"}
+    for name in manual_backprop.__all__:
+        assert getattr(manual_backprop, name) is not None
