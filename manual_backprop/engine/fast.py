@@ -212,9 +212,12 @@ def _run(params: Mapping[str, np.ndarray], X, T, ws: Workspace) -> np.ndarray:
 
 
 def _loss_and_dZ(T: np.ndarray, ws: Workspace) -> np.ndarray:
-    """``L``, with dL/dZL written into ``ws.dZ[L]``.
+    """``L``, with dL/dZL written into ``ws.dZ[L]``: AL = act(ZL), the loss's value and gradient,
+    and (unfused) the output activation's backward, all the registry's kernels.
 
-    On entry scratch 0 holds ZL (the output layer's activation not yet applied).
+    On entry scratch 0 holds ZL. The kernels get ZL itself for Z, or AL where
+    AL was written over ZL (an unfused loss reads only A, and the activation
+    promised ``backward_from_A``).
     """
     depth, loss = ws.network.depth, ws.loss
     Z, A = ws.Z_out_seen, ws.A_out
