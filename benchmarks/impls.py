@@ -28,7 +28,7 @@ import numpy as np
 from manual_backprop import engine
 from manual_backprop.description.case import Case
 from manual_backprop.engine import fast
-from manual_backprop.kernels import ACTIVATIONS, LOSSES, linear_forward
+from manual_backprop.kernels import ACTIVATIONS, LOSSES, linear, linear_forward
 
 IMPLS = ("numpy_fast", "numpy_trace", "numpy_loop", "torch", "jax", "floor_numpy", "floor_torch")
 LIBRARY = {"numpy_fast": "numpy", "numpy_trace": "numpy", "numpy_loop": "numpy", "floor_numpy": "numpy",
@@ -203,16 +203,16 @@ def _floor_numpy(case: Case, T: np.ndarray) -> Prepared:
         with fast._blas_threads(ws.threads):
             A = X
             for W, Z in zip(Ws, outs):
-                fast._matmul(A, W, Z)
+                linear.matmul_into(A, W, Z)
                 A = Z
             for l in range(net.depth - 1, -1, -1):
                 A_prev = outs[l - 1] if l else X
                 if N == 1:
                     np.multiply(A_prev[0][:, None], dZs[l][0], out=dWs[l])
                 else:
-                    fast._matmul(A_prev.T, dZs[l], dWs[l])
+                    linear.matmul_into(A_prev.T, dZs[l], dWs[l])
                 if l:
-                    fast._matmul(dZs[l], Ws[l].T, dAs[l - 1])
+                    linear.matmul_into(dZs[l], Ws[l].T, dAs[l - 1])
 
     return Prepared(call, result, is_floor=True)
 

@@ -12,7 +12,7 @@ from manual_backprop.description.case import make_case
 from manual_backprop.description.network import Network
 from manual_backprop.engine import fast
 from manual_backprop.errors import InputError
-from manual_backprop.kernels import ACTIVATIONS, LOSSES
+from manual_backprop.kernels import ACTIVATIONS, LOSSES, linear
 from manual_backprop.kernels.activations import Activation
 from manual_backprop.kernels.losses import one_hot
 
@@ -312,6 +312,34 @@ def test_wrong_inputs_are_input_errors():
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_one_row_batch_with_a_large_outer_product(dtype):
     # 800 x 800 >= PARALLEL_OUTER: dW2 is split over two threads.
-    assert 800 * 800 >= fast.PARALLEL_OUTER
+    assert 800 * 800 >= linear.PARALLEL_OUTER
     net = Network((30, 800, 800, 5), ("relu", "sigmoid", "softmax"), "softmax_cross_entropy", "mean", dtype)
     assert_same_as_engine(make_case(net, seed=7, batch=1))
+
+
+def test_a_wrong_linear_rule_patched_into_the_kernels_runs_in_the_fast_engine_too(monkeypatch):
+    case = make_case(Network((3, 4, 2), ("tanh", "identity"), "half_mse"), seed=1, batch=5)
+    _, right = fast.value_and_grad(case.network, case.params, case.X, case.T)
+    right = {k: v.copy() for k, v in right.items()}
+    real = linear.linear_db
+    monkeypatch.setattr(linear, "linear_db", lambda dZ, out=None, ones=None: np.multiply(real(dZ, out, ones), 2, out=out))
+    _, wrong = fast.value_and_grad(case.network, case.params, case.X, case.T)
+    np.testing.assert_allclose(wrong["b1"], 2 * right["b1"])
+    np.testing.assert_array_equal(wrong["W1"], right["W1"])
+
+
+@pytest.mark.parametrize("N", [1, 6])
+def test_the_linear_kernels_write_into_out_in_either_layout_with_or_without_ones(N):
+    rng = np.random.default_rng(N)
+    A, W, b, dZ = rng.standard_normal((N, 3)), rng.standard_normal((3, 4)), rng.standard_normal(4), rng.standard_normal((N, 4))
+    for out in (np.empty((N, 4)), np.empty((4, N)).T):
+        np.testing.assert_allclose(linear.linear_forward(A, W, b, out=out), A @ W + b, rtol=1e-15)
+    for out in (np.empty((3, 4)), np.empty((4, 3)).T):
+        np.testing.assert_allclose(linear.linear_dW(A, dZ, out=out), A.T @ dZ, rtol=1e-14)
+    for ones in (None, np.ones(N)):
+        np.testing.assert_allclose(linear.linear_db(dZ, out=np.empty(4), ones=ones), dZ.sum(axis=0), rtol=1e-14)
+        one_unit = dZ[:, :1]  # a one-unit layer: one column, N rows
+        np.testing.assert_allclose(linear.linear_db(one_unit, out=np.empty(1), ones=ones), one_unit.sum(axis=0),
+                                   rtol=1e-14)
+    for out in (np.empty((N, 3)), np.empty((3, N)).T):
+        np.testing.assert_allclose(linear.linear_dA_prev(dZ, W, out=out), dZ @ W.T, rtol=1e-14)

@@ -84,7 +84,7 @@ class Target:
 TARGETS = [
     Target("manual_backprop/kernels/activations.py", lambda q: q.endswith("_backward"), KERNEL_TESTS),
     Target("manual_backprop/kernels/linear.py",
-           lambda q: q in {"linear_dW", "linear_db", "linear_dA_prev", "linear_backward"}, KERNEL_TESTS),
+           lambda q: q in {"linear_dW", "linear_db", "linear_dA_prev", "linear_backward"}, KERNEL_TESTS + FAST_TESTS),
     Target("manual_backprop/kernels/losses.py",
            lambda q: q.endswith("_grad") or q in {"Loss.scale", "Loss.gradient"}, KERNEL_TESTS),
     Target("manual_backprop/engine/trace.py", lambda q: q in {"backward", "_accumulate"}, ENGINE_TESTS),
@@ -127,7 +127,7 @@ EQUIVALENT: dict[str, str] = {
         "N == 0 never holds, so every batch takes A_prev.T @ dZ, which for N = 1 is the same outer product",
     "manual_backprop/kernels/linear.py:linear_db: in `return np.ones(dZ.shape[0], dtype=dZ.dtype) @ dZ`: "
     "`np.ones(dZ.shape[0], dtype=dZ.dtype) @ dZ` left operand of @ transposed": _1D,
-    "manual_backprop/engine/fast.py:_run: in `if N == 1:`: `1` constant 1 -> 0":
+    "manual_backprop/kernels/linear.py:linear_db: in `if dZ.shape[0] == 1: # one row: its copy`: `1` constant 1 -> 0":
         "the one-row shortcut db = dZ[0] is skipped; ones @ dZ gives the same row",
 }
 

@@ -35,7 +35,7 @@ from ..compare.comparator import NOT_JUDGED
 from ..description.case import Case, as_float64
 from ..engine.trace import Trace
 from ..errors import InputError
-from .overflow import ensure_representable, run_quietly
+from .overflow import ensure_representable, ensure_step_representable, run_quietly
 from .rounding import Verdict, explain_float32_failure, needs_explaining
 
 ALL_REFERENCES = ("torch", "jax", "fd")
@@ -223,6 +223,7 @@ def _check_beyond_the_trace(report: CheckReport, per_sample: bool, learning_rate
                        lambda module: module.per_sample_gradients(case)))
     if learning_rate is not None:
         lr = check_learning_rate(learning_rate, "--lr")
+        ensure_step_representable(case, lr, trace)  # a step beyond the dtype is an input error, never a failure
         ours = next_parameters(case, lr, trace)
         tables.append((ours, next_error_scales(case.network, case.params, trace, E, lr), "next_parameters",
                        lambda module: module.next_parameters(case, lr)))

@@ -31,7 +31,7 @@ the same shapes come back call after call:
   on a narrow layer (3 or 10 units) the bias add, the softmax's row max and
   sum, and the column sums run along long contiguous rows instead of N short
   ones. The products do not care: BLAS reads either layout through its
-  transpose flags, and :func:`_matmul` picks the order that lets it;
+  transpose flags, and the Linear kernels' ``matmul_into`` picks the order that lets it;
 * one-row batches take the vector paths: ``dW`` as an outer product (OpenBLAS
   is very slow on a product with inner dimension 1), ``db`` as a copy;
 * small products run on one BLAS thread: starting a second thread costs more
@@ -55,14 +55,12 @@ import numpy as np
 
 from ..description.network import Network
 from ..errors import InputError
-from ..kernels import ACTIVATIONS, LOSSES
+from ..kernels import ACTIVATIONS, LOSSES, linear
 
 # Below this many multiply-adds per product, BLAS runs on one thread (below
 # OPENBLAS_SMALL, OpenBLAS already does so itself and is left alone).
 SINGLE_THREAD_BELOW = 2_000_000
 OPENBLAS_SMALL = 262_144
-# An outer product (one-row batch's dW) at least this large is split over two threads.
-PARALLEL_OUTER = 524_288
 # An output layer this wide is stored sample-major, the layout of the targets T.
 WIDE_OUTPUT = 64
 
@@ -173,7 +171,7 @@ def value_and_grad(
 
 
 def _run(params: Mapping[str, np.ndarray], X, T, ws: Workspace) -> np.ndarray:
-    N, depth = ws.N, ws.network.depth
+    depth = ws.network.depth
     forward, backward, kept = ws.forward, ws.backward, ws.kept
 
     # Forward: Zl = A(l-1) @ Wl + bl, then Al = act(Zl) over Zl (the output's act is the loss's business).
@@ -181,8 +179,7 @@ def _run(params: Mapping[str, np.ndarray], X, T, ws: Workspace) -> np.ndarray:
     for l in range(1, depth + 1):
         W, b = ws.names[l - 1]
         Z = ws.Z[l]
-        _matmul(A, params[W], Z)
-        np.add(Z, params[b], out=Z)
+        linear.linear_forward(A, params[W], params[b], out=Z)
         if l < depth:
             if kept[l] is not None:  # the backward needs Z itself
                 np.copyto(kept[l], Z)
@@ -198,15 +195,12 @@ def _run(params: Mapping[str, np.ndarray], X, T, ws: Workspace) -> np.ndarray:
         dZ = ws.dZ[l]
         A_prev = ws.Z[l - 1] if l > 1 else X
         dW, db = grads[W], grads[b]
-        _matmul(A_prev.T, dZ, dW)  # an outer product when N = 1
-        if N == 1:
-            np.copyto(db, dZ[0])
-        else:
-            np.matmul(ws.ones, dZ, out=db)
+        linear.linear_dW(A_prev, dZ, out=dW)
+        linear.linear_db(dZ, out=db, ones=ws.ones)
         if l == 1:
             break
         dA = ws.dZ[l - 1]
-        _matmul(dZ, params[W].T, dA)
+        linear.linear_dA_prev(dZ, params[W], out=dA)
         backward[l - 1](dA, ws.Z_seen[l - 1], A_prev, out=dA, scratch=ws.free[l - 1])  # dZ over dA
     return L
 
@@ -227,49 +221,6 @@ def _loss_and_dZ(T: np.ndarray, ws: Workspace) -> np.ndarray:
     if loss.fused_with is None:
         ws.backward[depth](g, Z, A, out=g)
     return L
-
-
-def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """``out = a @ b`` through BLAS whatever out's layout: a feature-major out is filled as ``b.T @ a.T``.
-
-    An inner dimension of 1 (a one-row batch's dW, a one-unit layer's dA) is an
-    outer product: a broadcast multiply, where OpenBLAS's GEMM is very slow.
-    """
-    if a.shape[1] == 1:
-        _outer(a, b, out)
-    elif out.flags.c_contiguous:
-        np.matmul(a, b, out=out)
-    else:
-        np.matmul(b.T, a.T, out=out.T)
-
-
-def _outer(col: np.ndarray, row: np.ndarray, out: np.ndarray) -> None:
-    """``out = col * row``, (m, 1) * (1, n): on two threads when large (NumPy releases the GIL).
-
-    A broadcast multiply runs well below memory speed on one core; a second
-    thread nearly halves a 1024 x 1024 outer product.
-    """
-    m = out.shape[0]
-    if out.size < PARALLEL_OUTER or m < 2:
-        np.multiply(col, row, out=out)
-        return
-    h = m // 2
-    job = _helper().submit(np.multiply, col[h:], row, out=out[h:])
-    np.multiply(col[:h], row, out=out[:h])
-    job.result()
-
-
-_HELPER = None
-
-
-def _helper():
-    """One worker thread, started on first use."""
-    global _HELPER
-    if _HELPER is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _HELPER = ThreadPoolExecutor(1, thread_name_prefix="manual_backprop.fast")
-    return _HELPER
 
 
 def _largest_product(sizes: tuple[int, ...], N: int) -> int:

@@ -9,41 +9,60 @@ Backward, given the upstream gradient dZ = dL/dZ (N, n_out)::
     dW      = A_prev.T @ dZ     the "X^T delta" rule           (n_in, n_out)
     db      = 1.T @ dZ          the "1^T delta" rule (column sums)  (n_out,)
     dA_prev = dZ @ W.T          the "delta W^T" rule            (N, n_in)
+
+Each takes an optional ``out=``: the checking engine gets new arrays, the fast
+engine passes its buffers (any memory layout: :func:`matmul_into` lets BLAS
+read and write through its transpose flags).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+#: An outer product (a one-row batch's dW) at least this large is split over two threads.
+PARALLEL_OUTER = 524_288
 
-def linear_forward(A_prev: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+
+def linear_forward(A_prev: np.ndarray, W: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``Z = A_prev @ W + b``: (N, n_in) @ (n_in, n_out) + (n_out,) -> (N, n_out)."""
-    return A_prev @ W + b
+    if out is None:
+        return A_prev @ W + b
+    matmul_into(A_prev, W, out)
+    return np.add(out, b, out=out)
 
 
-def linear_dW(A_prev: np.ndarray, dZ: np.ndarray) -> np.ndarray:
+def linear_dW(A_prev: np.ndarray, dZ: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``dW = A_prev.T @ dZ``: (n_in, N) @ (N, n_out) -> (n_in, n_out).
 
     With one sample (N = 1) the product has inner dimension 1; OpenBLAS is slow
     there, so it is taken as the outer product, which is the same sum.
     """
+    if out is not None:
+        return matmul_into(A_prev.T, dZ, out)  # an outer product when N = 1
     if A_prev.shape[0] == 1:
         return np.outer(A_prev[0], dZ[0])
     return A_prev.T @ dZ
 
 
-def linear_db(dZ: np.ndarray) -> np.ndarray:
+def linear_db(dZ: np.ndarray, out: np.ndarray | None = None, ones: np.ndarray | None = None) -> np.ndarray:
     """``db = 1.T @ dZ``: the column sums of dZ, (N, n_out) -> (n_out,).
 
     Written as a product with a ones vector: on narrow arrays NumPy's
     ``dZ.sum(0)`` walks the short axis N times and is many times slower.
     """
-    return np.ones(dZ.shape[0], dtype=dZ.dtype) @ dZ
+    if out is None:
+        return np.ones(dZ.shape[0], dtype=dZ.dtype) @ dZ
+    if dZ.shape[0] == 1:  # one row: its copy
+        np.copyto(out, dZ[0])
+        return out
+    return np.matmul(np.ones(dZ.shape[0], dtype=dZ.dtype) if ones is None else ones, dZ, out=out)
 
 
-def linear_dA_prev(dZ: np.ndarray, W: np.ndarray) -> np.ndarray:
+def linear_dA_prev(dZ: np.ndarray, W: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``dA_prev = dZ @ W.T``: (N, n_out) @ (n_out, n_in) -> (N, n_in)."""
-    return dZ @ W.T
+    if out is None:
+        return dZ @ W.T
+    return matmul_into(dZ, W.T, out)
 
 
 def linear_backward(
@@ -51,3 +70,47 @@ def linear_backward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return ``(dA_prev, dW, db)`` for ``Z = A_prev @ W + b`` given ``dZ``."""
     return linear_dA_prev(dZ, W), linear_dW(A_prev, dZ), linear_db(dZ)
+
+
+def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out = a @ b`` through BLAS whatever out's layout: a feature-major out is filled as ``b.T @ a.T``.
+
+    An inner dimension of 1 (a one-row batch's dW, a one-unit layer's dA) is an
+    outer product: a broadcast multiply, where OpenBLAS's GEMM is very slow.
+    """
+    if a.shape[1] == 1:
+        _outer(a, b, out)
+    elif out.flags.c_contiguous:
+        np.matmul(a, b, out=out)
+    else:
+        np.matmul(b.T, a.T, out=out.T)
+    return out
+
+
+def _outer(col: np.ndarray, row: np.ndarray, out: np.ndarray) -> None:
+    """``out = col * row``, (m, 1) * (1, n): on two threads when large (NumPy releases the GIL).
+
+    A broadcast multiply runs well below memory speed on one core; a second
+    thread nearly halves a 1024 x 1024 outer product.
+    """
+    m = out.shape[0]
+    if out.size < PARALLEL_OUTER or m < 2:
+        np.multiply(col, row, out=out)
+        return
+    h = m // 2
+    job = _helper().submit(np.multiply, col[h:], row, out=out[h:])
+    np.multiply(col[:h], row, out=out[:h])
+    job.result()
+
+
+_HELPER = None
+
+
+def _helper():
+    """One worker thread, started on first use."""
+    global _HELPER
+    if _HELPER is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _HELPER = ThreadPoolExecutor(1, thread_name_prefix="manual_backprop.linear")
+    return _HELPER
