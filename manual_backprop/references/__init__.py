@@ -64,3 +64,16 @@ def load(name: str) -> ModuleType:
         raise MissingReference(
             f"reference {name!r} failed to import ({first_line}); reinstall: {INSTALL_HINTS[name]}"
         ) from exc
+
+
+def table_entry(reference: str, table: dict, kind: str, name: str):
+    """``table[name]`` of a framework reference's table, or an :class:`InputError` naming the missing line.
+
+    ``kind`` is ``"activation"`` (the table ``ACTIVATIONS``) or ``"loss"`` (``LOSS_SUMS``).
+    """
+    try:
+        return table[name]
+    except KeyError:
+        where = "ACTIVATIONS" if kind == "activation" else "LOSS_SUMS"
+        raise InputError(f"the {reference} reference has no line for {kind} {name!r}; "
+                         f"add one to {reference}_ref.{where}") from None

@@ -45,7 +45,8 @@ import numpy as np  # noqa: E402
 
 from ..description.case import Case  # noqa: E402
 from ..description.network import Network  # noqa: E402
-from ..errors import InputError  # noqa: E402
+from ..errors import InputError
+from . import table_entry  # noqa: E402
 
 #: ``A = act(Z)``, one line per activation of the registry. ``jax.nn.relu`` has gradient 0 at
 #: Z == 0 (a custom JVP), the project's convention; ``jnp.maximum(Z, 0)`` and ``jnp.clip`` give
@@ -89,11 +90,7 @@ def version() -> str:
 
 def _entry(table: dict, kind: str, name: str) -> Callable:
     """``table[name]``, or an :class:`InputError` naming what the jax reference lacks."""
-    try:
-        return table[name]
-    except KeyError:
-        raise InputError(f"the jax reference has no line for {kind} {name!r}; "
-                         f"add one to jax_ref.{'ACTIVATIONS' if kind == 'activation' else 'LOSS_SUMS'}") from None
+    return table_entry("jax", table, kind, name)
 
 
 def _jit(f):

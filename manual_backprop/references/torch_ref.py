@@ -34,6 +34,7 @@ from torch.func import grad, vmap
 from ..description.case import Case
 from ..description.network import Network
 from ..errors import InputError
+from . import table_entry
 
 #: ``A = act(Z)``, one line per activation of the registry. ReLU is ``torch.relu``, whose
 #: gradient at Z == 0 is 0, the project's convention (``clamp(min=0)`` would give 1 there and
@@ -71,11 +72,7 @@ def version() -> str:
 
 def _entry(table: dict, kind: str, name: str) -> Callable:
     """``table[name]``, or an :class:`InputError` naming what the torch reference lacks."""
-    try:
-        return table[name]
-    except KeyError:
-        raise InputError(f"the torch reference has no line for {kind} {name!r}; "
-                         f"add one to torch_ref.{'ACTIVATIONS' if kind == 'activation' else 'LOSS_SUMS'}") from None
+    return table_entry("torch", table, kind, name)
 
 
 # --- the maths, once ---------------------------------------------------------------------------
