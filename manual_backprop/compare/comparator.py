@@ -32,6 +32,7 @@ import numpy as np
 
 from ..description.network import Network
 from ..kernels import ACTIVATIONS
+from ..references.finite_diff import rms
 from .tolerance import (
     FLOOR,
     UNIT_ROUNDOFF,
@@ -221,7 +222,8 @@ def compare_values(name: str, reference: str, a: Any, b: Any, E: np.ndarray, dty
     ratio = err / tol
     idx = np.unravel_index(int(np.argmax(ratio)), ratio.shape) if ratio.ndim else ()
     idx = tuple(int(i) for i in idx)
-    rel = err / np.maximum(np.abs(b64), FLOOR[dtype])
+    with np.errstate(over="ignore"):  # an error of 1e20 where the reference is 0 is relatively Inf
+        rel = err / np.maximum(np.abs(b64), FLOOR[dtype])
     check = TensorCheck(
         name, reference, "ok",
         max_abs_err=float(err.max()) if err.size else 0.0,
@@ -351,12 +353,15 @@ def compare_projections(network: Network, engine: Mapping[str, np.ndarray], proj
                                             "forward; they cannot judge its values")
             continue
         G = np.asarray(engine[name], np.float64)
-        typical = float(np.linalg.norm(G)) / float(np.sqrt(max(G.size, 1)))
+        typical = rms(G)
         worst: tuple[float, int, float, float, float] | None = None
-        errs, rels, at_kink, noisy, beyond, kink_margin = [], [], 0, 0, 0, 0.0
+        errs, rels, at_kink, noisy, overflowed, beyond, kink_margin = [], [], 0, 0, 0, 0, 0.0
         for i, p in enumerate(projections[name]):
             if p.at_kink:
                 at_kink += 1
+                continue
+            if p.overflow:
+                overflowed += 1
                 continue
             mine = float((G * p.direction).sum())
             fd_error = finite_difference_error(p.truncation, E_L, p.step)
@@ -378,8 +383,9 @@ def compare_projections(network: Network, engine: Mapping[str, np.ndarray], proj
             if worst is None or not err <= tol * worst[0]:
                 worst = (err / tol, i, mine, p.estimate, tol)
         d = len(projections[name])
-        extra = {"directions": d, "judged": len(errs), "at_kink": at_kink, "too_noisy": noisy}
-        unjudged = _unjudged_note(at_kink, noisy, d)
+        extra = {"directions": d, "judged": len(errs), "at_kink": at_kink, "too_noisy": noisy,
+                 "overflowed": overflowed}
+        unjudged = _unjudged_note(at_kink, noisy, d, overflowed)
         if worst is None:
             checks[name] = TensorCheck(name, reference, NOT_JUDGED, extra=extra,
                                        note=f"finite differences cannot judge it: {unjudged}")
@@ -405,9 +411,11 @@ def compare_projections(network: Network, engine: Mapping[str, np.ndarray], proj
     return checks
 
 
-def _unjudged_note(at_kink: int, noisy: int, directions: int) -> str:
+def _unjudged_note(at_kink: int, noisy: int, directions: int, overflowed: int = 0) -> str:
     """``of 2 directions, 1 crossed a ReLU kink at every step tried, 1 ...``; empty if every direction judged."""
     parts = []
+    if overflowed:
+        parts.append(f"{overflowed} took the loss beyond float64 at the step (values near the largest float)")
     if at_kink:
         parts.append(f"{at_kink} crossed a ReLU kink at every step tried")
     if noisy:

@@ -97,7 +97,7 @@ def make_case(
         )
     if X is None and Y is None:
         _check_batch(batch, source)
-    _check_memory(network, batch if X is None and Y is None else 1, source)
+    check_memory(network, batch if X is None and Y is None else 1, source)
     in_params = f"{source}: [parameters] " if from_file else f"{source}: "
     in_data = f"{source}: [data] " if from_file else f"{source}: "
     drawn = random_parameters(network, seed)
@@ -117,7 +117,7 @@ def make_case(
         raise InputError(
             f"{in_data}X has shape {_shape(X)}, expected (N, {network.sizes[0]}) for input width {network.sizes[0]}"
         )
-    _check_memory(network, X.shape[0], source)  # the given batch: its activations are not allocated yet
+    check_memory(network, X.shape[0], source)  # the given batch: its activations are not allocated yet
     Y = _targets(Y, network, X.shape[0], in_data)
     return Case(network, full, X, Y, title, int(seed), dict(claimed or {}), learning_rate, source,
                 tuple(name for name in shapes if name not in params))
@@ -207,8 +207,10 @@ MAX_DIMENSION = 2**63 - 1
 _PER_ACTIVATION, _PER_WEIGHT = 16, 12
 
 
-def _check_memory(network: Network, N: int, source: str) -> None:
+def check_memory(network: Network, N: int, source: str, rows: str = "batch") -> None:
     """Refuse a network that cannot fit in the memory this process may use, before allocating any of it.
+
+    ``N`` rows of data, called ``rows`` in the message (``batch 64``, ``samples 600``).
 
     (With Linux's memory overcommit an impossible allocation may succeed and the
     process be killed later; a clear error up front is kinder.)
@@ -224,7 +226,7 @@ def _check_memory(network: Network, N: int, source: str) -> None:
     available = available_memory()
     if available is not None and need > available:
         raise InputError(
-            f"{source}: network {shown} with batch {_short(N)} needs about {_gib(need)} of memory, "
+            f"{source}: network {shown} with {rows} {_short(N)} needs about {_gib(need)} of memory, "
             f"more than the {_gib(available)} this process may use"
         )
 
@@ -316,12 +318,19 @@ def _first_bad(mask: np.ndarray) -> str:
     return f" at index {idx}" if idx else ""
 
 
+def _rectangular(value: Any, name: str, where: str) -> np.ndarray:
+    """``np.asarray(value)``, or an InputError when nested lists do not make a rectangular array."""
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError, OverflowError):
+        raise InputError(f"{where}{name} is not a rectangular array of numbers (rows of different lengths?)") from None
+
+
 def _float_array(value: Any, network: Network, name: str, where: str) -> np.ndarray:
     """A float array of the network's dtype, or an InputError that says why not."""
-    try:
-        a = np.asarray(value)
-    except (ValueError, TypeError):
-        raise InputError(f"{where}{name} is not a rectangular array of numbers (rows of different lengths?)") from None
+    a = _rectangular(value, name, where)
     if a.dtype == object and a.size and all(type(x) in (int, float) for x in a.flat) \
             and any(type(x) is int for x in a.flat):  # integers too large for int64
         raise InputError(f"{where}{name} holds integers where floats are needed (write 1.0, not 1)")
@@ -367,7 +376,7 @@ def _float_array(value: Any, network: Network, name: str, where: str) -> np.ndar
 
 def _targets(Y: Any, network: Network, N: int, where: str) -> np.ndarray:
     K = network.sizes[-1]
-    a = np.asarray(Y) if not isinstance(Y, np.ndarray) else Y
+    a = _rectangular(Y, "Y", where)
     labels = network.loss == "softmax_cross_entropy" and a.ndim == 1
     if labels and a.dtype == object and a.size and all(type(y) is int for y in a):
         i = next(i for i, y in enumerate(a) if not 0 <= y < K)  # only a label past int64 makes an object array

@@ -60,7 +60,7 @@ class WrittenFloat(float):
         e = self.exponent
         if e is None:
             return 0.0
-        return math.inf if e > 307 else 0.5 * 10.0 ** e
+        return math.inf if e > 308 else 0.5 * 10.0 ** e  # "1e308" -> 5e307; past 308 the value is Inf
 
 
 def _exponent(text: str) -> int | None:

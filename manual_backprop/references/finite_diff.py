@@ -33,7 +33,9 @@ tensor by adding the perturbation as the tensor is made.
 
 A direction whose reach is 0 (a unit exactly at the kink that the direction
 moves), or that still crosses a kink after ``ATTEMPTS`` tries, is marked
-``at_kink``; it is not judged. A direction judged at a very small step
+``at_kink``; it is not judged. Nor is one whose perturbed loss is not finite
+(``overflow``: parameters near the float64 maximum, moved by a step relative
+to their size); the evaluations run with NumPy's warnings off. A direction judged at a very small step
 carries a large rounding error (the loss evaluations' rounding, divided by
 the step): how large is reported as magnitudes, and the comparator
 (:func:`manual_backprop.compare.compare_projections`) decides whether the
@@ -80,6 +82,8 @@ class Projection:
     of the differences; ``reach`` the largest step that crosses no ReLU kink
     (inf without kinks); ``at_kink`` True when no step could be found that
     crosses none (then ``estimate`` is NaN); ``evaluations`` the forward passes spent.
+    ``overflow``: some evaluation's loss was not finite (the step took a parameter or a value beyond
+    float64); then ``estimate`` is NaN and the direction judges nothing.
     ``flat``: every evaluation gave exactly the unperturbed loss, though the
     step changed every entry it moves: the loss does not depend on T along
     the direction at all (a dead ReLU layer, a saturated sigmoid), so the
@@ -94,6 +98,7 @@ class Projection:
     reach: float = float("inf")
     evaluations: int = 4
     flat: bool = False
+    overflow: bool = False
 
 
 def target_of(grad_name: str) -> str:
@@ -108,6 +113,11 @@ def version() -> str:
 def run(case: Case, directions: int = DIRECTIONS, seed: int | None = None,
         device: str | None = None) -> dict[str, list[Projection]]:
     """Directional derivatives of the loss for every backward tensor of ``case``."""
+    with np.errstate(all="ignore"):  # a perturbed loss that overflows marks its direction, never warns
+        return _run(case, directions, seed)
+
+
+def _run(case: Case, directions: int, seed: int | None) -> dict[str, list[Projection]]:
     net = case.network
     net64 = Network(net.sizes, net.activations, net.loss, net.reduction, "float64")
     params, X, Y, T = cast_arrays(case, np.float64)
@@ -125,7 +135,7 @@ def run(case: Case, directions: int = DIRECTIONS, seed: int | None = None,
         # the first layer whose Z the target moves: Wl, bl, Zl -> l; Al -> l + 1; X -> 1
         first = (layer_of(target) or 0) + (1 if target.startswith(("A", "X")) else 0)
         moved = range(max(first, 1), net.depth + 1)
-        h0 = RELATIVE_STEP * max(1.0, _rms(value))
+        h0 = RELATIVE_STEP * max(1.0, rms(value))
         projections = []
         for _ in range(directions):
             v = rng.standard_normal(value.shape)
@@ -200,6 +210,8 @@ def _directional(net64, params, X, Y, T, base, target, v, h0, moved, gaps, sides
         if cq or cr:  # crossed between the steps (a deeper layer's kink): shrink and try again
             h /= 4
             continue
+        if not np.isfinite([fp, fm, gp, gm]).all():
+            return Projection(v, float("nan"), float("nan"), h, False, reach, evaluations, overflow=True)
         D1 = (fp - fm) / (2 * h)
         D2 = (gp - gm) / h
         flat = fp == fm == gp == gm == float(base["L"])
@@ -219,7 +231,7 @@ def _reach(shift: np.ndarray, t: float, gap: np.ndarray) -> float:
     return float((gap[moving] / shift[moving]).min()) * t
 
 
-def _rms(a: np.ndarray) -> float:
+def rms(a: np.ndarray) -> float:
     """Root-mean-square size, scaled first so that squaring values near the float maximum does not overflow."""
     m = float(np.abs(a).max()) if a.size else 0.0
     return m * float(np.sqrt(np.mean((a / m) ** 2))) if m > 0 else 0.0

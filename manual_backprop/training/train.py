@@ -33,7 +33,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..compare import TensorCheck, compare_arrays, error_scales, kink_scales, possible_flips
-from ..description.case import Case, make_case, random_parameters
+from ..description.case import Case, check_memory, make_case, random_parameters
 from ..description.network import Network
 from ..engine import fast
 from ..engine.sgd import check_learning_rate, sgd_step
@@ -101,6 +101,7 @@ def circle_data(network: Network, samples: int = SAMPLES, held_out: float = HELD
         raise InputError(f"--held-out {held_out} of {samples} samples leaves no training or no held-out points")
     if not np.isfinite(noise) or noise < 0:
         raise InputError(f"--noise must be a non-negative number, got {noise!r}")
+    check_memory(network, samples, "train", rows="--samples")  # every point is scored at once
 
     rng = np.random.default_rng([seed, 2])
     labels = rng.permutation(np.arange(samples) % 2)          # half inside (1), half outside (0)

@@ -68,6 +68,11 @@ def spread(fn: Callable[[Values], np.ndarray], values: Values, radius: Mapping[s
     added up, which is exact for the linear rules of backprop and finds a
     ReLU mask that a claim's precision leaves undecided (Z within r of 0).
     """
+    with np.errstate(all="ignore"):  # a replay from huge claimed values may overflow: Inf matches no claim
+        return _spread(fn, values, radius, u)
+
+
+def _spread(fn, values, radius, u):
     reads = _Reads(values)
     base = np.asarray(fn(reads), dtype=np.float64)
     bound = np.zeros(base.shape)

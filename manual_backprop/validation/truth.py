@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checking.overflow import ensure_representable, run_quietly
 from ..compare import UNIT_ROUNDOFF, error_scales, next_error_scales, per_sample_error_scales
 from ..description.case import Case, as_float64
 from ..engine.per_sample import per_sample_from_trace
 from ..engine.sgd import next_parameters
-from ..engine.trace import run
+from ..errors import InputError
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,19 @@ def true_values(case: Case) -> Truth:
     """Run ``case`` in float64: every named tensor, per-sample gradients and (with a learning rate) the step."""
     case64 = as_float64(case)
     net = case.network
-    values = dict(run(case64))
-    values.update(per_sample_from_trace(case64.network, values))
-    E = error_scales(net, case64.params, values, case64.T)
-    E.update(per_sample_error_scales(net, values, E))
-    if case.learning_rate is not None:
-        values.update(next_parameters(case64, trace=values))
-        E.update(next_error_scales(net, case64.params, values, E, case.learning_rate))
+    values = dict(run_quietly(case64))
+    with np.errstate(all="ignore"):  # an overflow is reported just below, never warned about
+        E = error_scales(net, case64.params, values, case64.T)
+    ensure_representable(case64, values, E)  # numbers beyond float64 are the input's fault: exit 2
+    with np.errstate(all="ignore"):  # judged below, for the names claimed
+        values.update(per_sample_from_trace(case64.network, values))
+        E.update(per_sample_error_scales(net, values, E))
+        if case.learning_rate is not None:
+            values.update(next_parameters(case64, trace=values))
+            E.update(next_error_scales(net, case64.params, values, E, case.learning_rate))
+    for name in case.claimed:  # a per-sample gradient is N times a mean's share: it can leave float64 alone
+        if name in values and not (np.isfinite(values[name]).all() and np.isfinite(E[name]).all()):
+            raise InputError(f"{case.source}: the true {name} is beyond float64 (its values or their rounding "
+                             f"overflow); scale X or the parameters down")
     values = {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}
     return Truth(values, E, UNIT_ROUNDOFF[net.dtype])
