@@ -218,13 +218,15 @@ AGAINST = st.sampled_from(["torch,fd", "torch,fd", "fd", "torch", "jax"])
 
 @FUZZ
 @given(text=network_files(), command=st.sampled_from(["check", "check", "validate", "train"]),
-       against=AGAINST, json_out=st.booleans(), float32=st.booleans())
-def test_mutated_network_files_never_end_in_a_traceback(tmp_path, text, command, against, json_out, float32):
+       against=AGAINST, json_out=st.booleans(), float32=st.booleans(),
+       extra=st.sampled_from([[], [], ["--per-sample"], ["--lr", "0.5"], ["--lr", "1e300"], ["--profile"]]))
+def test_mutated_network_files_never_end_in_a_traceback(tmp_path, text, command, against, json_out, float32,
+                                                        extra):
     path = tmp_path / "network.toml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
     argv = [command, str(path)]
     if command == "check":
-        argv += ["--against", against]
+        argv += ["--against", against, *extra]
     if command == "train":
         argv += ["--steps", "3", "--no-plots", "--samples", "24", "--output", str(tmp_path)]
     if float32 and command != "validate":
