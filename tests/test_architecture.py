@@ -38,7 +38,7 @@ LAYERS = {
     "compare": 5,
     "checking": 6, "validation": 6, "testing": 6, "training": 6, "bench": 6,
     "cli": 7,
-    "__init__": 8, "__main__": 8,
+    "__init__": 8, "__main__": 8, "pytest_plugin": 8,
 }
 
 #: What the framework references may import from the package: the description, and errors.
