@@ -3,5 +3,7 @@
 from .activations import ACTIVATIONS, Activation
 from .linear import linear_backward, linear_forward
 from .losses import LOSSES, Loss
+from .optimizers import OPTIMIZERS, Optimizer
 
-__all__ = ["ACTIVATIONS", "Activation", "LOSSES", "Loss", "linear_backward", "linear_forward"]
+__all__ = ["ACTIVATIONS", "LOSSES", "OPTIMIZERS", "Activation", "Loss", "Optimizer", "linear_backward",
+           "linear_forward"]
