@@ -220,3 +220,14 @@ def test_a_claimed_descent_step_without_a_learning_rate_is_an_input_error(tmp_pa
     path.write_text(SEED_002_NETWORK + "[claimed]\nb2_next = [0.1]\n", encoding="utf-8")
     assert main(["validate", str(path)]) == 2
     assert "b2_next needs [sgd] learning_rate" in capsys.readouterr().err
+
+
+def test_a_nan_claim_from_python_is_wrong_never_right():
+    # A Claim object is passed as it is (a file refuses NaN before this); NaN is never within any tolerance.
+    case = load_example("seed-002")
+    claimed = dict(case.claimed)
+    dW2 = claimed["dW2"].value.copy()
+    dW2[0, 0] = np.nan
+    claimed["dW2"] = Claim(dW2, claimed["dW2"].resolution)
+    report = validate(dataclasses.replace(case, claimed=claimed))
+    assert not report.claims["dW2"].ok and report.claims["dW2"].check.worst == (0, 0)

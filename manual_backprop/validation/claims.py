@@ -131,7 +131,8 @@ def judge(name: str, claim: Claim, true: np.ndarray, E: np.ndarray, dtype: str,
     err = np.abs(claimed - true)
     allowed = res + tol
     ratio = err / allowed
-    wrong = ratio > 1
+    wrong = ~(ratio <= 1)  # a NaN (claimed or true) is never right
+    ratio = np.where(np.isnan(ratio), np.inf, ratio)
     worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), ratio.shape)) if ratio.ndim else ()
     rel = err / np.maximum(np.abs(true), allowed)  # against a true 0, relative to what the claim may miss by
     return ClaimCheck(name, claimed, true, written, res, tol, "wrong" if wrong.any() else "right", wrong,
