@@ -3,7 +3,7 @@
 The public names live here; each comes from the folder that owns it:
 ``description`` (the network, its parameters and data, the TOML file),
 ``engine`` (forward and the hand-derived backward), ``checking`` (``check``),
-``validation`` (``validate``) and ``testing`` (``check_layer``).
+``validation`` (``validate``) and ``testing`` (``check_layer``, ``check_loss``, ``check_network``).
 
 They are imported on first use, so that ``import manual_backprop`` (and the
 command line's first instant, where Ctrl-C must already be handled) costs
@@ -23,13 +23,15 @@ _FROM = {
     "Case": "description", "Claim": "description", "Network": "description", "load_case": "description",
     "load_example": "description", "make_case": "description", "parse_case": "description",
     "backward": "engine", "forward": "engine", "run": "engine",
-    "LayerReport": "testing", "check_layer": "testing",
+    "LayerReport": "testing", "check_layer": "testing", "check_loss": "testing", "check_network": "testing",
+    "LossReport": "testing", "NetworkReport": "testing",
     "Validation": "validation", "validate": "validation",
 }
 
 __all__ = [
-    "Case", "Claim", "InputError", "LayerReport", "Network", "Validation", "backward", "check", "check_layer",
-    "forward", "load_case", "load_example", "make_case", "parse_case", "run", "validate",
+    "Case", "Claim", "InputError", "LayerReport", "LossReport", "Network", "NetworkReport", "Validation", "backward",
+    "check", "check_layer", "check_loss", "check_network", "forward", "load_case", "load_example", "make_case",
+    "parse_case", "run", "validate",
 ]
 __version__ = "0.1.0"
 
@@ -50,5 +52,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from .checking import check
     from .description import Case, Claim, Network, load_case, load_example, make_case, parse_case
     from .engine import backward, forward, run
-    from .testing import LayerReport, check_layer
+    from .testing import LayerReport, LossReport, NetworkReport, check_layer, check_loss, check_network
     from .validation import Validation, validate

@@ -56,3 +56,45 @@ def test_a_failing_layer_assertion_shows_the_report_at_the_callers_line(pytester
         "E*AssertionError: relu layer, random trial*dx*",
     ])
     assert "manual_backprop/testing" not in out  # no frame of the tool's own
+
+
+def test_a_failing_network_assertion_shows_the_validate_table_at_the_callers_line(pytester):
+    # A course-style two-layer class whose backward leaves the ReLU mask out (dA1 used as dZ1).
+    pytester.makepyfile(test_user="""
+        import numpy as np
+        from manual_backprop import Network
+        from manual_backprop.testing import assert_network_matches
+
+        class TwoLayerNet:
+            def __init__(self):
+                self.params = {}
+
+            def loss(self, X, y):
+                W1, b1, W2, b2 = (self.params[k] for k in ("W1", "b1", "W2", "b2"))
+                Z1 = X @ W1 + b1
+                A1 = np.maximum(Z1, 0)
+                Z2 = A1 @ W2 + b2
+                P = np.exp(Z2 - Z2.max(axis=1, keepdims=True))
+                P /= P.sum(axis=1, keepdims=True)
+                N = X.shape[0]
+                loss = -np.log(P[np.arange(N), y]).mean()
+                dZ2 = P.copy()
+                dZ2[np.arange(N), y] -= 1
+                dZ2 /= N
+                dA1 = dZ2 @ W2.T
+                dZ1 = dA1  # the ReLU mask left out
+                return loss, {"W1": X.T @ dZ1, "b1": dZ1.sum(0), "W2": A1.T @ dZ2, "b2": dZ2.sum(0)}
+
+        def test_my_net():
+            net = Network((4, 5, 3), ("relu", "softmax"), "softmax_cross_entropy")
+            assert_network_matches(TwoLayerNet(), net, float32=False)
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        ">*assert_network_matches(TwoLayerNet(), net, float32=False)",
+        "E*AssertionError: *",
+        "E*First wrong: dW1*",
+        "E*ReLU mask left out*",
+    ])
+    assert "manual_backprop/testing" not in result.stdout.str()

@@ -22,18 +22,18 @@ DATA_LOSS = 3.4702243556
 
 
 def test_the_half_convention_gives_the_courses_published_loss():
-    assert abs(float(l2_penalty(COURSE, 1.0, "half")) - (26.5948426952 - DATA_LOSS)) <= 1e-10
+    assert abs(float(l2_penalty([COURSE["W1"], COURSE["W2"]], 1.0, "half")) - (26.5948426952 - DATA_LOSS)) <= 1e-10
 
 
 def test_the_full_convention_gives_the_ports_published_loss():
-    assert abs(float(l2_penalty(COURSE, 1.0, "full")) - (49.719461034881775 - DATA_LOSS)) <= 1e-10
+    assert abs(float(l2_penalty([COURSE["W1"], COURSE["W2"]], 1.0, "full")) - (49.719461034881775 - DATA_LOSS)) <= 1e-10
 
 
-def test_biases_are_left_out_unless_asked_for():
-    with_b = float(l2_penalty(COURSE, 1.0, "half", biases=True))
+def test_biases_add_their_own_squares_when_covered():
+    with_b = float(l2_penalty(COURSE.values(), 1.0, "half"))
     # ½ Σ b² of the two linspace biases, added: arithmetic on the written-out arrays
     extra = 0.5 * (float((COURSE["b1"] ** 2).sum()) + float((COURSE["b2"] ** 2).sum()))
-    assert abs(with_b - float(l2_penalty(COURSE, 1.0, "half")) - extra) <= 1e-12 * with_b
+    assert abs(with_b - float(l2_penalty([COURSE["W1"], COURSE["W2"]], 1.0, "half")) - extra) <= 1e-12 * with_b
 
 
 @pytest.mark.parametrize("convention", ["half", "full"])
@@ -53,4 +53,4 @@ def test_the_gradient_is_torch_autograd_of_the_penalty_written_as_maths(conventi
 
 def test_the_penalty_keeps_the_parameters_dtype():
     p32 = {k: v.astype(np.float32) for k, v in COURSE.items()}
-    assert l2_penalty(p32, 1.0).dtype == np.float32
+    assert l2_penalty(p32.values(), 1.0).dtype == np.float32

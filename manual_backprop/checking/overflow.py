@@ -133,12 +133,24 @@ def _step_overflow(case: Case, trace: Mapping[str, np.ndarray], name: str, where
         sizes = np.logaddexp(sizes, _log_abs(case.params[f"b{l}"]))
         return _linear(sizes, where, net.dtype, f"|A{l - 1}| @ |W{l}| + |b{l}|" if l > 1 else
                        f"|X| @ |W{l}| + |b{l}|", net.sizes[l - 1] + 1)
-    if kind == "dW":
-        return _linear(_log_matmul(prev(l).T, trace[f"dZ{l}"]), where, net.dtype,
-                       f"|{'A' + str(l - 1) if l > 1 else 'X'}|.T @ |dZ{l}|", case.batch)
-    if kind == "db":
-        sizes = _log_matmul(np.ones((1, case.batch)), trace[f"dZ{l}"])[0]
-        return _linear(sizes, where, net.dtype, f"sum |dZ{l}|", case.batch)
+    if kind in ("dW", "db"):  # a sum of products, plus the L2 term 2fλ|P| where the penalty covers P
+        p = f"{kind[1]}{l}"
+        if kind == "dW":
+            sizes = _log_matmul(prev(l).T, trace[f"dZ{l}"])
+            formula, n = f"|{'A' + str(l - 1) if l > 1 else 'X'}|.T @ |dZ{l}|", case.batch
+        else:
+            sizes, formula, n = _log_matmul(np.ones((1, case.batch)), trace[f"dZ{l}"])[0], f"sum |dZ{l}|", case.batch
+        if p in net.l2_names():
+            sizes = np.logaddexp(sizes, np.log(2 * net.l2_factor) + _log_abs(case.params[p]))
+            formula, n = f"{formula} + 2fλ|{p}|", n + 1
+        return _linear(sizes, where, net.dtype, formula, n)
+    if name == "L_reg":  # f λ Σ w², its magnitude in log space
+        logs = np.concatenate([2 * _log_abs(case.params[p]).ravel() for p in net.l2_names()])
+        size = np.log(net.l2_factor) + np.logaddexp.reduce(logs)
+        return _linear(np.asarray(size), (), net.dtype, "the L2 penalty f·λ·Σ‖W‖²", logs.size)
+    if name == "L" and net.regularized:  # L = L_data + L_reg, both finite
+        size = np.logaddexp(_log_abs(trace["L_data"]), _log_abs(trace["L_reg"]))
+        return _linear(np.asarray(size), (), net.dtype, "|L_data| + |L_reg|", 2)
     if kind in ("dA", "dX") and not (kind == "dA" and l == L and not net.fused):
         k = l + 1 if kind == "dA" else 1
         return _linear(_log_matmul(trace[f"dZ{k}"], np.asarray(case.params[f"W{k}"]).T), where, net.dtype,
@@ -151,7 +163,7 @@ def _step_overflow(case: Case, trace: Mapping[str, np.ndarray], name: str, where
     T = w(case.T)
     if kind == "A":
         value, what = ACTIVATIONS[net.activations[l - 1]].forward(w(trace[f"Z{l}"])), f"act(Z{l})"
-    elif name == "L":
+    elif name in ("L", "L_data"):
         value, what = LOSSES[net.loss].value(w(trace[f"Z{L}"]), w(trace[f"A{L}"]), T, net.reduction), "the loss"
     elif fused_top or name == f"dA{L}":
         value = LOSSES[net.loss].gradient(w(trace[f"Z{L}"]), w(trace[f"A{L}"]), T, net.reduction)

@@ -234,8 +234,9 @@ def render_per_sample(report: CheckReport, console) -> None:
     for l in range(1, net.depth + 1):
         names += [n for n in (f"dW{l}", f"db{l}", f"dZ{l}", f"dA{l}") if n in rows[0]]
     c = normalisation(net, report.case.batch)
+    penalty = " plus the L2 term's gradient, which is no sample's" if net.regularized else ""
     console.print(f"Per sample (the gradients of each sample's own term l_i; the batch gradient is "
-                  f"{_fmt(c)} × their sum):")
+                  f"{_fmt(c)} × their sum{penalty}):")
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("tensor", no_wrap=True)
     table.add_column("sample", justify="right", no_wrap=True)

@@ -31,6 +31,15 @@ def add_case_options(p: argparse.ArgumentParser, default_note: str = "the seed-0
     g.add_argument("--batch", type=int, help="rows of random data (default 4)")
     g.add_argument("--seed", type=int, help="seed for random parameters and data (default 0)")
     p.add_argument("--dtype", choices=("float64", "float32"), help="override the network's dtype")
+    add_l2_options(p)
+
+
+def add_l2_options(p: argparse.ArgumentParser) -> None:
+    """``--l2 λ`` and ``--l2-convention``: an L2 penalty added to the loss (the file's [regularization])."""
+    p.add_argument("--l2", type=float, metavar="LAMBDA",
+                   help="add the L2 penalty f·λ·Σ‖W‖² to the loss (overrides the file's [regularization] l2)")
+    p.add_argument("--l2-convention", choices=("half", "full"),
+                   help="half: ½λΣ‖W‖², gradient λW (default); full: λΣ‖W‖², gradient 2λW")
 
 
 def case_from_args(args: argparse.Namespace, default_example: str = DEFAULT_EXAMPLE,
@@ -45,7 +54,14 @@ def case_from_args(args: argparse.Namespace, default_example: str = DEFAULT_EXAM
                          inline and "inline options (--" + ", --".join(inline) + ")") if x]
     if len(given) > 1:
         raise InputError(f"give one of FILE, --example or inline options, not {' and '.join(given)}")
-    overrides = {"dtype": args.dtype} if args.dtype else None
+    overrides = {"dtype": args.dtype} if args.dtype else {}
+    l2, convention = getattr(args, "l2", None), getattr(args, "l2_convention", None)
+    if l2 is not None and not (math.isfinite(l2) and l2 >= 0):
+        raise InputError(f"--l2 must be a finite number >= 0 (λ of the L2 penalty), got {l2!r}")
+    if convention is not None and l2 is None and not (args.file or args.example):
+        raise InputError("--l2-convention needs --l2 (the λ of the penalty)")
+    overrides.update({k: v for k, v in (("l2", l2), ("convention", convention)) if v is not None})
+    overrides = overrides or None
     if args.file:
         return load_case(args.file, overrides)
     if args.example:
@@ -57,7 +73,7 @@ def case_from_args(args: argparse.Namespace, default_example: str = DEFAULT_EXAM
         sizes = _int_list(args.sizes, "--sizes")
         acts = split_list(args.activations, "--activations")
         network = Network(tuple(sizes), tuple(acts), args.loss.strip(), (args.reduction or "mean").strip(),
-                          args.dtype or "float64")
+                          args.dtype or "float64", l2=0.0 if l2 is None else l2, l2_convention=convention or "half")
         seed, batch = getattr(args, "seed", None), getattr(args, "batch", None)
         return make_case(network, seed=seed if seed is not None else 0, batch=batch if batch is not None else 4)
     return load_example(default_example, overrides)

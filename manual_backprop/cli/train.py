@@ -12,7 +12,7 @@ from ..errors import InputError
 from ..files import check_writable_folder
 from ..kernels import LOSSES
 from ..training import train as T
-from .common import case_from_args
+from .common import add_l2_options, case_from_args
 
 DEFAULT_EXAMPLE = "seed-004"
 
@@ -36,6 +36,7 @@ def add_parser(sub) -> None:
     g.add_argument("--loss", help=", ".join(LOSSES))
     g.add_argument("--reduction", help="mean (default) or sum")
     p.add_argument("--dtype", choices=("float64", "float32"), help="override the network's dtype")
+    add_l2_options(p)
 
     t = p.add_argument_group("training")
     length = t.add_mutually_exclusive_group()

@@ -1,4 +1,14 @@
-"""``manual-backprop validate``: a hand derivation's claims beside the truth, and the mistake behind a wrong one."""
+"""``manual-backprop validate``: a hand derivation's claims beside the truth, and the mistake behind a wrong one.
+
+With ``--code FILE.py:NAME`` it judges the user's own NumPy code instead of a
+``[claimed]`` table: NAME (a function ``fn(params, X, Y)``, a class, or an
+instance with ``params`` and ``loss(X, y)``) is imported from FILE.py and run
+on the network's trials by :func:`~manual_backprop.testing.network.check_network`
+(the file's parameters and data for the first trial). Exit 0 when every
+trial is right, 1 when something is wrong (the code raising included), 2 for a
+bad ``--code`` value, a missing file, an import that raises, a missing NAME or
+a NAME of no recognised form (one line on standard error).
+"""
 
 from __future__ import annotations
 
@@ -30,6 +40,9 @@ def add_parser(sub) -> None:
                     "right, 1 if some claim is wrong, 2 if the input is wrong.")
     p.add_argument("file", nargs="?", metavar="FILE", help="a network file (TOML) with a [claimed] table")
     p.add_argument("--example", metavar="NAME", help="a shipped example (see `manual-backprop examples`)")
+    p.add_argument("--code", metavar="FILE.py:NAME",
+                   help="judge your own code instead of [claimed]: NAME is fn(params, X, Y), a class, or an "
+                        "object with params and loss(X, y), imported from FILE.py")
     p.add_argument("--json", action="store_true", help="one JSON object on standard output")
     p.set_defaults(run=run)
 
@@ -39,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give one of FILE or --example, not both")
     if not args.file and not args.example:
         raise InputError("validate needs a FILE with a [claimed] table, or --example NAME")
+    if args.code is not None:
+        return run_code(args)
     case = load_case(args.file) if args.file else load_example(args.example)
     report = validate(case)
     if args.json:
@@ -46,6 +61,91 @@ def run(args: argparse.Namespace) -> int:
     else:
         render(report)
     return 0 if report.ok else 1
+
+
+def run_code(args: argparse.Namespace) -> int:
+    """``validate NETWORK.toml --code FILE.py:NAME``: the report of :func:`check_network`, 0 / 1 / 2."""
+    import contextlib
+
+    from ..testing.network import check_network
+
+    path, name = _code_option(args.code)
+    case = load_case(args.file) if args.file else load_example(args.example)
+    with contextlib.redirect_stdout(sys.stderr):  # the user's prints must not mix with the report (--json)
+        code = load_code(path, name)
+        report = check_network(code, case, name=name)
+    if args.json:
+        out = report.to_json()
+        out["code"] = args.code
+        out["environment"] = describe(case.seed)
+        print_json(out)
+    else:
+        sys.stdout.write(printable_lines(report.message()) + "\n")
+    return 0 if report.ok else 1
+
+
+def printable_lines(text: str) -> str:
+    """Each line of ``text`` made safe for a terminal (the user's own words are in it)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def _code_option(value: str) -> tuple[str, str]:
+    """``FILE.py:NAME`` split at its last colon (a Windows drive's colon stays in FILE)."""
+    path, sep, name = value.rpartition(":")
+    if not sep or not path or not name:
+        raise InputError(f"--code must be FILE.py:NAME (a function, class or object in a Python file), "
+                         f"got {value!r}")
+    if not name.isidentifier():
+        raise InputError(f"--code {value!r}: {name!r} is not a Python name")
+    return path, name
+
+
+def load_code(path: str, name: str):
+    """``NAME`` from the Python file at ``path``, imported with the file's folder on ``sys.path``.
+
+    A missing file, an import that raises (``importing my_net.py raised NameError: ...``) or a
+    missing NAME is an :class:`InputError`; only KeyboardInterrupt and SystemExit escape.
+    """
+    import hashlib
+    import importlib.util
+    from pathlib import Path
+
+    from ..testing.signatures import exception as _exception
+
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"--code: no such file {path!r}" if not file.exists() else f"--code: {path!r} is not a file")
+    if file.suffix != ".py":
+        raise InputError(f"--code: {path!r} is not a Python file (FILE.py:NAME)")
+    folder = str(file.resolve().parent)
+    module_name = "manual_backprop_user_code_" + hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:12]
+    try:
+        spec = importlib.util.spec_from_file_location(module_name, file)
+        module = importlib.util.module_from_spec(spec)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001
+        raise InputError(f"importing {file.name} raised {_exception(e)}") from None
+    sys.path.insert(0, folder)
+    sys.modules[module_name] = module  # dataclasses and pickling look their module up
+    try:
+        spec.loader.exec_module(module)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001  (the user's module, whatever it raises)
+        sys.modules.pop(module_name, None)
+        raise InputError(f"importing {file.name} raised {_exception(e)}") from None
+    finally:
+        try:
+            sys.path.remove(folder)
+        except ValueError:
+            pass
+    if not hasattr(module, name):
+        defined = [n for n, v in vars(module).items()
+                   if not n.startswith("_") and callable(v) and getattr(v, "__module__", None) == module_name]
+        hint = f"; it defines {', '.join(defined)}" if defined else ""
+        raise InputError(f"{file.name} has no {name!r}{hint}")
+    return getattr(module, name)
 
 
 def render(report: Validation, file=None) -> None:

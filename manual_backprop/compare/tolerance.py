@@ -396,6 +396,9 @@ def _composed(network: Network, params: Mapping[str, np.ndarray], trace: Mapping
 
     Z_L, A_L = trace[f"Z{L}"], trace[f"A{L}"]
     E["L"] = loss_error(network, Z_L, A_L, T, E[f"A{L}"], E[f"Z{L}"], u, flush)
+    if network.regularized:
+        E["L_data"], E["L_reg"] = E["L"], l2_penalty_error(network, params, u, flush)
+        E["L"] = E["L_data"] + E["L_reg"] + u * (abs(float(trace["L_data"])) + abs(float(trace["L_reg"])))
     E_top = loss_gradient_error(network, Z_L, A_L, T, E[f"A{L}"], u, flush)
     fused = LOSSES[network.loss].fused_with is not None
     E_dA = E_top
@@ -411,8 +414,39 @@ def _composed(network: Network, params: Mapping[str, np.ndarray], trace: Mapping
         E[f"dZ{l}"] = E_dZ
         E[f"dW{l}"], E[f"db{l}"], E_dA = linear_backward_error(A_prev, E_A_prev, params[f"W{l}"],
                                                                trace[f"dZ{l}"], E_dZ, u, flush)
+        if network.regularized:
+            E[f"dW{l}"] = E[f"dW{l}"] + l2_gradient_error(network, params[f"W{l}"], trace[f"dW{l}"], u, flush)
+            if network.l2_biases:
+                E[f"db{l}"] = E[f"db{l}"] + l2_gradient_error(network, params[f"b{l}"], trace[f"db{l}"], u, flush)
     E["dX"] = E_dA
     return E
+
+
+def l2_penalty_error(network: Network, params: Mapping[str, np.ndarray], u: float, flush: float = 0.0) -> np.ndarray:
+    """``E`` (0-d) of ``L_reg = f λ Σ w²`` over the n regularised entries (parameters exact).
+
+    ``(gamma(n) + 3u) L_reg``: each square and the two scalings round once, the sum of n squares by
+    gamma(n); with a flush range, ``f λ flush`` for each square that is not 0 (a square below the
+    smallest normal number may be flushed) and the result's own ``fl(L_reg)``.
+    """
+    names = network.l2_names()
+    squares = np.concatenate([np.square(_abs(params[n])).ravel() for n in names]) if names else np.zeros(0)
+    f = network.l2_factor
+    value = f * float(squares.sum())
+    E = (gamma(squares.size, u) + 3 * u) * value
+    if flush:
+        E = E + f * flush * float(np.count_nonzero(squares)) + float(_flushable(value, flush))
+    return np.asarray(E)
+
+
+def l2_gradient_error(network: Network, W, total, u: float, flush: float = 0.0) -> np.ndarray:
+    """What adding ``g = 2 f λ W`` to the data gradient adds to its ``E``; W and ``total`` (the sum) same shape.
+
+    The product rounds once (``u |g|``), the sum once (``u (|total| + |g|)``, bounding the data
+    gradient's magnitude by ``|total| + |g|``), and a ``g`` below the normal range may be flushed.
+    """
+    g = 2 * network.l2_factor * _abs(W)
+    return u * (2 * g + _abs(total)) + _flushable(g, flush)
 
 
 def layer_error_scales(activation: str, x: np.ndarray, params: Mapping[str, np.ndarray],

@@ -9,6 +9,7 @@ an :class:`~manual_backprop.errors.InputError` naming the tensor and index.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -23,12 +24,20 @@ from .network import Network
 
 @dataclass(frozen=True)
 class Claim:
-    """A value derived by hand, and how precisely it was written.
+    """A value derived by hand (or computed by the user's code), and how precisely it was written.
 
-    ``resolution`` is half a unit in the last written decimal place, element by
-    element (0 where the value was written to full precision or came from
-    code): a claim is right if it lies within ``resolution`` of the truth
-    plus the tolerance the comparison allows anyway.
+    ``value`` has the tensor's shape (``dW1`` is (n0, n1), ``db1`` (n1,), ``Z1``
+    (N, n1), ``L`` ()), or the transposed 2-D shape, which ``validate`` names
+    as the transposed layout. ``resolution`` has the same shape: half a unit in
+    the last written decimal place, element by element (0 where the value was
+    written to full precision or came from code). A claimed element is right
+    when::
+
+        |value - true| <= resolution + tolerance
+
+    the tolerance being the comparison's own (``K * E + floor``). A plain
+    array given to :func:`make_case` as a claim becomes ``Claim(value, 0)``:
+    exact, as every array computed in Python is.
     """
 
     value: np.ndarray
@@ -84,6 +93,12 @@ def make_case(
     Parameters and data come from separate streams of the seed, so giving one
     does not change the other. ``from_file`` names each array with its table
     in messages (``net.toml: [data] X has NaN at index [0, 1]``).
+
+    ``claimed`` maps tensor names (``L``, ``Z1``, ``dW1``, ...) to a
+    :class:`Claim` (kept as it is) or to a plain array (a NumPy array or nested
+    lists), which is checked as every other array is (the network's float
+    dtype, finite, the tensor's shape or its transpose, a known name) and
+    becomes the exact claim ``Claim(value, zeros)``.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"{source}: seed must be a non-negative integer, got {_short(seed)}")
@@ -119,8 +134,38 @@ def make_case(
         )
     check_memory(network, X.shape[0], source)  # the given batch: its activations are not allocated yet
     Y = _targets(Y, network, X.shape[0], in_data)
-    return Case(network, full, X, Y, title, int(seed), dict(claimed or {}), learning_rate, source,
+    claims = _claims(claimed, network, X.shape[0], Y, f"{source}: [claimed] " if from_file else f"{source}: claimed ")
+    return Case(network, full, X, Y, title, int(seed), claims, learning_rate, source,
                 tuple(name for name in shapes if name not in params))
+
+
+def _claims(claimed: Mapping[str, Any] | None, network: Network, N: int, Y: np.ndarray,
+            where: str) -> dict[str, Claim]:
+    """``claimed`` with every plain array made an exact :class:`Claim` (checked first); a Claim stays as it is."""
+    out: dict[str, Claim] = {}
+    if not claimed:
+        return out
+    known = network.names() + network.extra_names()
+    shapes = network.tensor_shapes(N)
+    if Y.ndim == 1:
+        shapes["Y"] = Y.shape
+    for name, value in dict(claimed).items():
+        if isinstance(value, Claim):
+            out[name] = value
+            continue
+        if not isinstance(name, str) or name not in known:
+            raise InputError(f"{where}has unknown tensor name {_short(name)}; this network's names are "
+                             f"{', '.join(known)}")
+        if value is None:
+            raise InputError(f"{where}{name} is None, not an array of numbers")
+        a = _float_array(value, network, name, where)
+        if np.ndim(value) == 0:
+            a = a.reshape(())  # a scalar (L) stays one
+        # a 2-D claim in the transposed layout is kept as given: ``validate`` names the transposed layout
+        if a.shape != shapes[name] and not (a.ndim == 2 and a.shape == shapes[name][::-1]):
+            raise InputError(f"{where}{name} has shape {_shape(a)}, expected {shapes[name]}")
+        out[name] = Claim(a, np.zeros(a.shape))
+    return out
 
 
 def cast_arrays(case: Case, dtype) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
@@ -140,7 +185,7 @@ def as_float64(case: Case) -> Case:
     if case.network.dtype == "float64":
         return case
     net = case.network
-    net64 = Network(net.sizes, net.activations, net.loss, net.reduction, "float64")
+    net64 = dataclasses.replace(net, dtype="float64")
     params, X, Y, _ = cast_arrays(case, np.float64)
     return make_case(net64, params, X, Y, seed=case.seed, title=case.title,
                      learning_rate=case.learning_rate, source=case.source)

@@ -27,7 +27,8 @@ from ..errors import InputError
 from .case import MAX_DIMENSION, Case, Claim, available_memory, make_case
 from .network import Network
 
-TOP_KEYS = {"title", "seed", "batch", "network", "parameters", "data", "claimed", "sgd", "notes"}
+TOP_KEYS = {"title", "seed", "batch", "network", "parameters", "data", "claimed", "sgd", "notes", "regularization"}
+REGULARIZATION_KEYS = {"l2", "convention", "biases"}
 NETWORK_KEYS = {"sizes", "activations", "loss", "reduction", "dtype"}
 SGD_KEYS = {"learning_rate"}
 
@@ -161,8 +162,14 @@ def parse_case(text: str, source: str = "<text>", overrides: dict[str, Any] | No
         value, literal, why = lost[0]
         raise InputError(f"{source}: {_number_at(_location(doc, value), literal)}, {why}")
     if overrides:
+        overrides = dict(overrides)
+        l2 = {k: overrides.pop(k) for k in ("l2", "convention") if k in overrides}
         if isinstance(doc.get("network"), dict):
             doc["network"].update(overrides)
+        if l2:  # --l2, --l2-convention: the [regularization] table's keys
+            if "regularization" in doc and not isinstance(doc["regularization"], dict):
+                raise InputError(f"{source}: [regularization] must be a table")
+            doc.setdefault("regularization", {}).update(l2)
     return case_from_dict(doc, source)
 
 
@@ -189,13 +196,16 @@ def case_from_dict(doc: dict[str, Any], source: str = "<dict>") -> Case:
     for key in ("loss", "reduction", "dtype"):
         if key in net_table and not isinstance(net_table[key], str):
             raise InputError(f"{source}: [network] {key} must be a string, got {net_table[key]!r}")
+    reg = _regularization(doc, source)
     try:
         network = Network(
             tuple(sizes), tuple(acts), net_table["loss"],
-            net_table.get("reduction", "mean"), net_table.get("dtype", "float64"),
+            net_table.get("reduction", "mean"), net_table.get("dtype", "float64"), **reg,
         )
     except InputError as exc:  # "network [2, 3]: what" -> "FILE: [network] what"
-        raise InputError(f"{source}: [network] {str(exc).removeprefix(f'network {sizes}: ')}") from None
+        what = str(exc).removeprefix(f"network {sizes}: ")
+        table = "[regularization]" if what.startswith("l2") or "l2 convention" in what else "[network]"
+        raise InputError(f"{source}: {table} {what}") from None
     seed = doc.get("seed", 0)
     batch = doc.get("batch", 4)
     for key, value in (("seed", seed), ("batch", batch)):
@@ -225,6 +235,28 @@ def case_from_dict(doc: dict[str, Any], source: str = "<dict>") -> Case:
     claims = _claims(_table(doc, "claimed", source), case, source)
     return Case(case.network, case.params, case.X, case.Y, case.title, case.seed, claims,
                 case.learning_rate, source)
+
+
+def _regularization(doc: dict[str, Any], source: str) -> dict[str, Any]:
+    """The ``[regularization]`` table as Network's keywords: ``l2 = λ``, ``convention``, ``biases``."""
+    if "regularization" not in doc:
+        return {}
+    table = _table(doc, "regularization", source)
+    _only(table, REGULARIZATION_KEYS, source, "[regularization]")
+    if "l2" not in table:
+        raise InputError(f"{source}: [regularization] is missing 'l2' (λ, e.g. l2 = 0.1)")
+    l2 = table["l2"]
+    if type(l2) is int and not _fits_float(l2):
+        raise InputError(f"{source}: [regularization] l2 is {_show_int(l2)}, beyond the largest float64 (1.798e+308)")
+    if type(l2) not in (int, WrittenFloat, float):
+        raise InputError(f"{source}: [regularization] l2 must be a number >= 0, got {_show(l2)}")
+    convention = table.get("convention", "half")
+    if not isinstance(convention, str):
+        raise InputError(f"{source}: [regularization] convention must be \"half\" or \"full\", got {_show(convention)}")
+    biases = table.get("biases", False)
+    if not isinstance(biases, bool):
+        raise InputError(f"{source}: [regularization] biases must be true or false, got {_show(biases)}")
+    return {"l2": float(l2), "l2_convention": convention, "l2_biases": biases}
 
 
 def _claims(table: dict[str, Any], case: Case, source: str) -> dict[str, Claim]:

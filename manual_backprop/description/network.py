@@ -1,7 +1,7 @@
 """The one description of a network that drives the engine, the references and the tests.
 
 A :class:`Network` is the architecture only (widths, activations, loss,
-reduction, dtype). Together with parameters and data it makes a
+reduction, dtype, and an optional L2 penalty, part of the loss). Together with parameters and data it makes a
 :class:`~manual_backprop.case.Case`. Every tensor a run produces is named
 after the maths (the README's "Tensor names"): ``X, Y, Z1, A1, ..., L`` forward and
 ``dAL, dZL, dWL, dbL, ..., dX`` backward.
@@ -17,19 +17,28 @@ import numpy as np
 from ..errors import InputError
 from ..kernels import ACTIVATIONS, LOSSES
 from ..kernels.losses import REDUCTIONS
+from ..kernels.regularization import CONVENTIONS
 
 DTYPES = ("float64", "float32")
 
 
 @dataclass(frozen=True)
 class Network:
-    """Widths ``sizes = (n0, n1, ..., nL)``, one activation per Linear layer, and the loss."""
+    """Widths ``sizes = (n0, n1, ..., nL)``, one activation per Linear layer, and the loss.
+
+    ``l2 = λ > 0`` adds ``L_reg = f λ Σ_l ‖W_l‖²`` to the loss (f = ½ under ``l2_convention =
+    "half"``, 1 under ``"full"``; biases too with ``l2_biases``): ``L = L_data + L_reg``, and
+    every ``dWl`` gains ``2 f λ Wl`` (:mod:`manual_backprop.kernels.regularization`).
+    """
 
     sizes: tuple[int, ...]
     activations: tuple[str, ...]
     loss: str
     reduction: str = "mean"
     dtype: str = "float64"
+    l2: float = 0.0
+    l2_convention: str = "half"
+    l2_biases: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sizes", tuple(self.sizes))
@@ -44,6 +53,22 @@ class Network:
     @property
     def np_dtype(self) -> np.dtype:
         return np.dtype(self.dtype)
+
+    @property
+    def regularized(self) -> bool:
+        """True when the loss has an L2 term (``l2 > 0``): the trace then names ``L_data`` and ``L_reg`` too."""
+        return self.l2 > 0
+
+    @property
+    def l2_factor(self) -> float:
+        """``f λ`` in ``L_reg = f λ Σ ‖W‖²`` (f = ½ under "half", 1 under "full"); 0 without L2."""
+        return CONVENTIONS[self.l2_convention] * self.l2
+
+    def l2_names(self) -> list[str]:
+        """The parameters the L2 penalty covers: ``W1, ..., WL`` (and ``b1, ..., bL`` with ``l2_biases``)."""
+        if not self.regularized:
+            return []
+        return [f"{p}{l}" for l in range(1, self.depth + 1) for p in ("Wb" if self.l2_biases else "W")]
 
     @property
     def fused(self) -> bool:
@@ -68,11 +93,11 @@ class Network:
         return shapes
 
     def forward_names(self) -> list[str]:
-        """``X, Y, Z1, A1, ..., ZL, AL, L``: the order the forward makes them."""
+        """``X, Y, Z1, A1, ..., ZL, AL, L``: the order the forward makes them (``L_data, L_reg, L`` with L2)."""
         names = ["X", "Y"]
         for l in range(1, self.depth + 1):
             names += [f"Z{l}", f"A{l}"]
-        return names + ["L"]
+        return names + (["L_data", "L_reg", "L"] if self.regularized else ["L"])
 
     def backward_names(self) -> list[str]:
         """``dAL, dZL, dWL, dbL, dA(L-1), ..., dW1, db1, dX``: the order backprop makes them.
@@ -103,7 +128,8 @@ class Network:
     def tensor_shapes(self, N: int) -> dict[str, tuple[int, ...]]:
         """The shape of every named tensor for a batch of N rows (Y as a (N, K) matrix)."""
         K = self.sizes[-1]
-        shapes: dict[str, tuple[int, ...]] = {"X": (N, self.sizes[0]), "Y": (N, K), "L": (), "dX": (N, self.sizes[0])}
+        shapes: dict[str, tuple[int, ...]] = {"X": (N, self.sizes[0]), "Y": (N, K), "L": (), "dX": (N, self.sizes[0]),
+                                              "L_data": (), "L_reg": ()}
         for l in range(1, self.depth + 1):
             n_in, n_out = self.sizes[l - 1], self.sizes[l]
             for t in ("Z", "A", "dZ", "dA"):
@@ -116,8 +142,11 @@ class Network:
 
     def describe(self) -> str:
         """``2-3-1 sigmoid/identity, half_mse (mean), float64``."""
+        l2 = ""
+        if self.regularized:
+            l2 = f" + L2 λ={self.l2:g} ({self.l2_convention}{', biases too' if self.l2_biases else ''})"
         return (f"{'-'.join(map(str, self.sizes))} {'/'.join(self.activations)}, "
-                f"{self.loss} ({self.reduction}), {self.dtype}")
+                f"{self.loss} ({self.reduction}){l2}, {self.dtype}")
 
 
 _NAME = re.compile(r"^(d?)([A-Za-z]+)(\d*)(_per_sample|_next)?$")
@@ -162,5 +191,14 @@ def _check_network(net: Network) -> None:
         raise InputError(
             f"{where}: loss {net.loss!r} needs a {needs!r} output activation, got {net.activations[-1]!r}"
         )
+    if isinstance(net.l2, (bool, np.bool_)) or not isinstance(net.l2, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(net.l2) or net.l2 < 0:
+        raise InputError(f"{where}: l2 must be a finite number >= 0 (λ of the L2 penalty), got {net.l2!r}")
+    object.__setattr__(net, "l2", float(net.l2))
+    if net.l2_convention not in CONVENTIONS:
+        raise InputError(f"{where}: unknown l2 convention {net.l2_convention!r}; known: "
+                         f"{', '.join(CONVENTIONS)} (half: ½λΣ‖W‖², gradient λW; full: λΣ‖W‖², gradient 2λW)")
+    if not isinstance(net.l2_biases, (bool, np.bool_)):
+        raise InputError(f"{where}: l2 biases must be true or false, got {net.l2_biases!r}")
     if needs == "softmax" and net.sizes[-1] < 2:
         raise InputError(f"{where}: softmax_cross_entropy needs at least 2 output classes, got {net.sizes[-1]}")

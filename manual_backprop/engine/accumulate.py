@@ -17,11 +17,14 @@ instead of ``+=`` would keep only the last micro-batch.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..description.case import Case
 from ..description.network import Network
 from ..errors import InputError
+from ..kernels.regularization import l2_gradient
 from .per_sample import normalisation
 from .trace import backward, forward
 
@@ -60,10 +63,12 @@ def full_batch_gradient(case: Case, size: int) -> dict[str, np.ndarray]:
     (1, 1/N or 1/(N*K)) is applied once at the end.
     """
     net = case.network
-    summed = Network(net.sizes, net.activations, net.loss, "sum", net.dtype)
+    summed = dataclasses.replace(net, reduction="sum", l2=0.0)  # the data term; the L2 term once, below
     buffers = accumulate(case, size, network=summed)
     c = normalisation(net, case.batch)
-    if c == 1.0:
-        return buffers
-    return {name: g * g.dtype.type(c) for name, g in buffers.items()}
+    grads = buffers if c == 1.0 else {name: g * g.dtype.type(c) for name, g in buffers.items()}
+    if net.regularized:
+        for name in net.l2_names():
+            grads[f"d{name}"] = grads[f"d{name}"] + l2_gradient(case.params[name], net.l2, net.l2_convention)
+    return grads
 

@@ -56,6 +56,7 @@ import numpy as np
 from ..description.network import Network
 from ..errors import InputError
 from ..kernels import ACTIVATIONS, LOSSES, linear
+from ..kernels.regularization import l2_gradient, l2_penalty
 
 # Below this many multiply-adds per product, BLAS runs on one thread (below
 # OPENBLAS_SMALL, OpenBLAS already does so itself and is left alone).
@@ -187,6 +188,9 @@ def _run(params: Mapping[str, np.ndarray], X, T, ws: Workspace) -> np.ndarray:
         A = Z
 
     L = _loss_and_dZ(T, ws)
+    net = ws.network
+    if net.regularized:  # L = L_data + L_reg; each dWl gains 2fλ Wl (the same kernels as the trace)
+        L = np.asarray(L + l2_penalty((params[n] for n in net.l2_names()), net.l2, net.l2_convention))
 
     # Backward: dWl = A(l-1).T @ dZl, dbl = 1.T @ dZl, dA(l-1) = dZl @ Wl.T, dZ(l-1) = dA(l-1) * act'.
     grads = ws.grads
@@ -197,6 +201,10 @@ def _run(params: Mapping[str, np.ndarray], X, T, ws: Workspace) -> np.ndarray:
         dW, db = grads[W], grads[b]
         linear.linear_dW(A_prev, dZ, out=dW)
         linear.linear_db(dZ, out=db, ones=ws.ones)
+        if net.regularized:
+            dW += l2_gradient(params[W], net.l2, net.l2_convention)
+            if net.l2_biases:
+                db += l2_gradient(params[b], net.l2, net.l2_convention)
         if l == 1:
             break
         dA = ws.dZ[l - 1]

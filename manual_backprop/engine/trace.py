@@ -4,9 +4,14 @@ The backward is the forward read in reverse, one named step per line::
 
     forward                              backward
     A0 = X                               dZL = dL/dZL (fused loss) or dAL * act'(ZL)
-    Zl = A(l-1) @ Wl + bl                dWl = A(l-1).T @ dZl
+    Zl = A(l-1) @ Wl + bl                dWl = A(l-1).T @ dZl  (+ 2fλ Wl with L2)
     Al = act_l(Zl)                       dbl = 1.T @ dZl
     L  = loss(AL or ZL, Y)               dA(l-1) = dZl @ Wl.T ;  dZ(l-1) = dA(l-1) * act'(Z(l-1))
+
+With an L2 penalty (``network.l2 = λ``) the loss is ``L = L_data + L_reg``,
+``L_reg = f λ Σ ‖Wl‖²``, and its gradient ``2 f λ Wl`` is added to each ``dWl``
+(:mod:`~manual_backprop.kernels.regularization`); the deltas ``dZl``, ``dAl``
+are the data term's alone, as the penalty does not depend on them.
 
 Every tensor is kept in the returned trace under its name, in the dtype of
 the network (float32 stays float32 end to end).
@@ -22,6 +27,7 @@ from ..description.case import Case
 from ..description.network import Network, layer_of
 from ..errors import InputError
 from ..kernels import ACTIVATIONS, LOSSES, linear_backward, linear_forward
+from ..kernels.regularization import l2_gradient, l2_penalty
 
 Trace = dict  # name -> np.ndarray, in the order the run made them
 
@@ -66,7 +72,13 @@ def forward(
         if f"A{l}" in p:
             A = A + p[f"A{l}"]
         trace[f"Z{l}"], trace[f"A{l}"] = Z, A
-    trace["L"] = LOSSES[network.loss].value(Z, A, T, network.reduction)
+    L = LOSSES[network.loss].value(Z, A, T, network.reduction)
+    if network.regularized:
+        weights = [params[n] + p[n] if n in p else params[n] for n in network.l2_names()]
+        trace["L_data"] = L
+        trace["L_reg"] = l2_penalty(weights, network.l2, network.l2_convention)
+        L = L + trace["L_reg"]
+    trace["L"] = L
     return trace
 
 
@@ -105,6 +117,10 @@ def backward(
             dZ = ACTIVATIONS[network.activations[l - 1]].backward(dA, fwd[f"Z{l}"], fwd[f"A{l}"])
         A_prev = fwd[f"A{l - 1}"] if l > 1 else fwd["X"]
         dA, dW, db = linear_backward(dZ, A_prev, params[f"W{l}"])
+        if network.regularized:
+            dW = dW + l2_gradient(params[f"W{l}"], network.l2, network.l2_convention)
+            if network.l2_biases:
+                db = db + l2_gradient(params[f"b{l}"], network.l2, network.l2_convention)
         if accumulate_into is not None:
             dW, db = _accumulate(accumulate_into, f"dW{l}", dW), _accumulate(accumulate_into, f"db{l}", db)
         grads[f"dZ{l}"], grads[f"dW{l}"], grads[f"db{l}"] = dZ, dW, db

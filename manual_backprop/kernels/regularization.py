@@ -13,7 +13,7 @@ term of ``L``, beside the data loss ``L_data``, ``L = L_data + L_reg``.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterable
 
 import numpy as np
 
@@ -21,20 +21,16 @@ import numpy as np
 CONVENTIONS = {"half": 0.5, "full": 1.0}
 
 
-def regularized_names(params: Mapping[str, np.ndarray], biases: bool = False) -> list[str]:
-    """The parameters the penalty covers: every ``Wl``, and every ``bl`` too when ``biases``."""
-    return [name for name in params if name.startswith("W") or (biases and name.startswith("b"))]
+def l2_penalty(weights: Iterable[np.ndarray], lam: float, convention: str = "half") -> np.ndarray:
+    """``L_reg = f λ Σ ‖W‖²`` over ``weights`` (f = ½ or 1), a 0-d array in their dtype.
 
-
-def l2_penalty(params: Mapping[str, np.ndarray], lam: float, convention: str = "half",
-               biases: bool = False) -> np.ndarray:
-    """``L_reg = f λ Σ_l ‖W_l‖²`` (f = ½ or 1), a 0-d array in the parameters' dtype."""
-    names = regularized_names(params, biases)
-    dtype = params[names[0]].dtype if names else np.dtype(np.float64)
-    c = dtype.type
+    Which parameters are covered is the network's to say
+    (:meth:`~manual_backprop.Network.l2_names`: every W, and the biases when asked).
+    """
+    weights = list(weights)
+    c = weights[0].dtype.type if weights else np.float64
     total = c(0)
-    for name in names:
-        W = params[name]
+    for W in weights:
         total = total + np.vdot(W, W)  # Σ w² over every entry
     return np.asarray(c(CONVENTIONS[convention]) * c(lam) * total)
 

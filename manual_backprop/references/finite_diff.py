@@ -55,7 +55,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..description.case import Case, cast_arrays
-from ..description.network import Network, layer_of
+from ..description.network import layer_of
 from ..engine.trace import forward
 from ..kernels import ACTIVATIONS
 
@@ -119,7 +119,7 @@ def run(case: Case, directions: int = DIRECTIONS, seed: int | None = None,
 
 def _run(case: Case, directions: int, seed: int | None) -> dict[str, list[Projection]]:
     net = case.network
-    net64 = Network(net.sizes, net.activations, net.loss, net.reduction, "float64")
+    net64 = replace(net, dtype="float64")
     params, X, Y, T = cast_arrays(case, np.float64)
     base = forward(net64, params, X, Y, T)
     kinks = {l: ACTIVATIONS[a].kink for l, a in enumerate(net.activations, start=1)
@@ -210,13 +210,25 @@ def _directional(net64, params, X, Y, T, base, target, v, h0, moved, gaps, sides
         if cq or cr:  # crossed between the steps (a deeper layer's kink): shrink and try again
             h /= 4
             continue
-        if not np.isfinite([fp, fm, gp, gm]).all():
-            return Projection(v, float("nan"), float("nan"), h, False, reach, evaluations, overflow=True)
-        D1 = (fp - fm) / (2 * h)
-        D2 = (gp - gm) / h
-        flat = fp == fm == gp == gm == float(base["L"])
-        return Projection(v, (4 * D2 - D1) / 3, abs(D2 - D1) / 3, h, False, reach, evaluations, flat)
+        return richardson(v, h, fp, fm, gp, gm, float(base["L"]), reach, evaluations)
     return Projection(v, float("nan"), float("nan"), h, True, 0.0 if reach == float("inf") else reach, evaluations)
+
+
+def richardson(v: np.ndarray, h: float, fp: float, fm: float, gp: float, gm: float, L0: float,
+               reach: float = float("inf"), evaluations: int = 4) -> Projection:
+    """The directional derivative along ``v`` from the loss at ``±h`` (fp, fm) and ``±h/2`` (gp, gm).
+
+    ``D1 = (fp - fm) / 2h`` and ``D2 = (gp - gm) / h`` are central differences at the two steps;
+    Richardson's ``(4 D2 - D1) / 3`` cancels their h² error, and ``|D2 - D1| / 3`` estimates what is
+    left. A loss that is not finite at some step judges nothing (``overflow``); one that never moved
+    from ``L0`` is ``flat``.
+    """
+    if not np.isfinite([fp, fm, gp, gm]).all():
+        return Projection(v, float("nan"), float("nan"), h, False, reach, evaluations, overflow=True)
+    D1 = (fp - fm) / (2 * h)
+    D2 = (gp - gm) / h
+    flat = fp == fm == gp == gm == L0
+    return Projection(v, (4 * D2 - D1) / 3, abs(D2 - D1) / 3, h, False, reach, evaluations, flat)
 
 
 def _reach(shift: np.ndarray, t: float, gap: np.ndarray) -> float:

@@ -134,10 +134,17 @@ def _reduced(network: Network, Z: jax.Array, A: jax.Array, Y: jax.Array) -> jax.
     return terms_sum(network, Z, A, Y, network.normaliser(Z.shape[0]))
 
 
+def l2_penalty(network: Network, params: dict[str, jax.Array]) -> jax.Array:
+    """``L_reg = f λ Σ_l ‖W_l‖²`` as maths (f = ½ or 1; biases too if asked): jax.grad adds ``2 f λ W_l``."""
+    return network.l2_factor * sum(jnp.sum(params[n] * params[n]) for n in network.l2_names())
+
+
 def loss(network: Network, params: dict[str, jax.Array], X: jax.Array, Y: jax.Array) -> jax.Array:
-    """The batch loss L (0-d) of rows X (N, n_0) with targets Y; differentiate it in params and X."""
+    """The batch loss L (0-d) of rows X (N, n_0) with targets Y, plus the L2 penalty when the network has
+    one; differentiate it in params and X."""
     Zs, As = forward(network, params, X)
-    return _reduced(network, Zs[-1], As[-1], Y)
+    L = _reduced(network, Zs[-1], As[-1], Y)
+    return L + l2_penalty(network, params) if network.regularized else L
 
 
 # --- the trace ---------------------------------------------------------------------------------
@@ -154,9 +161,9 @@ def run(case: Case, device: str | None = None) -> dict[str, np.ndarray]:
     epsZ = [put(np.zeros((N, n), dt)) for n in net.sizes[1:]]
     epsA = [put(np.zeros((N, n), dt)) for n in net.sizes[1:]]
 
-    (L, (Zs, As)), (dparams, dX, dZs, dAs) = _grad_fn(net)(params, X, epsZ, epsA, Y)
+    (L, (Zs, As, L_data, L_reg)), (dparams, dX, dZs, dAs) = _grad_fn(net)(params, X, epsZ, epsA, Y)
 
-    tensors = {"X": X, "L": L, "dX": dX}
+    tensors = {"X": X, "L": L, "dX": dX, "L_data": L_data, "L_reg": L_reg}
     for l in range(1, net.depth + 1):
         tensors[f"Z{l}"], tensors[f"A{l}"] = Zs[l - 1], As[l - 1]
         tensors[f"dZ{l}"], tensors[f"dA{l}"] = dZs[l - 1], dAs[l - 1]
@@ -172,7 +179,9 @@ def _grad_fn(net: Network):
     """``value_and_grad`` of ``net``'s loss with respect to (params, X, epsZ, epsA); (Zs, As) as aux."""
     def perturbed(params, X, epsZ, epsA, Y):
         Zs, As = forward(net, params, X, (epsZ, epsA))
-        return _reduced(net, Zs[-1], As[-1], Y), (Zs, As)
+        L_data = _reduced(net, Zs[-1], As[-1], Y)
+        L_reg = l2_penalty(net, params) if net.regularized else jnp.zeros((), L_data.dtype)
+        return L_data + L_reg if net.regularized else L_data, (Zs, As, L_data, L_reg)
 
     return _jit(jax.value_and_grad(perturbed, argnums=(0, 1, 2, 3), has_aux=True))
 

@@ -105,10 +105,18 @@ def _reduced(network: Network, Z: torch.Tensor, A: torch.Tensor | None, Y: torch
     return terms_sum(network, Z, A, Y, network.normaliser(Z.shape[0]))
 
 
+def l2_penalty(network: Network, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``L_reg = f λ Σ_l ‖W_l‖²`` written as maths (f = ½ or 1; biases too if asked), never an optimiser's
+    weight decay: autograd then adds ``2 f λ W_l`` to each weight's gradient itself."""
+    return network.l2_factor * sum((params[n] * params[n]).sum() for n in network.l2_names())
+
+
 def loss(network: Network, params: dict[str, torch.Tensor], X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """The batch loss L (a 0-d tensor) of rows X (N, n_0) with targets Y, differentiable in params and X."""
+    """The batch loss L (a 0-d tensor) of rows X (N, n_0) with targets Y, differentiable in params and X:
+    the data term, plus the L2 penalty when the network has one."""
     Zs, As = forward(network, params, X, last_activation=not network.fused)
-    return _reduced(network, Zs[-1], As[-1], Y)
+    L = _reduced(network, Zs[-1], As[-1], Y)
+    return L + l2_penalty(network, params) if network.regularized else L
 
 
 # --- the trace ---------------------------------------------------------------------------------
@@ -125,10 +133,12 @@ def run(case: Case, device: str | None = None) -> dict[str, np.ndarray]:
             Z.retain_grad()
             if not (net.fused and l == net.depth):  # a fused loss never sees A_L: no dA_L
                 A.retain_grad()
-        L = _reduced(net, Zs[-1], As[-1], _tensor(case.Y, dev))
+        L_data = _reduced(net, Zs[-1], As[-1], _tensor(case.Y, dev))
+        L_reg = l2_penalty(net, params) if net.regularized else None
+        L = L_data + L_reg if net.regularized else L_data
         L.backward()
 
-    tensors = {"X": X, **params, "L": L}
+    tensors = {"X": X, **params, "L": L, "L_data": L_data, "L_reg": L_reg}
     for l, (Z, A) in enumerate(zip(Zs, As), start=1):
         tensors[f"Z{l}"], tensors[f"A{l}"] = Z, A
     trace = {}

@@ -6,6 +6,17 @@ A layer is a pure pair of functions, as in llm.c's ``layernorm.py``::
     backward(dout, cache) -> grads          {"x": dx, "W": dW, "b": db} (keys may be "dx", "dW", "db"),
                                             or a tuple (dx, dW, db), or dx alone for a layer without parameters
 
+or one of the forms people already write, found from the signature with no
+adapter (:mod:`.signatures`): CS231n's ``affine_forward(x, w, b) -> (out,
+cache)`` / ``affine_backward(dout, cache) -> (dx, dw, db)`` and
+``relu_forward(x) -> (out, cache)`` / ``relu_backward(dout, cache) -> dx``; or
+an object with ``forward(X) -> out`` and ``backward(dout) -> dX`` whose
+parameters and gradients are found by name (numpy-ml's
+``parameters``/``gradients``, course code's ``params``/``grads``, Deep
+Learning from Scratch's ``W``, ``b``, ``dW``, ``db``), checked as
+``check_layer(layer_object, "linear")``. :attr:`LayerReport.form` says which
+form was taken, and :meth:`LayerReport.message` ends with it.
+
 :func:`check_layer` draws x, the parameters and an arbitrary upstream
 gradient ``dout``, runs the pair, and compares ``out`` and every gradient
 with the references' gradients of ``(out * dout).sum()`` (the same maths in
@@ -36,13 +47,22 @@ cache)``, ``backward raised ValueError: ...``, ``backward returned an unknown
 gradient 'gamma'; ...``), never a traceback from inside the checker. Only
 ``KeyboardInterrupt`` and ``SystemExit`` escape. A bad option is an
 :class:`~manual_backprop.errors.InputError`.
+
+Code that writes into the x, parameters or dout it was handed (``dout[mask] =
+0``) fails a check of its own (status ``error``, ``backward modified dout in
+place ...``): the copies it wrote into are compared with the checker's own,
+which stay right. A wrong gradient whose numbers a classic mistake reproduces
+(``db = dout.sum(axis=1)``, ``dout.mean(axis=0)``, a factor 2 or N, the
+gradients in the wrong order, ``dout.T @ x``, the activation's own) is named in
+the words of the catalogue ``validate`` uses
+(:func:`~manual_backprop.validation.mistakes.layer_candidates`): each
+candidate is computed from the trial's own inputs and must give the user's
+array within the right gradient's tolerance, never inferred from a shape.
 """
 
 from __future__ import annotations
 
 import numbers
-import os
-import sysconfig
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -54,10 +74,26 @@ from ..compare import (
     compare_values,
     layer_error_scales,
     may_flip,
+    tolerance,
 )
 from ..compare.tolerance import kink_layer_scales
 from ..errors import InputError
 from ..kernels import ACTIVATIONS
+from ..kernels.linear import linear_dA_prev, linear_db, linear_dW
+from ..validation.mistakes import fitting, layer_candidates
+from .signatures import (
+    PARAMS_FORM,
+    Calls,
+    Missing,
+    Unreadable,
+    UserError,
+    count,
+    describe,
+    layer_calls,
+    read,
+    short,
+    user_array,
+)
 
 
 @dataclass(frozen=True)
@@ -109,14 +145,14 @@ class Trial:
     on_kink: np.ndarray | None = None  # where the pre-activation is exactly 0
 
 
-@dataclass
-class LayerReport:
-    """Every check of one layer; :meth:`message` names the first failure and its worst element."""
+class _Verdict:
+    """What a layer's and a loss's reports share: ``ok``, the failures, ``first_wrong`` and one message.
 
-    layer: str
-    references: list[str]
-    trials: list[str]
-    checks: list[TensorCheck] = field(default_factory=list)  # extra["trial"] names each one's trial
+    A subclass has ``checks``, ``references``, ``trials``, ``form``, ``hints`` and :meth:`subject`.
+    """
+
+    def subject(self) -> str:  # pragma: no cover - every report names its own
+        raise NotImplementedError
 
     @property
     def ok(self) -> bool:
@@ -126,38 +162,76 @@ class LayerReport:
     def failures(self) -> list[TensorCheck]:
         return [c for c in self.checks if not c.ok]
 
+    @property
+    def first_wrong(self) -> str | None:
+        """The tensor (or the call, ``forward``/``backward``) of the first failing check; None when all agree."""
+        return self.failures[0].name if self.failures else None
+
     def message(self) -> str:
         if self.ok:
-            return (f"{self.layer} layer agrees with {', '.join(self.references)} on "
-                    f"{len(self.trials)} trial(s) ({', '.join(self.trials)}).")
+            return (f"{self.subject()} agrees with {', '.join(self.references)} on "
+                    f"{len(self.trials)} trial(s) ({', '.join(self.trials)}); called as {self.form}.")
         first = self.failures[0]
         names = dict.fromkeys(f"{c.name} ({c.extra['trial']})" for c in self.failures)  # in the order checked
-        where = f"{self.layer} layer, {first.extra['trial']} trial"
+        where = f"{self.subject()}, {first.extra['trial']} trial"
         head = f"{where}: {first.note}" if first.status == ERROR else first.message(ours="yours", where=where)
-        return head + f". Disagreeing: {', '.join(names)}."
+        hints = "".join(f" {h}" for h in self.hints)
+        return head + f". Disagreeing: {', '.join(names)}.{hints} Called as {self.form}."
 
 
-def check_layer(forward: Callable, backward: Callable, layer: str, *, batch: int = 5, n_in: int = 4,
-                n_out: int = 3, seed: int = 0, dtype: str = "float64",
+@dataclass
+class LayerReport(_Verdict):
+    """Every check of one layer; :meth:`message` names the first failure, its worst element, and any mistake.
+
+    ``form`` is how the user's code was called (:mod:`.signatures`: ``forward(x, params)``,
+    ``forward(x, w, b)``, ``forward(x)``, ``class Affine (forward(x), backward(dout); W, b -> dW, db)``);
+    ``hints`` the classic mistakes whose numbers the user's reproduce (each decided on a trial's own
+    values, :func:`~manual_backprop.validation.mistakes.layer_candidates`), in the order found.
+    """
+
+    layer: str
+    references: list[str]
+    trials: list[str]
+    checks: list[TensorCheck] = field(default_factory=list)  # extra["trial"] names each one's trial
+    form: str = PARAMS_FORM
+    hints: list[str] = field(default_factory=list)
+
+    def subject(self) -> str:
+        return f"{self.layer} layer"
+
+
+def check_layer(forward: Any, backward: Callable | str | None = None, layer: str | None = None, *,
+                batch: int = 5, n_in: int = 4, n_out: int = 3, seed: int = 0, dtype: str = "float64",
                 against: tuple[str, ...] | None = None) -> LayerReport:
-    """Run the user's ``forward``/``backward`` pair on ``layer``'s trials and compare with the references.
+    """Run the user's layer on ``layer``'s trials and compare with the references.
 
-    ``against`` names references (``"torch"``, ``"jax"``); by default every
-    installed one. A layer without a Linear part keeps its width (n_out = n_in).
+    ``check_layer(forward, backward, "linear")`` for a pair of functions, in any
+    form of :mod:`.signatures` (``forward(x, params)``, CS231n's
+    ``affine_forward(x, w, b)`` / ``relu_forward(x)``), or
+    ``check_layer(layer_object, "linear")`` for an object with ``forward(X)``
+    and ``backward(dout)`` whose parameters are found by name
+    (:func:`~.signatures.find_slots`). ``against`` names references
+    (``"torch"``, ``"jax"``); by default every installed one. A layer without a
+    Linear part keeps its width (n_out = n_in).
 
     A bad option is an :class:`InputError` (``batch``, ``n_in``, ``n_out``
     positive integers, ``seed`` a non-negative one, ``dtype`` float64 or
-    float32, ``against`` a tuple of known names). Whatever the user's code
-    raises or returns is a failing check in the report (status ``error``), never
-    an exception from here; only ``KeyboardInterrupt`` and ``SystemExit`` pass.
+    float32, ``against`` a tuple of known names; a form the layer cannot have).
+    Whatever the user's code raises or returns is a failing check in the report
+    (status ``error``), never an exception from here; only ``KeyboardInterrupt``
+    and ``SystemExit`` pass. Code that writes into the x, parameters or dout it
+    was handed fails a check of its own (status ``error``), though the checker's
+    own copies keep the right values.
     """
     from .. import references
 
+    if isinstance(backward, str) and layer is None:  # check_layer(layer_object, "linear")
+        backward, layer = None, backward
+    if layer is None:
+        raise InputError("check_layer: name the layer, as check_layer(forward, backward, 'linear') or "
+                         "check_layer(layer_object, 'linear')")
     spec = _spec(layer)
-    for name, value, shape in (("forward", forward, "forward(x, params) -> (out, cache)"),
-                               ("backward", backward, "backward(dout, cache) -> grads")):
-        if not callable(value):
-            raise InputError(f"check_layer: {name} must be a function {shape}, got {_type_name(value)}")
+    calls = layer_calls(forward, backward, spec.name, spec.linear)
     batch, n_in, n_out = (_positive(k, v) for k, v in (("batch", batch), ("n_in", n_in), ("n_out", n_out)))
     if not spec.linear:
         n_out = n_in  # the layer keeps its width
@@ -167,7 +241,7 @@ def check_layer(forward: Callable, backward: Callable, layer: str, *, batch: int
             raise InputError(f"check_layer: {a} × {b} = {sizes[a] * sizes[b]} elements is too large to check "
                              f"(at most {MAX_ELEMENTS})")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise InputError(f"check_layer: seed must be a non-negative integer, got {_short(seed)}")
+        raise InputError(f"check_layer: seed must be a non-negative integer, got {short(seed)}")
     dtype = _dtype(dtype)
     names = _references(against) if against is not None else [
         r for r in REFERENCES if references.is_installed(r)]
@@ -177,21 +251,26 @@ def check_layer(forward: Callable, backward: Callable, layer: str, *, batch: int
     for r in names:
         references.load(r)  # a missing framework is an InputError with the install hint
     trials = make_trials(spec, batch, n_in, n_out, int(seed), np.dtype(dtype))
-    report = LayerReport(spec.name, names, [t.name for t in trials])
+    report = LayerReport(spec.name, names, [t.name for t in trials], form=calls.form)
     for trial in trials:
         extra = {"trial": trial.name}
         try:
-            yours, problems = _run_user(forward, backward, spec, trial)
-        except _UserError as e:
+            yours, problems = _run_user(calls, spec, trial)
+        except UserError as e:
             report.checks.append(TensorCheck(e.function, ", ".join(names), ERROR, note=str(e), extra=extra))
             continue
-        report.checks.extend(TensorCheck("backward", ", ".join(names), ERROR, note=p, extra=dict(extra))
-                             for p in problems)
+        report.checks.extend(TensorCheck(function, ", ".join(names), ERROR, note=p, extra=dict(extra))
+                             for function, p in problems)
         E, kinks = _scales(spec, trial, dtype)
+        checks = []
         for r in names:
             theirs = _reference(r, spec, trial)
             for name, ref in theirs.items():
-                report.checks.append(_compare(name, r, trial, yours, ref, dtype, spec, E, kinks))
+                checks.append(_compare(name, r, trial, yours, ref, dtype, spec, E, kinks))
+        report.checks.extend(checks)
+        for hint in _hints(spec, trial, yours, checks, E, dtype):
+            if hint not in report.hints:
+                report.hints.append(hint)
     return report
 
 
@@ -228,128 +307,136 @@ def _spec(layer: str) -> LayerSpec:
     return LAYERS[layer]
 
 
-def _run_user(forward: Callable, backward: Callable, spec: LayerSpec,
-              trial: Trial) -> tuple[dict[str, Any], list[str]]:
+def _run_user(calls: Calls, spec: LayerSpec, trial: Trial) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """The user's ``out`` and gradients, named ``out``, ``dx``, ``dW``, ``db``, and what was wrong with them.
 
     Copies go in, never the originals; every array that comes out is copied
     at once (``out`` before ``backward`` runs). A value that is not an array of
     real numbers becomes an :class:`_Unreadable` (its tensor's check is an
-    ``error``); an unknown or doubled gradient key is one of the problems
-    returned; anything that leaves nothing to compare raises :class:`_UserError`.
+    ``error``); an unknown or doubled gradient key, or an input written into
+    (:func:`_written`), is one of the ``(function, problem)`` returned; anything
+    that leaves nothing to compare raises :class:`UserError`.
     """
-    result = _call("forward", forward, trial.x.copy(), {k: v.copy() for k, v in trial.params.items()})
-    pair = _read("forward", lambda: tuple(result), result) if isinstance(result, (tuple, list)) else None
-    if pair is None or len(pair) != 2:
-        raise _UserError("forward", f"forward returned {_describe_pair(result, pair)}; it must return (out, cache)")
-    out, cache = pair
+    x, params, dout = trial.x.copy(), {k: v.copy() for k, v in trial.params.items()}, trial.dout.copy()
+    result = calls.forward(x, params)
+    if calls.pair:
+        pair = read("forward", lambda: tuple(result), result) if isinstance(result, (tuple, list)) else None
+        if pair is None or len(pair) != 2:
+            raise UserError("forward", f"forward returned {_describe_pair(result, pair)}; it must return (out, cache)")
+        out, cache = pair
+    else:
+        out, cache = result
     dtype = trial.x.dtype.name
     named: dict[str, Any] = {"out": _as_array("forward", "out", out, dtype)}
-    grads = _call("backward", backward, trial.dout.copy(), cache)
+    problems = [("forward", p) for p in _written("forward", trial, x, params)]
+    grads = calls.backward(dout, cache)
+    problems += [("backward", p) for p in _written("backward", trial, x, params, dout)
+                 if ("forward", p.replace("backward", "forward", 1)) not in problems]
     wanted = ("x",) + spec.params
     gradients = ", ".join(f"d{k}" for k in wanted)
     usage = ('the gradients {"x": dx, "W": dW, "b": db} or (dx, dW, db)' if spec.linear
              else 'the gradient dx (or {"x": dx})')
-    problems: list[str] = []
     if grads is None or isinstance(grads, (str, bytes)):
-        raise _UserError("backward", f"backward returned {_describe(grads)}; it must return {usage}")
+        raise UserError("backward", f"backward returned {describe(grads)}; it must return {usage}")
     if isinstance(grads, Mapping):
-        items = _read("backward", lambda: list(grads.items()), grads)
+        items = read("backward", lambda: list(grads.items()), grads)
         by_key: dict[str, list[Any]] = {}
         for key, value in items:
             bare = key[1:] if isinstance(key, str) and key.startswith("d") and key[1:] in wanted else key
             if not isinstance(bare, str) or bare not in wanted:
-                problems.append(f"backward returned an unknown gradient {_short(key)}; "
-                                f"the {spec.name} layer has {gradients}")
+                problems.append(("backward", f"backward returned an unknown gradient {short(key)}; "
+                                             f"the {spec.name} layer has {gradients}"))
                 continue
             by_key.setdefault(bare, []).append((key, value))
         for bare, given in by_key.items():
             if len(given) > 1:
-                problems.append(f"backward returned d{bare} twice, as {given[0][0]!r} and as {given[1][0]!r}; "
-                                f"give one")
+                problems.append(("backward", f"backward returned d{bare} twice, as {given[0][0]!r} and as "
+                                             f"{given[1][0]!r}; give one"))
             named[f"d{bare}"] = _as_array("backward", f"d{bare}", given[0][1], dtype)
         return named, problems
-    values = _read("backward", lambda: tuple(grads), grads) if isinstance(grads, (tuple, list)) else (grads,)
+    values = read("backward", lambda: tuple(grads), grads) if isinstance(grads, (tuple, list)) else (grads,)
     if isinstance(grads, list) and not spec.linear and _is_nested_list_dx(values, trial.x.shape):
         values = (grads,)
     if len(values) != len(wanted):
-        raise _UserError("backward", f"backward returned {_count(len(values), 'array')}, the {spec.name} layer "
-                                     f"has {_count(len(wanted), 'gradient')} ({gradients})")
+        raise UserError("backward", f"backward returned {count(len(values), 'array')}, the {spec.name} layer "
+                                    f"has {count(len(wanted), 'gradient')} ({gradients})")
     for key, value in zip(wanted, values):
         named[f"d{key}"] = _as_array("backward", f"d{key}", value, dtype)
     return named, problems
 
 
+#: What writing into each input in place breaks, for the report's line.
+IN_PLACE_WHY = {
+    "dout": " (dout[mask] = 0, dout *= ...?); it is a real bug when the same dout feeds two branches "
+            "(a residual connection, a shared layer): work on a copy",
+    "x": "; x is the previous layer's output, still needed (by its own backward, or a second branch)",
+    "W": "; the parameters change only in the optimiser's step",
+    "b": "; the parameters change only in the optimiser's step",
+}
+
+
+def _written(function: str, trial: Trial, x: np.ndarray, params: Mapping[str, np.ndarray],
+             dout: np.ndarray | None = None) -> list[str]:
+    """One line per input the user's code wrote into: the copies it was handed against the trial's own.
+
+    NaN equals NaN here (a NaN copied is not a write); a write of the same values goes unseen.
+    """
+    handed = {"x": (x, trial.x), **{k: (v, trial.params[k]) for k, v in params.items()}}
+    if dout is not None:
+        handed["dout"] = (dout, trial.dout)
+    return [f"{function} modified {name} in place{IN_PLACE_WHY[name]}"
+            for name, (mine, pristine) in handed.items()
+            if mine.shape != pristine.shape or not np.array_equal(mine, pristine, equal_nan=True)]
+
+
+def _hints(spec: LayerSpec, trial: Trial, yours: Mapping[str, Any], checks: list[TensorCheck],
+           E: Mapping[str, np.ndarray], dtype: str) -> list[str]:
+    """The classic mistakes (of :mod:`~manual_backprop.validation.mistakes`) the failing gradients reproduce.
+
+    Each candidate is computed from this trial's own x, W, b and dout in float64 and must give the
+    user's numbers within the right gradient's tolerance (the policy's), as validate decides.
+    """
+    failed = {c.name for c in checks if not c.ok and c.status in ("fail", "shape")} - {"out"}
+    mine = {g: np.asarray(yours[g], dtype=np.float64) for g in failed
+            if isinstance(yours.get(g), np.ndarray) and yours[g].dtype.kind in "biuf"}
+    if not mine:
+        return []
+    f64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
+    x, params, dout = f64(trial.x), {k: f64(v) for k, v in trial.params.items()}, f64(trial.dout)
+    act = ACTIVATIONS[spec.activation]
+    Z = x @ params["W"] + params["b"] if spec.linear else x
+    out = act.forward(Z)
+    dZ = act.backward(dout, Z, out)
+    values = {"x": x, "dout": dout, "Z": Z, "out": out, "dZ": dZ, **params}
+    if spec.linear:
+        values.update(dx=linear_dA_prev(dZ, params["W"]), dW=linear_dW(x, dZ), db=linear_db(dZ))
+    else:
+        values["dx"] = dZ
+    tol = {g: tolerance(E[g], dtype) for g in ("dx", "dW", "db") if g in E}
+    found = fitting(layer_candidates(spec.linear, spec.activation, trial.x.shape[0]), values, mine, tol,
+                    UNIT_ROUNDOFF[dtype])
+    return [found[g].sentence() for g in ("dx", "dW", "db") if g in found]
+
+
 #: The status of a check whose tensor the user's code did not give as an array to compare (it raised, or
-#: returned something else, see :class:`_UserError`, :class:`_Unreadable`): never passing.
+#: returned something else, see :class:`UserError`, :class:`_Unreadable`): never passing.
 ERROR = "error"
 
 #: The most elements any one array of a trial may have (batch × n_in, batch × n_out, n_in × n_out).
 MAX_ELEMENTS = 10_000_000
 
 
-class _UserError(Exception):
-    """The user's ``function`` raised, or returned something with nothing to compare: one line saying so."""
-
-    def __init__(self, function: str, message: str):
-        super().__init__(message)
-        self.function = function
-
-
-@dataclass(frozen=True)
-class _Unreadable:
-    """A value the user's code returned that is not an array of real numbers, and why."""
-
-    note: str
-
-
-def _call(function: str, fn: Callable, *args: Any) -> Any:
-    """``fn(*args)``; whatever the user's code raises (but KeyboardInterrupt, SystemExit) is a :class:`_UserError`."""
-    try:
-        return fn(*args)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as e:  # noqa: BLE001  (the user's own exception, whatever it is)
-        raise _UserError(function, f"{function} raised {_exception(e)}{_where(e)}") from None
-
-
-def _read(function: str, read: Callable[[], Any], value: Any) -> Any:
-    """Read a container the user's code returned (its own methods may raise)."""
-    try:
-        return read()
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as e:  # noqa: BLE001
-        raise _UserError(function, f"{function} returned {_describe(value)} that could not be read: "
-                                   f"{_exception(e)}") from None
+_Unreadable = Unreadable
 
 
 def _as_array(function: str, name: str, value: Any, dtype: str) -> Any:
-    """A copy of ``value`` as an array, or an :class:`_Unreadable` saying why not (a gradient of None: missing)."""
-    head = f"{function} returned {name} as"
-    if value is None:
-        return None if function == "backward" else _Unreadable(f"{head} None, not an array of numbers")
-    if isinstance(value, (str, bytes, Mapping, set, frozenset)):
-        return _Unreadable(f"{head} {_describe(value)}, not an array of numbers")
-    try:
-        a = np.array(value, copy=True)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as e:  # noqa: BLE001  (an __array__ of the user's, a ragged list)
-        return _Unreadable(f"{head} {_describe(value)} that is not an array of numbers: {_exception(e)}")
-    if a.dtype.kind == "O":
-        if isinstance(value, np.ndarray):
-            return _Unreadable(f"{head} an array of Python objects, not of numbers")
-        if isinstance(value, (tuple, list)):
-            return _Unreadable(f"{head} {_describe(value)} that is not an array of numbers "
-                               f"(rows of different lengths, or values that are not numbers?)")
-        return _Unreadable(f"{head} {_describe(value)}, not an array of numbers")
-    if a.dtype.kind == "c":
-        what = "gradients are" if function == "backward" else "out is"
-        return _Unreadable(f"{head} an array of {a.dtype}; {what} real ({dtype} here)")
-    if a.dtype.kind not in "biuf":  # strings, bytes, dates, records
-        return _Unreadable(f"{head} an array of {a.dtype}, not of numbers")
-    return a
+    """:func:`~.signatures.user_array`, but a gradient of None (or one a layer object never set) is missing."""
+    if value is None and function == "backward":
+        return None
+    if isinstance(value, Missing):  # a layer object's gradient not set by its backward
+        return value
+    real = "gradients are real" if function == "backward" else "out is real"
+    return user_array(function, name, value, dtype, real)
 
 
 def _is_nested_list_dx(grads: tuple, shape: tuple[int, ...]) -> bool:
@@ -368,79 +455,17 @@ def _is_nested_list_dx(grads: tuple, shape: tuple[int, ...]) -> bool:
         return False
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _type_name(value: Any) -> str:
-    return "None" if value is None else type(value).__name__
-
-
-def _describe(value: Any) -> str:
-    """What the user's code returned, in a few words: ``None``, ``a str``, ``an array of shape (5, 4)``."""
-    if value is None:
-        return "None"
-    if isinstance(value, np.ndarray):
-        return f"an array of shape {value.shape}"
-    name = type(value).__name__
-    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
-
-
 def _describe_pair(value: Any, items: tuple | None) -> str:
     if items is not None:
-        return f"a {type(value).__name__} of {_count(len(items), 'value')}"
+        return f"a {type(value).__name__} of {count(len(items), 'value')}"
     if isinstance(value, np.ndarray):
-        return f"{_describe(value)}, not a pair"
-    return _describe(value)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # noqa: BLE001
-        text = f"<{type(value).__name__}>"
-    text = text.splitlines()[0] if text else text
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _exception(e: BaseException) -> str:
-    """``ValueError: the first line of its message`` (at most 200 characters)."""
-    try:
-        text = str(e)
-    except Exception:  # noqa: BLE001  (a __str__ of the user's)
-        text = ""
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    line = line if len(line) <= 200 else line[:199] + "…"
-    return f"{type(e).__name__}: {line}" if line else type(e).__name__
-
-
-_LIBRARIES = tuple(os.path.realpath(p) + os.sep for p in {
-    sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")} if p)
-
-
-def _where(e: BaseException) -> str:
-    """`` (at file:line in function)``: the innermost frame of the user's own code the exception came through."""
-    tb, frame = e.__traceback__, None
-    tb = tb.tb_next if tb is not None else None  # the first frame is _call's
-    while tb is not None:
-        path = os.path.realpath(tb.tb_frame.f_code.co_filename)
-        if not path.startswith(_LIBRARIES) or frame is None:
-            frame = tb
-        tb = tb.tb_next
-    if frame is None:
-        return ""
-    path = frame.tb_frame.f_code.co_filename
-    try:
-        rel = os.path.relpath(path)
-        path = rel if not rel.startswith("..") else path
-    except ValueError:
-        pass
-    return f" (at {path}:{frame.tb_lineno} in {frame.tb_frame.f_code.co_name})"
+        return f"{describe(value)}, not a pair"
+    return describe(value)
 
 
 def _positive(option: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise InputError(f"check_layer: {option} must be a positive integer, got {_short(value)}")
+        raise InputError(f"check_layer: {option} must be a positive integer, got {short(value)}")
     return int(value)
 
 
@@ -451,7 +476,7 @@ def _dtype(dtype: Any) -> str:
         except TypeError:
             pass
     if not isinstance(dtype, str) or dtype not in UNIT_ROUNDOFF:
-        raise InputError(f"check_layer: dtype must be one of {', '.join(UNIT_ROUNDOFF)}, got {_short(dtype)}")
+        raise InputError(f"check_layer: dtype must be one of {', '.join(UNIT_ROUNDOFF)}, got {short(dtype)}")
     return dtype
 
 
@@ -462,13 +487,13 @@ def _references(against: Any) -> list[str]:
                          f"got the string {against!r}")
     if not isinstance(against, (tuple, list)):
         raise InputError(f"check_layer: against must be a tuple of reference names such as ('torch',), "
-                         f"got {_short(against)}")
+                         f"got {short(against)}")
     if not against:
         raise InputError(f"check_layer: against must name at least one reference: {', '.join(REFERENCES)}")
     names: list[str] = []
     for r in against:
         if not isinstance(r, str) or r not in REFERENCES:
-            raise InputError(f"check_layer: against names an unknown reference {_short(r)}; "
+            raise InputError(f"check_layer: against names an unknown reference {short(r)}; "
                              f"known: {', '.join(REFERENCES)}")
         if r in names:
             raise InputError(f"check_layer: against names {r!r} twice")
@@ -509,6 +534,8 @@ def _compare(name: str, reference: str, trial: Trial, yours: Mapping[str, Any], 
     if mine is None:
         return TensorCheck(name, reference, "missing", extra=extra,
                            note=f"backward returned no {name} (give {name[1:]!r} or {name!r})")
+    if isinstance(mine, Missing):
+        return TensorCheck(name, reference, "missing", extra=extra, note=mine.note)
     if mine.shape != ref.shape:
         note = f"shape {mine.shape}, expected {ref.shape}"
         if mine.ndim == 2 and mine.shape == ref.shape[::-1]:

@@ -21,8 +21,9 @@ from typing import Callable
 import numpy as np
 
 from ..description.case import Case
-from ..kernels import LOSSES, linear_forward
-from ..kernels.linear import linear_dW
+from ..kernels import ACTIVATIONS, LOSSES, linear_forward
+from ..kernels.linear import linear_dA_prev, linear_db, linear_dW
+from .replay import reproduces
 from .steps import Step, Values, input_gradient, previous
 
 Rule = Callable[[Values], np.ndarray]
@@ -47,6 +48,10 @@ class Mistake:
 
     def explain(self, step: Step, case: Case, candidate: Candidate) -> str:
         return self.sentence.format(**{**words(step, case), **candidate.words})
+
+    def say(self, **names: str) -> str:
+        """The sentence with the names given (the layer and loss checkers' words: ``n="db"``, ``dZ="dout"``)."""
+        return self.sentence.format(**names)
 
 
 def words(step: Step, case: Case) -> dict[str, str]:
@@ -172,13 +177,19 @@ def _half_mse_vs_mse(step: Step, case: Case) -> list[Candidate]:
     loss = case.network.loss
     if step.kind not in TOP or loss not in ("half_mse", "mse"):
         return []
-    if loss == "half_mse":
-        how = ("twice the half-MSE value: it is the MSE's, (A - Y)², without the ½" if step.kind == "loss"
-               else "twice the half-MSE gradient: 2 (A - Y), the derivative of (A - Y)², not of ½ (A - Y)²")
-        return [Candidate(_scaled(step, 2.0), {"how": how})]
-    how = ("half the MSE value: it has half-MSE's ½" if step.kind == "loss"
-           else "half the MSE gradient: the 2 of d(A - Y)²/dA is left out, as for half-MSE")
-    return [Candidate(_scaled(step, 0.5), {"how": how})]
+    factor, how = HALF_MSE_VS_MSE[loss, "value" if step.kind == "loss" else "gradient"]
+    return [Candidate(_scaled(step, factor), {"how": how})]
+
+
+#: ``(loss, "value" | "gradient") -> (factor, how)``: the half-MSE / MSE confusion, its factor and its words
+#: (the ``{how}`` of "half_mse_vs_mse"; validate and the loss checker both say it with these).
+HALF_MSE_VS_MSE = {
+    ("half_mse", "value"): (2.0, "twice the half-MSE value: it is the MSE's, (A - Y)², without the ½"),
+    ("half_mse", "gradient"): (2.0, "twice the half-MSE gradient: 2 (A - Y), the derivative of (A - Y)², "
+                                    "not of ½ (A - Y)²"),
+    ("mse", "value"): (0.5, "half the MSE value: it has half-MSE's ½"),
+    ("mse", "gradient"): (0.5, "half the MSE gradient: the 2 of d(A - Y)²/dA is left out, as for half-MSE"),
+}
 
 
 def _flipped_sign(step: Step, case: Case) -> list[Candidate]:
@@ -330,3 +341,178 @@ MISTAKES: tuple[Mistake, ...] = (
 )
 
 BY_ID = {m.id: m for m in MISTAKES}
+
+
+# --- one layer alone, one loss alone: the layer and loss checkers ---------------------------------
+#
+# The same mistakes, in the same sentences, for a user's own layer (``check_layer``) or loss
+# (``check_loss``). A candidate is the array a user making the mistake returns, computed from the
+# trial's own inputs; it is named only when it reproduces the user's numbers (:func:`.replay.reproduces`,
+# as validate's diagnosis decides), never from a shape alone. The values ``v`` hold the trial's inputs
+# and the right results in float64: for a layer ``x`` (N, n_in), ``W`` (n_in, n_out), ``b`` (n_out,),
+# ``dout`` (N, n_out), ``Z``, ``out``, ``dZ = dout * act'(Z)`` and the right ``dx``, ``dW``, ``db``; for a
+# loss ``x`` (N, K), ``A`` (its output activation's value, or x), ``T`` (N, K) and the right ``loss``
+# (0-d) and ``dx``.
+
+def _never(step: Step, case: Case) -> list[Candidate]:
+    """A mistake of one layer alone: it has no step of a network to happen at."""
+    return []
+
+
+#: The mistakes only a layer checked alone makes (validate never tries them: a network's steps are named).
+LAYER_MISTAKES: tuple[Mistake, ...] = (
+    Mistake("layer_gradient_scaled", "a gradient off by a constant factor",
+            "{n} is exactly {factor} the right value; it should be {right}.", _never),
+    Mistake("gradients_out_of_order", "the gradients returned in the wrong order",
+            "{n} holds the values of {other}: the gradients are returned in the wrong order (or under the wrong "
+            "names); backward returns (dx, dW, db), in that order.", _never),
+)
+
+LAYER_BY_ID = {m.id: m for m in LAYER_MISTAKES}
+
+
+@dataclass(frozen=True)
+class LayerCandidate:
+    """One way of getting one gradient of a layer (or a loss) wrong: the slot, its rule, the words."""
+
+    mistake: Mistake
+    gradient: str                      # the slot it fills: "dx", "dW", "db" (a loss: "loss", "dx")
+    rule: Rule
+    words: dict[str, str]
+    scale: float = 1.0                 # how much larger the user's rounding is than the right tensor's (a factor N)
+    tolerance_of: str | None = None    # whose tolerance the user's rounding is (another slot's values), if not its own
+
+    def sentence(self) -> str:
+        return self.mistake.say(**self.words)
+
+
+def _mistake(id: str) -> Mistake:
+    return BY_ID[id] if id in BY_ID else LAYER_BY_ID[id]
+
+
+#: Per activation, the activation-backward mistakes of :data:`MISTAKES` as ``dZ = f(dA, Z, A)``
+#: (``activation_derivative_missing`` covers every other activation of the registry).
+LAYER_ACTIVATION_MISTAKES: dict[str, tuple[tuple[str, Callable[..., np.ndarray]], ...]] = {
+    "relu": (("relu_mask_missing", lambda dA, Z, A: dA),
+             ("relu_mask_at_zero", lambda dA, Z, A: dA * (Z >= 0)),
+             ("relu_mask_from_gradient", lambda dA, Z, A: dA * (dA > 0))),
+    "sigmoid": (("sigmoid_derivative_from_Z", lambda dA, Z, A: dA * Z * (1 - Z)),
+                ("sigmoid_derivative_twice", lambda dA, Z, A: dA * (A * (1 - A)) ** 2)),
+    "tanh": (("tanh_derivative_from_Z", lambda dA, Z, A: dA * (1 - Z ** 2)),),
+    "softmax": (("softmax_elementwise_derivative", lambda dA, Z, A: dA * A * (1 - A)),),
+}
+
+
+def layer_candidates(linear: bool, activation: str, N: int) -> list[LayerCandidate]:
+    """The classic mistakes of one layer ``out = act(x @ W + b)`` (or ``act(x)``), most specific first.
+
+    Gradients in the wrong slot (their order), ``db = dZ.sum(axis=1)``, the transposed products
+    (``dZ.T @ x`` for dW, ``dZ @ W`` for dx) and layout, the activation's own mistakes carried to
+    every gradient by the right Linear rules, then the constant factors: an extra 1/N (a mean for a
+    sum), the sign, 2, 1/2 and N.
+    """
+    act = ACTIVATIONS[activation]
+    d = "dZ" if linear and activation != "identity" else "dout"          # the layer's dZ, in words
+    slots = ("dx", "dW", "db") if linear else ("dx",)
+    right = ({"dx": f"dx = {d} @ W.T", "dW": f"dW = x.T @ {d}", "db": f"db = {d}.sum(axis=0)"} if linear
+             else {"dx": "dx = " + act.backward_text.format(dA="dout", Z="x", A="out")})
+    out: list[LayerCandidate] = []
+    if linear:
+        for g in slots:
+            out += [LayerCandidate(LAYER_BY_ID["gradients_out_of_order"], g, lambda v, h=h: v[h],
+                                   {"n": g, "other": h}, tolerance_of=h) for h in slots if h != g]
+        out.append(LayerCandidate(BY_ID["db_wrong_axis"], "db", lambda v: v["dZ"].sum(axis=1),
+                                  {"n": "db", "dZ": d, "right": right["db"]}))
+        out.append(LayerCandidate(BY_ID["transposed_weight_gradient"], "dW", lambda v: v["dZ"].T @ v["x"],
+                                  {"n": "dW", "dZ": d, "A_prev": "x"}))
+        out.append(LayerCandidate(BY_ID["transposed_product"], "dx", lambda v: v["dZ"] @ v["W"],
+                                  {"n": "dx", "dZ": d, "W": "W", "right": right["dx"]}))
+    out.append(LayerCandidate(BY_ID["transposed_layout"], "dx", lambda v: v["dx"].T, {"n": "dx"}))
+    wrong_dZ = list(LAYER_ACTIVATION_MISTAKES.get(activation, ()))
+    if activation not in DERIVATIVE_MISSING_SAID_OTHERWISE:
+        wrong_dZ.append(("activation_derivative_missing", lambda dA, Z, A: dA))
+    names = {"n": "dZ" if linear else "dx", "dA": "dout", "Z": "Z" if linear else "x", "A": "out", "act": activation}
+    names["right"] = act.backward_text.format(dA="dout", Z=names["Z"], A="out")
+    for id, dZ in wrong_dZ:
+        made = lambda v, dZ=dZ: dZ(v["dout"], v["Z"], v["out"])  # noqa: E731
+        carried = {"dx": (lambda v, m=made: linear_dA_prev(m(v), v["W"])) if linear else made,
+                   "dW": lambda v, m=made: linear_dW(v["x"], m(v)), "db": lambda v, m=made: linear_db(m(v))}
+        out += [LayerCandidate(BY_ID[id], g, carried[g], names) for g in slots]
+    for g in slots:
+        why = (": the layer's gradients are sums over the batch; a mean's 1/N belongs in dout, the loss's gradient"
+               if g != "dx" else ": each sample's dx is its own; a mean's 1/N belongs in dout, the loss's gradient")
+        if N > 1:
+            out.append(LayerCandidate(BY_ID["extra_1_over_N"], g, lambda v, g=g: v[g] / N,
+                                      {"n": g, "N": str(N), "why": why}))
+        out.append(LayerCandidate(BY_ID["flipped_sign"], g, lambda v, g=g: -v[g],
+                                  {"n": g, "how": "", "right": right[g]}))
+        factors = [(2.0, "twice"), (0.5, "half")] + ([(float(N), f"N = {N} times")] if N > 2 else [])
+        out += [LayerCandidate(LAYER_BY_ID["layer_gradient_scaled"], g, lambda v, g=g, f=f: v[g] * f,
+                               {"n": g, "factor": text, "right": right[g]}, scale=max(f, 1.0))
+                for f, text in factors]
+    return out
+
+
+def loss_candidates(loss: str, reduction: str, N: int, K: int, input_name: str) -> list[LayerCandidate]:
+    """The classic mistakes of a loss ``L = c * sum(terms)`` and its gradient ``dx = c * g`` alone.
+
+    The 1/N of the mean missing or taken twice, half-MSE versus MSE, the gradient's sign, and a fused
+    gradient without Y subtracted. ``input_name`` is the user's input in words (``x``).
+    """
+    spec = LOSSES[loss]
+    A = f"{spec.fused_with}({input_name})" if spec.fused_with else input_name
+    c = spec.scale(N, K, reduction)
+    scale = "" if reduction == "sum" else (" / (N·K)" if spec.mean_divides_by_K else " / N")
+    formula = (spec.formula.replace("(Z)", f"({input_name})") if spec.fused_with
+               else spec.formula.replace("A", input_name))
+    right = {"loss": f"{formula}, c = " + {"": "1", " / N": "1/N", " / (N·K)": "1/(N·K)"}[scale],
+             "dx": "dx = " + spec.grad_text.format(A=A) + scale}
+    out: list[LayerCandidate] = []
+    for g in ("loss", "dx"):
+        if reduction == "mean" and N > 1:
+            out.append(LayerCandidate(BY_ID["missing_1_over_N"], g, lambda v, g=g: v[g] * N,
+                                      {"n": g, "N": str(N), "right": right[g]}, scale=float(N)))
+        if N > 1:
+            why = ", though the loss is a sum (reduction = \"sum\")" if reduction == "sum" else \
+                ": the mean's 1/N is taken twice"
+            out.append(LayerCandidate(BY_ID["extra_1_over_N"], g, lambda v, g=g: v[g] / N,
+                                      {"n": g, "N": str(N), "why": why}))
+        if loss in ("half_mse", "mse"):
+            factor, how = HALF_MSE_VS_MSE[loss, "value" if g == "loss" else "gradient"]
+            out.append(LayerCandidate(BY_ID["half_mse_vs_mse"], g, lambda v, g=g, f=factor: v[g] * f,
+                                      {"n": g, "how": how, "right": right[g]}, scale=max(factor, 1.0)))
+    out.append(LayerCandidate(BY_ID["flipped_sign"], "dx", lambda v: -v["dx"],
+                              {"n": "dx", "how": " (Y - A instead of A - Y)", "right": right["dx"]}))
+    if spec.fused_with:
+        out.append(LayerCandidate(BY_ID["cross_entropy_without_Y"], "dx", lambda v: v["A"] * c,
+                                  {"n": "dx", "output": f"{spec.fused_with} output {A}", "right": right["dx"]}))
+    return out
+
+
+def fitting(candidates: list[LayerCandidate], values: Values, yours: Values, tol: Values,
+            u: float) -> dict[str, LayerCandidate]:
+    """Per slot, the first candidate that reproduces the user's array there (and differs from the right one).
+
+    ``yours`` holds only the slots that failed, as float64 arrays; ``tol`` every right tensor's
+    tolerance (the policy's ``K E + floor``), which bounds the user's rounding too: a candidate's
+    own slot's (or ``tolerance_of``'s), times its ``scale``. A candidate that cannot run on these
+    shapes (a transposed product of a non-square W) does not fit.
+    """
+    found: dict[str, LayerCandidate] = {}
+    for c in candidates:
+        g = c.gradient
+        if g in found or g not in yours:
+            continue
+        try:
+            with np.errstate(all="ignore"):
+                made = np.asarray(c.rule(values), dtype=np.float64)
+        except ValueError:
+            continue
+        right = np.asarray(values[g], dtype=np.float64)
+        if reproduces(right, np.zeros(right.shape), tol[g], made, np.zeros(made.shape), u):
+            continue  # on this trial the mistake changes nothing
+        mine = yours[g]
+        slack = tol[c.tolerance_of or g] * c.scale
+        if reproduces(mine, np.zeros(mine.shape), slack, made, np.zeros(made.shape), u):
+            found[g] = c
+    return found

@@ -28,6 +28,7 @@ from ..description.case import Case
 from ..engine.per_sample import normalisation, per_sample_dZ
 from ..kernels import ACTIVATIONS, LOSSES, linear_forward
 from ..kernels.linear import linear_dA_prev, linear_db, linear_dW
+from ..kernels.regularization import l2_gradient, l2_penalty
 
 Values = Mapping[str, np.ndarray]
 
@@ -80,9 +81,18 @@ def derivation_steps(case: Case) -> dict[str, Step]:
         add(f"A{l}", "activation", (f"Z{l}",), l,
             lambda v, l=l, f=ACTIVATIONS[act].forward: f(v[f"Z{l}"]), f"A{l} = {act}(Z{l})")
     out_name = f"Z{L}" if loss.fused_with else f"A{L}"
-    add("L", "loss", (f"Z{L}", f"A{L}"), None,
+    data_loss = "L_data" if net.regularized else "L"
+    add(data_loss, "loss", (f"Z{L}", f"A{L}"), None,
         lambda v: loss.value(v[f"Z{L}"], v[f"A{L}"], T, net.reduction),
-        f"L = {net.loss}({out_name}, Y){scale_text(case)}")
+        f"{data_loss} = {net.loss}({out_name}, Y){scale_text(case)}")
+    if net.regularized:
+        f = "½·" if net.l2_convention == "half" else ""
+        covered = "W" if not net.l2_biases else "W and b"
+        add("L_reg", "regularization", (), None,
+            lambda v: l2_penalty((params[n] for n in net.l2_names()), net.l2, net.l2_convention),
+            f"L_reg = {f}{net.l2:g}·Σ‖{covered}‖² (over every layer)")
+        add("L", "total_loss", ("L_data", "L_reg"), None, lambda v: v["L_data"] + v["L_reg"], "L = L_data + L_reg")
+    g = "" if net.l2_convention == "half" else "2·"  # the penalty's gradient: λW (half) or 2λW (full)
 
     top = f"dZ{L}" if loss.fused_with else f"dA{L}"
     add(top, "loss_gradient", (f"Z{L}", f"A{L}"), L,
@@ -95,11 +105,15 @@ def derivation_steps(case: Case) -> dict[str, Step]:
                 lambda v, l=l, b=act.backward: b(v[f"dA{l}"], v[f"Z{l}"], v[f"A{l}"]),
                 f"dZ{l} = " + act.backward_text.format(dA=f"dA{l}", Z=f"Z{l}", A=f"A{l}"))
         a_prev = previous(l)
+        W, b = params[f"W{l}"], params[f"b{l}"]
+        reg_W = l2_gradient(W, net.l2, net.l2_convention) if net.regularized else None
+        reg_b = l2_gradient(b, net.l2, net.l2_convention) if net.regularized and net.l2_biases else None
         add(f"dW{l}", "weight_gradient", (a_prev, f"dZ{l}"), l,
-            lambda v, l=l, a_prev=a_prev: linear_dW(v[a_prev], v[f"dZ{l}"]),
-            f"dW{l} = {a_prev}.T @ dZ{l}")
+            lambda v, l=l, a_prev=a_prev, r=reg_W: linear_dW(v[a_prev], v[f"dZ{l}"]) + (0 if r is None else r),
+            f"dW{l} = {a_prev}.T @ dZ{l}" + (f" + {g}{net.l2:g}·W{l}" if reg_W is not None else ""))
         add(f"db{l}", "bias_gradient", (f"dZ{l}",), l,
-            lambda v, l=l: linear_db(v[f"dZ{l}"]), f"db{l} = 1.T @ dZ{l} (column sums)")
+            lambda v, l=l, r=reg_b: linear_db(v[f"dZ{l}"]) + (0 if r is None else r),
+            f"db{l} = 1.T @ dZ{l} (column sums)" + (f" + {g}{net.l2:g}·b{l}" if reg_b is not None else ""))
         add(input_gradient(l), "input_gradient", (f"dZ{l}",), l,
             lambda v, l=l, W=params[f"W{l}"]: linear_dA_prev(v[f"dZ{l}"], W),
             f"{input_gradient(l)} = dZ{l} @ W{l}.T")
