@@ -54,3 +54,8 @@ def test_the_gradient_is_torch_autograd_of_the_penalty_written_as_maths(conventi
 def test_the_penalty_keeps_the_parameters_dtype():
     p32 = {k: v.astype(np.float32) for k, v in COURSE.items()}
     assert l2_penalty(p32.values(), 1.0).dtype == np.float32
+
+
+def test_a_single_weight_is_penalised_alone():
+    # One Linear layer: ½ · 0.2 · (1² + 2² + 3²) = 1.4
+    assert float(l2_penalty([np.array([[1.0], [2.0], [3.0]])], 0.2, "half")) == pytest.approx(1.4, rel=1e-15)

@@ -60,9 +60,15 @@ KERNEL_OWN = ["tests/test_fast.py::test_every_activation_backward_is_the_derivat
               "tests/test_fast.py::test_every_loss_kernel_writes_into_out_and_takes_labels"]
 AUTOGRAD_TESTS = ["tests/test_every_backward_rule.py", "tests/test_seeds.py"]
 KERNEL_TESTS = KERNEL_OWN + AUTOGRAD_TESTS
-ENGINE_TESTS = AUTOGRAD_TESTS + ["tests/test_accumulation.py", "-k", "not jax"]
+REGULARIZATION_TESTS = ["tests/test_regularization_kernels.py",
+                        "tests/test_regularization.py::test_the_course_network_gives_its_published_regularised_loss",
+                        "tests/test_regularization.py::test_the_penalty_reaches_every_gradient_it_covers_as_torch_says",
+                        "tests/test_regularization.py::test_accumulated_micro_batches_add_the_penalty_once"]
+ENGINE_TESTS = AUTOGRAD_TESTS + REGULARIZATION_TESTS + ["tests/test_accumulation.py", "-k", "not jax"]
 FAST_TESTS = ["tests/test_fast.py",
-              "tests/test_extremes.py::test_the_fast_engine_stays_finite_at_saturated_logits_and_equals_the_engine"]
+              "tests/test_extremes.py::test_the_fast_engine_stays_finite_at_saturated_logits_and_equals_the_engine",
+              "tests/test_regularization.py::test_the_fast_engine_adds_the_same_penalty"]
+OPTIMIZER_TESTS = ["tests/test_optimizer_kernels.py"]
 # -x: the first failure kills the mutant; plain asserts: no rewriting of every module on each run;
 # no gc-heavy unraisable-exception hooks at exit (torch makes the heap large).
 PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:benchmark",
@@ -87,6 +93,9 @@ TARGETS = [
            lambda q: q in {"linear_dW", "linear_db", "linear_dA_prev", "linear_backward"}, KERNEL_TESTS + FAST_TESTS),
     Target("manual_backprop/kernels/losses.py",
            lambda q: q.endswith("_grad") or q in {"Loss.scale", "Loss.gradient"}, KERNEL_TESTS),
+    Target("manual_backprop/kernels/regularization.py", lambda q: q in {"l2_penalty", "l2_gradient"},
+           REGULARIZATION_TESTS),
+    Target("manual_backprop/kernels/optimizers.py", lambda q: q.endswith("_update"), OPTIMIZER_TESTS),
     Target("manual_backprop/engine/trace.py", lambda q: q in {"backward", "_accumulate"}, ENGINE_TESTS),
     Target("manual_backprop/engine/fast.py", lambda q: q in {"_run", "_loss_and_dZ"}, FAST_TESTS,
            after={"_run": "_loss_and_dZ("}),
