@@ -406,3 +406,19 @@ def test_make_case_checks_plain_claims_like_every_array(value, words):
 def test_make_case_keeps_a_transposed_plain_claim_for_validate_to_name():
     case = make_case(NET, claimed={"dW1": np.zeros((5, 4))})
     assert validate(case).claims["dW1"].check.status == "transposed"
+
+
+def test_the_truth_is_confirmed_against_the_frameworks_and_a_wrong_engine_is_never_trusted(monkeypatch):
+    report = check_network(CourseNet, NET)
+    assert report.truth_confirmed and "agrees with torch and jax" in report.truth
+    # Planted in the engine itself: the relu backward with its mask left out. The user's right code now
+    # disagrees with the (wrong) truth, and the frameworks say the truth is wrong: no verdict is trusted.
+    from dataclasses import replace
+
+    from manual_backprop.kernels import ACTIVATIONS
+    relu = ACTIVATIONS["relu"]
+    monkeypatch.setitem(ACTIVATIONS, "relu", replace(relu, backward=lambda dA, Z, A, out=None, scratch=None: dA))
+    broken = check_network(CourseNet, NET)
+    assert not broken.ok and not broken.truth_confirmed
+    assert "The truth could not be confirmed" in broken.message()
+    assert broken.summary() == ["No verdict on your code: the truth it is judged against disagrees with the frameworks."]

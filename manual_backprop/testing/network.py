@@ -191,10 +191,12 @@ class NetworkReport:
     network: Network
     trials: list[TrialResult] = field(default_factory=list)
     source: str = "<options>"
+    truth: str = ""  # how the truth was confirmed against the frameworks (the random trial)
+    truth_confirmed: bool = True
 
     @property
     def ok(self) -> bool:
-        return bool(self.trials) and all(t.ok for t in self.trials)
+        return bool(self.trials) and all(t.ok for t in self.trials) and self.truth_confirmed
 
     @property
     def first_failing(self) -> TrialResult | None:
@@ -263,6 +265,8 @@ class NetworkReport:
 
     def summary(self) -> list[str]:
         """The verdict in a few sentences."""
+        if not self.truth_confirmed:
+            return ["No verdict on your code: the truth it is judged against disagrees with the frameworks."]
         if self.ok:
             return [f"All {len(self.trials)} trials right: {', '.join(t.name for t in self.trials)}."]
         t = self.first_failing
@@ -313,6 +317,8 @@ class NetworkReport:
         for t in self.trials:
             for note in t.notes:
                 lines.append(f"Note ({t.name} trial): {note}")
+        if self.truth:
+            lines.append(self.truth[0].upper() + self.truth[1:] + ".")
         fd_line = _fd_line(self)
         if fd_line:
             lines.append(fd_line)
@@ -330,7 +336,8 @@ class NetworkReport:
         return {"ok": self.ok, "name": self.name, "form": self.form, "network": self.network.describe(),
                 "source": self.source, "first_wrong": self.first_wrong, "first_wrong_trial": self.first_wrong_trial,
                 "mistake": self.mistake, "diagnosis": self.diagnosis, "wrong_part": self.wrong_part,
-                "summary": self.summary(), "trials": [t.to_json() for t in self.trials]}
+                "summary": self.summary(), "truth": self.truth, "truth_confirmed": self.truth_confirmed,
+                "trials": [t.to_json() for t in self.trials]}
 
 
 def _claim_verdict(c: ClaimReport) -> str:
@@ -766,6 +773,27 @@ def _your_loss_differences(code: _Code, case: Case, trial: TrialResult, directio
     trial.fd = {n: checks[n] for n in projections}
 
 
+def _confirm_truth(case: Case) -> tuple[bool, str]:
+    """Whether the engine's trace, the truth every trial is judged against, agrees with torch and JAX here.
+
+    ``check`` on the random trial's own parameters and data, against every installed framework
+    (PyTorch autograd, JAX autodiff, the same network written in each): the user's code is then
+    judged, through the engine, against both frameworks. The engine never disagrees on a correct
+    network; if it did, no verdict could be trusted, and the report says so (``ok`` is False).
+    """
+    from .. import references
+    from ..checking import check
+
+    names = [r for r in ("torch", "jax") if references.is_installed(r)]
+    if not names:
+        return True, "the truth is the engine's float64 trace alone: install torch or JAX to confirm it"
+    result = check(case, against=names)
+    if result.ok:
+        return True, f"the truth (the engine's float64 trace) agrees with {' and '.join(names)} on the random trial"
+    return False, (f"the truth could not be confirmed: the engine disagrees with {' and '.join(names)} at "
+                   f"{result.first_divergence or 'some tensor'} (a bug in manual_backprop: please report it)")
+
+
 def check_network(fn: Any, network: Any, *, seed: int = 0, batch: int = 4, float32: bool = True,
                   directions: int = DIRECTIONS, name: str | None = None) -> NetworkReport:
     """Run the user's network code on every trial and judge it against the truth (see the module).
@@ -802,6 +830,7 @@ def check_network(fn: Any, network: Any, *, seed: int = 0, batch: int = 4, float
         first_shape = first_shape or shape
         if trial_name == "random" and trial.validation is not None:
             _your_loss_differences(code, trial_case, trial, int(directions))
+            report.truth_confirmed, report.truth = _confirm_truth(trial_case)
         report.trials.append(trial)
         n = _follow_up_batch(trial, trial_case.network)
         if n is not None and all(t.batch != n for t in report.trials):
