@@ -87,17 +87,23 @@ def ensure_representable(case: Case, trace: Mapping[str, np.ndarray],
                 f"{_largest('float64')}, far outside {net.dtype}'s range, so its rounding cannot be "
                 f"bounded; scale X or the parameters down"
             )
-    if case.learning_rate is not None:
-        ensure_step_representable(case, case.learning_rate, trace)
+    if case.step is not None:
+        ensure_step_representable(case, case.step, trace)
 
 
-def ensure_step_representable(case: Case, lr: float, trace: Mapping[str, np.ndarray]) -> None:
-    """Raise :class:`InputError` if the step ``Wl - lr * dWl`` (and ``bl - lr * dbl``) leaves ``case``'s dtype.
+def ensure_step_representable(case: Case, step, trace: Mapping[str, np.ndarray]) -> None:
+    """Raise :class:`InputError` if the optimiser ``step`` leaves ``case``'s dtype.
 
-    Judged from the magnitudes ``|Wl| + lr |dWl|`` in log space, before the step is
-    taken (so that it never overflows, nor warns); ``lr`` itself must be a number of
-    the dtype, which the step multiplies in.
+    The plain step ``Wl - lr * dWl`` (and ``bl - lr * dbl``) is judged from the magnitudes
+    ``|Wl| + lr |dWl|`` in log space, before the step is taken (so that it never overflows, nor
+    warns); ``lr`` itself must be a number of the dtype, which the step multiplies in. Any other
+    optimiser's update is taken once in the wider type, quietly: a value beyond the dtype there
+    is the input's (a learning rate, a state or a gradient too large), not a wrong rule.
     """
+    if step.rule != "sgd":
+        _ensure_update_representable(case, step, trace)
+        return
+    lr = step.learning_rate
     net = case.network
     if lr > float(np.finfo(net.np_dtype).max):
         raise InputError(f"{case.source}: the values overflow {net.dtype}: the learning rate {lr:.4g} is "
@@ -117,6 +123,32 @@ def ensure_step_representable(case: Case, lr: float, trace: Mapping[str, np.ndar
                     f"{_fmt(np.abs(np.asarray(grad, np.float64))[index])} reaches {_fmt_log(log_size[index])}, "
                     f"beyond the largest {net.dtype}, {_largest(net.dtype)}); take a smaller learning rate"
                 )
+
+
+def _ensure_update_representable(case: Case, step, trace: Mapping[str, np.ndarray]) -> None:
+    net = case.network
+    if step.learning_rate > float(np.finfo(net.np_dtype).max):
+        raise InputError(f"{case.source}: the values overflow {net.dtype}: the learning rate "
+                         f"{step.learning_rate:.4g} is beyond the largest {net.dtype} ({_largest(net.dtype)})")
+    wide = WIDER[net.dtype]
+    largest = float(np.finfo(net.np_dtype).max)
+    with np.errstate(all="ignore"):
+        for name in net.parameter_shapes():
+            grad = trace.get(f"d{name}")
+            if grad is None or not np.isfinite(np.asarray(grad, np.float64)).all():
+                continue  # a non-finite gradient is judged on its own, in the trace
+            P = np.asarray(case.params[name]).astype(wide)
+            state = {s: np.asarray(v).astype(wide) for s, v in step.state_of(name, case.params[name]).items()}
+            P_next, new = step.optimizer.update(P, np.asarray(grad).astype(wide), state, step.learning_rate,
+                                                t=step.t, **step.constants)
+            for what, value in ((f"{name}_next", P_next), *((f"{s}{name}_next", v) for s, v in new.items())):
+                beyond = ~(np.abs(value) <= largest)
+                if beyond.any():
+                    index = tuple(int(i) for i in np.argwhere(beyond)[0])
+                    raise InputError(f"{case.source}: the values overflow {net.dtype}: {what} would be Inf"
+                                     f"{_at(index)} (the {step.rule} update reaches "
+                                     f"{float(np.abs(value[index])):.4g}, beyond the largest {net.dtype}, "
+                                     f"{_largest(net.dtype)}); take a smaller learning rate or state")
 
 
 # --- the step that made the first non-finite value ---------------------------------------------

@@ -529,6 +529,81 @@ def next_error_scales(network: Network, params: Mapping[str, np.ndarray], grads:
     return out
 
 
+def step_error_scales(network: Network, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray],
+                      E: Mapping[str, np.ndarray], step, *, u: float | None = None,
+                      flush: float | None = None) -> dict[str, np.ndarray]:
+    """Rounding scales for ``Wl_next``, ``bl_next`` and the optimiser's new state, from ``E`` of the gradients.
+
+    ``step`` is an :class:`~manual_backprop.description.optimizer.OptimizerStep`; the parameters and the
+    given state are exact. Element by element, each operation adds ``u`` times its result's magnitude
+    (``ELEMENTWISE_ULPS u`` for the constants, squares, roots and quotients, whose order of rounding
+    differs between implementations), and each input's error is carried by the operation's derivative::
+
+        sgd                E[W'] = lr E_g + u (lr |g| + |W'|)                            (next_error_scales)
+        momentum (buffer)  E[v'] = E_g + u (mu |v| + |v'|);        E[W'] = lr E[v'] + u (lr |v'| + |W'|)
+        momentum (velocity)E[v'] = lr E_g + U (mu |v| + lr |g| + |v'|);  E[W'] = E[v'] + u |W'|
+        rmsprop            E[v'] = 2 (1 - rho) |g| E_g + U (rho |v| + (1 - rho) g² + |v'|)
+                           d = sqrt(v') + eps:  E_d = E[v'] / (2 sqrt(v')) + U sqrt(v')
+                           q = g / d:  E_q = E_g / d + |g| E_d / d² + U |q|;     E[W'] = lr E_q + u (lr |q| + |W'|)
+        adam               E[m'] = (1 - b1) E_g + U (b1 |m| + (1 - b1) |g| + |m'|);  E[v'] as rmsprop's with b2;
+                           m^ = m' / c1, v^ = v' / c2 (c = 1 - b**(t+1)): E / c + U |.|;  then d, q, W' as rmsprop's
+                           with m^ for g and v^ for v'
+
+    (``U = ELEMENTWISE_ULPS u``), and a result below the normal range may be flushed.
+    """
+    u = UNIT_ROUNDOFF[network.dtype] if u is None else u
+    flush = FLUSH[network.dtype] if flush is None else flush
+    if step.rule == "sgd":
+        return next_error_scales(network, params, grads, E, step.learning_rate, u=u, flush=flush)
+    U, lr, c = ELEMENTWISE_ULPS * u, step.learning_rate, step.constants
+    out = {}
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for name in network.parameter_shapes():
+            P = np.asarray(params[name], np.float64)
+            g, E_g = np.asarray(grads[f"d{name}"], np.float64), np.asarray(E[f"d{name}"], np.float64)
+            s = {k: np.asarray(v, np.float64) for k, v in step.state_of(name, P).items()}
+            new = {}
+            if step.rule == "momentum":
+                v = c["momentum"] * s["v"] + g
+                new["v"] = E_g + u * (c["momentum"] * np.abs(s["v"]) + np.abs(v))
+                W = P - lr * v
+                E_W = lr * new["v"] + u * (lr * np.abs(v) + np.abs(W))
+                values = {"v": v}
+            elif step.rule == "momentum_velocity":
+                v = c["momentum"] * s["v"] - lr * g
+                new["v"] = lr * E_g + U * (c["momentum"] * np.abs(s["v"]) + lr * np.abs(g) + np.abs(v))
+                W = P + v
+                E_W = new["v"] + u * np.abs(W)
+                values = {"v": v}
+            else:  # rmsprop, adam: a quotient of a (first moment) and the root of a second moment
+                rho = c["decay"] if step.rule == "rmsprop" else c["beta2"]
+                v = rho * s["v"] + (1 - rho) * g * g
+                new["v"] = 2 * (1 - rho) * np.abs(g) * E_g + U * (rho * s["v"] + (1 - rho) * g * g + v)
+                values = {"v": v}
+                if step.rule == "rmsprop":
+                    top, E_top, bottom, E_bottom = g, E_g, v, new["v"]
+                else:
+                    b1, t = c["beta1"], step.t + 1
+                    m = b1 * s["m"] + (1 - b1) * g
+                    new["m"] = (1 - b1) * E_g + U * (b1 * np.abs(s["m"]) + (1 - b1) * np.abs(g) + np.abs(m))
+                    values["m"] = m
+                    c1, c2 = 1 - b1 ** t, 1 - rho ** t
+                    top, bottom = m / c1, v / c2
+                    E_top, E_bottom = new["m"] / c1 + U * np.abs(top), new["v"] / c2 + U * bottom
+                root = np.sqrt(bottom)
+                d = root + c["eps"]
+                E_d = np.where(root > 0, E_bottom / (2 * root), np.sqrt(E_bottom)) + U * root
+                q = top / d
+                E_q = E_g / d if step.rule == "rmsprop" else E_top / d
+                E_q = E_q + np.abs(top) * E_d / (d * d) + U * np.abs(q)
+                W = P - lr * q
+                E_W = lr * E_q + u * (lr * np.abs(q) + np.abs(W))
+            out[f"{name}_next"] = E_W + _flushable(W, flush)
+            for k, E_k in new.items():
+                out[f"{k}{name}_next"] = E_k + _flushable(values[k], flush)
+    return out
+
+
 def finite_difference_error(truncation: float, E_L: float, step: float) -> float:
     """How far a float64 finite-difference estimate may be from the derivative it estimates.
 

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import InputError
 from ..kernels.losses import one_hot
 from .network import Network
+from .optimizer import OptimizerStep, sgd
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,15 @@ class Case:
     source: str = "<options>"
     #: The parameters drawn from ``seed`` because the file or the caller did not give them.
     drawn: tuple[str, ...] = ()
+    #: ``[optimizer]``: the step to take (None: the plain step of ``learning_rate``, if any).
+    optimizer: OptimizerStep | None = None
+
+    @property
+    def step(self) -> OptimizerStep | None:
+        """The one optimiser step the case asks for: ``[optimizer]``, else ``[sgd]``'s plain step, else None."""
+        if self.optimizer is not None:
+            return self.optimizer
+        return sgd(self.learning_rate) if self.learning_rate is not None else None
 
     @property
     def T(self) -> np.ndarray:
@@ -85,6 +95,7 @@ def make_case(
     learning_rate: float | None = None,
     source: str = "<options>",
     from_file: bool = False,
+    optimizer: OptimizerStep | None = None,
 ) -> Case:
     """Fill in what is missing from ``seed`` and check everything against ``network``.
 
@@ -135,8 +146,25 @@ def make_case(
     check_memory(network, X.shape[0], source)  # the given batch: its activations are not allocated yet
     Y = _targets(Y, network, X.shape[0], in_data)
     claims = _claims(claimed, network, X.shape[0], Y, f"{source}: [claimed] " if from_file else f"{source}: claimed ")
+    if optimizer is not None:
+        if learning_rate is not None:
+            raise InputError(f"{source}: give [sgd] or [optimizer], not both")
+        optimizer = _optimizer_state(optimizer, network, f"{source}: [state] " if from_file else f"{source}: state ")
     return Case(network, full, X, Y, title, int(seed), claims, learning_rate, source,
-                tuple(name for name in shapes if name not in params))
+                tuple(name for name in shapes if name not in params), optimizer)
+
+
+def _optimizer_state(step: OptimizerStep, network: Network, where: str) -> OptimizerStep:
+    """``step`` with its state arrays checked as parameters are (dtype, finite, the parameter's shape)."""
+    shapes = network.parameter_shapes()
+    state = {}
+    for name, value in step.state.items():
+        a = _float_array(value, network, name, where)
+        _expect_shape(a, shapes[name[1:]], name, where)
+        if name.startswith("v") and step.rule in ("rmsprop", "adam") and (a < 0).any():
+            raise InputError(f"{where}{name} is a mean of squares and cannot be negative{_first_bad(a < 0)}")
+        state[name] = a
+    return dataclasses.replace(step, state=state)
 
 
 def _claims(claimed: Mapping[str, Any] | None, network: Network, N: int, Y: np.ndarray,
@@ -187,8 +215,11 @@ def as_float64(case: Case) -> Case:
     net = case.network
     net64 = dataclasses.replace(net, dtype="float64")
     params, X, Y, _ = cast_arrays(case, np.float64)
+    optimizer = case.optimizer
+    if optimizer is not None:
+        optimizer = dataclasses.replace(optimizer, state={k: v.astype(np.float64) for k, v in optimizer.state.items()})
     return make_case(net64, params, X, Y, seed=case.seed, title=case.title,
-                     learning_rate=case.learning_rate, source=case.source)
+                     learning_rate=case.learning_rate, source=case.source, optimizer=optimizer)
 
 
 def random_parameters(network: Network, seed: int) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ the precision it was written with (half a unit in its last decimal place).
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import math
 import re
 import stat
@@ -26,8 +27,10 @@ else:  # pragma: no cover
 from ..errors import InputError
 from .case import MAX_DIMENSION, Case, Claim, available_memory, make_case
 from .network import Network
+from .optimizer import make_optimizer
 
-TOP_KEYS = {"title", "seed", "batch", "network", "parameters", "data", "claimed", "sgd", "notes", "regularization"}
+TOP_KEYS = {"title", "seed", "batch", "network", "parameters", "data", "claimed", "sgd", "notes", "regularization",
+            "optimizer", "state"}
 REGULARIZATION_KEYS = {"l2", "convention", "biases"}
 NETWORK_KEYS = {"sizes", "activations", "loss", "reduction", "dtype"}
 SGD_KEYS = {"learning_rate"}
@@ -227,14 +230,22 @@ def case_from_dict(doc: dict[str, Any], source: str = "<dict>") -> Case:
         if type(lr) not in (int, WrittenFloat, float) or not math.isfinite(lr) or lr <= 0:
             raise InputError(f"{source}: [sgd] learning_rate must be a positive number, got {_show(lr)}")
         lr = float(lr)
+    optimizer = None
+    if "optimizer" in doc:
+        if lr is not None:
+            raise InputError(f"{source}: give [sgd] or [optimizer], not both ([sgd] is the plain step's shorthand)")
+        optimizer = make_optimizer(_table(doc, "optimizer", source),
+                                   {k: _plain(v) for k, v in _table(doc, "state", source).items()},
+                                   network, f"{source}: ")
+    elif "state" in doc:
+        raise InputError(f"{source}: [state] needs an [optimizer] whose state it is")
     case = make_case(
         network, {k: _plain(v) for k, v in params.items()},
         _plain(data.get("X")), _plain(data.get("Y")),
-        seed=seed, batch=batch, title=title, learning_rate=lr, source=source, from_file=True,
+        seed=seed, batch=batch, title=title, learning_rate=lr, source=source, from_file=True, optimizer=optimizer,
     )
     claims = _claims(_table(doc, "claimed", source), case, source)
-    return Case(case.network, case.params, case.X, case.Y, case.title, case.seed, claims,
-                case.learning_rate, source)
+    return dataclasses.replace(case, claimed=claims, source=source, drawn=())
 
 
 def _regularization(doc: dict[str, Any], source: str) -> dict[str, Any]:

@@ -117,12 +117,16 @@ class Network:
         return self.forward_names() + self.backward_names()
 
     def extra_names(self) -> list[str]:
-        """Per-sample gradients and the tensors after one descent step: ``dW1_per_sample, ..., W1_next, ...``."""
+        """Per-sample gradients and the tensors after one optimiser step: ``dW1_per_sample, ..., W1_next, ...,
+        vW1_next, ..., mW1_next, ...`` (which state names a step makes depends on its optimiser)."""
         names = []
         for l in range(1, self.depth + 1):
             names += [f"dW{l}_per_sample", f"db{l}_per_sample"]
         for l in range(1, self.depth + 1):
             names += [f"W{l}_next", f"b{l}_next"]
+        for s in ("v", "m"):  # an optimiser's new state (momentum, rmsprop: v; adam: m and v)
+            for l in range(1, self.depth + 1):
+                names += [f"{s}W{l}_next", f"{s}b{l}_next"]
         return names
 
     def tensor_shapes(self, N: int) -> dict[str, tuple[int, ...]]:
@@ -134,8 +138,8 @@ class Network:
             n_in, n_out = self.sizes[l - 1], self.sizes[l]
             for t in ("Z", "A", "dZ", "dA"):
                 shapes[f"{t}{l}"] = (N, n_out)
-            shapes[f"dW{l}"] = shapes[f"W{l}_next"] = (n_in, n_out)
-            shapes[f"db{l}"] = shapes[f"b{l}_next"] = (n_out,)
+            shapes[f"dW{l}"] = shapes[f"W{l}_next"] = shapes[f"vW{l}_next"] = shapes[f"mW{l}_next"] = (n_in, n_out)
+            shapes[f"db{l}"] = shapes[f"b{l}_next"] = shapes[f"vb{l}_next"] = shapes[f"mb{l}_next"] = (n_out,)
             shapes[f"dW{l}_per_sample"] = (N, n_in, n_out)
             shapes[f"db{l}_per_sample"] = (N, n_out)
         return shapes

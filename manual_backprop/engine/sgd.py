@@ -1,9 +1,11 @@
-"""One plain gradient-descent step, the last line of seed 003::
+"""One optimiser step on the batch gradient. The plain one is the last line of seed 003::
 
     Wl_next = Wl - lr * dWl          bl_next = bl - lr * dbl
 
-No momentum, no weight decay: what ``torch.optim.SGD(params, lr)`` does on
-its first step, and what the file's ``[sgd] learning_rate`` (or ``--lr``) asks for.
+what ``torch.optim.SGD(params, lr)`` does, and what the file's ``[sgd] learning_rate``
+(or ``--lr``) asks for; ``[optimizer]`` asks for momentum, RMSProp or Adam from a given
+state (:mod:`manual_backprop.description.optimizer`, the rules in
+:mod:`manual_backprop.kernels.optimizers`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 
 from ..description.case import Case
 from ..description.network import Network
+from ..description.optimizer import sgd
 from ..errors import InputError
 from .trace import Trace, run
 
@@ -40,15 +43,27 @@ def sgd_step(
 
 
 def next_parameters(case: Case, lr: float | None = None, trace: Trace | None = None) -> dict[str, np.ndarray]:
-    """``W1_next, b1_next, ..., WL_next, bL_next`` after one step on the whole batch of ``case``.
+    """``W1_next, b1_next, ..., WL_next, bL_next`` after one step on the whole batch of ``case``, and the
+    optimiser's new state (``vW1_next, ...``, ``mW1_next, ...``).
 
-    ``lr`` defaults to the file's ``[sgd] learning_rate``; ``trace`` is the
-    case's :func:`~manual_backprop.engine.run` if already at hand.
+    ``lr`` (``--lr``) asks for the plain step at that rate; without it the case's own step is taken
+    (:attr:`Case.step <manual_backprop.description.case.Case.step>`: ``[optimizer]``, else ``[sgd]``).
+    ``trace`` is the case's :func:`~manual_backprop.engine.run` if already at hand. Each update is the
+    registry's kernel (:mod:`manual_backprop.kernels.optimizers`), parameter by parameter.
     """
-    if lr is None:
-        lr = case.learning_rate
-    if lr is None:
-        raise InputError(f"{case.source}: no learning rate: give [sgd] learning_rate or --lr")
+    step = sgd(check_learning_rate(lr)) if lr is not None else case.step
+    if step is None:
+        raise InputError(f"{case.source}: no learning rate: give [sgd] learning_rate, [optimizer] or --lr")
     trace = trace if trace is not None else run(case)
-    new = sgd_step(case.network, case.params, trace, lr)
-    return {f"{name}_next": value for name, value in new.items()}
+    out: dict[str, np.ndarray] = {}
+    new_state: dict[str, dict[str, np.ndarray]] = {s: {} for s in step.optimizer.state}
+    for name in case.network.parameter_shapes():
+        P = case.params[name]
+        P_next, state = step.optimizer.update(P, trace[f"d{name}"], step.state_of(name, P), step.learning_rate,
+                                              t=step.t, **step.constants)
+        out[f"{name}_next"] = P_next
+        for s, value in state.items():
+            new_state[s][f"{s}{name}_next"] = value
+    for per_parameter in new_state.values():  # vW1_next, vb1_next, ..., then mW1_next, ... (the names' order)
+        out.update(per_parameter)
+    return out

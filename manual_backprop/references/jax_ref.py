@@ -228,12 +228,54 @@ def accumulated_gradients(case: Case, size: int) -> dict[str, np.ndarray]:
     return _named(case, "d{}", total)
 
 
+def _sgd(p, g, s, lr, c, t):
+    return p - lr * g, {}
+
+
+def _momentum(p, g, s, lr, c, t):  # torch's buffer: b' = mu b + g, p' = p - lr b'
+    v = c["momentum"] * s["v"] + g
+    return p - lr * v, {"v": v}
+
+
+def _momentum_velocity(p, g, s, lr, c, t):  # the course's velocity: v' = mu v - lr g, p' = p + v'
+    v = c["momentum"] * s["v"] - lr * g
+    return p + v, {"v": v}
+
+
+def _rmsprop(p, g, s, lr, c, t):  # v' = rho v + (1 - rho) g^2, p' = p - lr g / (sqrt(v') + eps)
+    v = c["decay"] * s["v"] + (1 - c["decay"]) * g * g
+    return p - lr * g / (jnp.sqrt(v) + c["eps"]), {"v": v}
+
+
+def _adam(p, g, s, lr, c, t):  # t' = t + 1; bias-corrected moments
+    m = c["beta1"] * s["m"] + (1 - c["beta1"]) * g
+    v = c["beta2"] * s["v"] + (1 - c["beta2"]) * g * g
+    m_hat, v_hat = m / (1 - c["beta1"] ** (t + 1)), v / (1 - c["beta2"] ** (t + 1))
+    return p - lr * m_hat / (jnp.sqrt(v_hat) + c["eps"]), {"m": m, "v": v}
+
+
+#: Each optimiser's update written as maths in jax.numpy.
+OPTIMIZERS = {"sgd": _sgd, "momentum": _momentum, "momentum_velocity": _momentum_velocity,
+              "rmsprop": _rmsprop, "adam": _adam}
+
+
 def next_parameters(case: Case, lr: float | None = None) -> dict[str, np.ndarray]:
-    """``Wl_next``, ``bl_next`` after one step ``p - lr * dp`` on the whole batch."""
-    lr = case.learning_rate if lr is None else lr
+    """``Wl_next``, ``bl_next`` and the new state after one step on the whole batch: ``p - lr * dp``
+    (``lr``, or the case's own step), or the case's optimiser from its state, written as maths."""
+    step = case.step if lr is None else None
+    rule = "sgd" if step is None else step.rule
+    rate = lr if step is None else step.learning_rate
+    update = table_entry("jax", OPTIMIZERS, "optimizer", rule)
     params = _params(case)
     g = _batch_grad_fn(case.network)(params, *_data(case))
-    return _named(case, "{}_next", jax.tree_util.tree_map(lambda p, d: p - lr * d, params, g))
+    out, new_state = {}, {}
+    for name, p in params.items():
+        state = {} if step is None else {s: jnp.asarray(v) for s, v in step.state_of(name, case.params[name]).items()}
+        p_next, s_next = update(p, g[name], state, rate, step.constants if step else {}, step.t if step else 0)
+        out[f"{name}_next"] = _numpy(p_next, f"{name}_next", case.network.np_dtype)
+        new_state.update({f"{s}{name}_next": _numpy(v, f"{s}{name}_next", case.network.np_dtype)
+                          for s, v in s_next.items()})
+    return {**out, **new_state}
 
 
 def _params(case: Case) -> dict[str, jax.Array]:

@@ -187,16 +187,51 @@ def accumulated_gradients(case: Case, size: int) -> dict[str, np.ndarray]:
     return _grads(case, params)
 
 
+#: Each optimiser's torch.optim class, its keyword arguments, and our state name -> torch's state key.
+OPTIMIZERS = {
+    "sgd": (lambda c: (torch.optim.SGD, {"momentum": 0.0}), {}),
+    "momentum": (lambda c: (torch.optim.SGD, {"momentum": c["momentum"]}), {"v": "momentum_buffer"}),
+    "rmsprop": (lambda c: (torch.optim.RMSprop, {"alpha": c["decay"], "eps": c["eps"]}), {"v": "square_avg"}),
+    "adam": (lambda c: (torch.optim.Adam, {"betas": (c["beta1"], c["beta2"]), "eps": c["eps"]}),
+             {"m": "exp_avg", "v": "exp_avg_sq"}),
+}
+
+
 def next_parameters(case: Case, lr: float | None = None) -> dict[str, np.ndarray]:
-    """``Wl_next``, ``bl_next`` after one ``torch.optim.SGD(lr=lr, momentum=0)`` step on the whole batch."""
-    lr = case.learning_rate if lr is None else lr
+    """``Wl_next``, ``bl_next`` and the new state after one torch.optim step on the whole batch, from the
+    case's state: ``SGD(lr)`` (``lr``, or the case's own step), ``SGD(momentum=μ)``, ``RMSprop``, ``Adam``.
+
+    The course's velocity form of momentum is torch's buffer form with ``v = -lr·b``: the state goes in
+    as ``b = -v/lr`` and comes out as ``v' = -lr·b'``, so torch.optim judges it too.
+    """
+    step = case.step if lr is None else None
+    rule = "sgd" if step is None else step.rule
+    rate = lr if step is None else step.learning_rate
+    velocity = rule == "momentum_velocity"
+    make, keys = _entry(OPTIMIZERS, "optimizer", "momentum" if velocity else rule)
     params = _params(case, requires_grad=True)
-    opt = torch.optim.SGD(list(params.values()), lr=lr, momentum=0.0)
+    cls, kwargs = make(step.constants if step is not None else {})
+    opt = cls(list(params.values()), lr=rate, **kwargs)
     opt.zero_grad()
     with torch.enable_grad():
         loss(case.network, params, *_data(case)).backward()
+    if step is not None and step.optimizer.state:
+        for name, p in params.items():
+            given = {s: _tensor(v) for s, v in step.state_of(name, case.params[name]).items()}
+            if velocity:
+                given = {s: -v / rate for s, v in given.items()}
+            state = {keys[s]: t for s, t in given.items()}
+            if rule != "momentum" and not velocity:
+                state["step"] = torch.tensor(float(step.t))  # the steps already taken
+            opt.state[p] = state
     opt.step()
-    return {f"{k}_next": _numpy(p, f"{k}_next", case.network.np_dtype) for k, p in params.items()}
+    out = {f"{k}_next": _numpy(p, f"{k}_next", case.network.np_dtype) for k, p in params.items()}
+    for name, p in params.items():
+        for s, key in keys.items():
+            value = opt.state[p][key]
+            out[f"{s}{name}_next"] = _numpy(-rate * value if velocity else value, f"{s}{name}_next",
+                                            case.network.np_dtype)
+    return out
 
 
 def _params(case: Case, requires_grad: bool = False) -> dict[str, torch.Tensor]:

@@ -127,13 +127,24 @@ def derivation_steps(case: Case) -> dict[str, Step]:
             f"dW{l}_per_sample[i] = outer({a_prev}[i], dZ{l}[i]{times})")
         add(f"db{l}_per_sample", "per_sample_bias", (f"dZ{l}",), l,
             lambda v, l=l: per_sample_dZ(net, v, l), f"db{l}_per_sample[i] = dZ{l}[i]{times}")
-    if case.learning_rate is not None:
-        lr = case.learning_rate
+    step = case.step
+    if step is not None and step.rule == "sgd":
+        lr = step.learning_rate
         for l in range(1, L + 1):
             for p in ("W", "b"):
                 add(f"{p}{l}_next", "sgd", (f"d{p}{l}",), l,
                     lambda v, P=params[f"{p}{l}"], g=f"d{p}{l}": P - lr * v[g],
                     f"{p}{l}_next = {p}{l} - {lr:g} * d{p}{l}")
+    elif step is not None:  # the optimiser's update from the given state: each result is one output of it
+        for l in range(1, L + 1):
+            for p in (f"W{l}", f"b{l}"):
+                def update(v, P=params[p], g=f"d{p}", state=step.state_of(p, params[p])):
+                    return step.optimizer.update(P, v[g], state, step.learning_rate, t=step.t, **step.constants)
+                add(f"{p}_next", "optimizer", (f"d{p}",), l, lambda v, f=update: f(v)[0],
+                    f"{p}_next: {step.describe()} from {p}, d{p} and its state; {step.optimizer.formula}")
+                for s in step.optimizer.state:
+                    add(f"{s}{p}_next", "optimizer_state", (f"d{p}",), l, lambda v, f=update, s=s: f(v)[1][s],
+                        f"{s}{p}_next: the new {s} of {step.describe()}")
     return steps
 
 

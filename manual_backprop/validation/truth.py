@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..checking.overflow import ensure_representable, run_quietly
-from ..compare import UNIT_ROUNDOFF, error_scales, next_error_scales, per_sample_error_scales
+from ..compare import UNIT_ROUNDOFF, error_scales, per_sample_error_scales, step_error_scales
 from ..description.case import Case, as_float64
 from ..engine.per_sample import per_sample_from_trace
 from ..engine.sgd import next_parameters
@@ -42,9 +42,9 @@ def true_values(case: Case) -> Truth:
     with np.errstate(all="ignore"):  # judged below, for the names claimed
         values.update(per_sample_from_trace(case64.network, values))
         E.update(per_sample_error_scales(net, values, E))
-        if case.learning_rate is not None:
+        if case.step is not None:
             values.update(next_parameters(case64, trace=values))
-            E.update(next_error_scales(net, case64.params, values, E, case.learning_rate))
+            E.update(step_error_scales(net, case64.params, values, E, case64.step))
     for name in case.claimed:  # a per-sample gradient is N times a mean's share: it can leave float64 alone
         if name in values and not (np.isfinite(values[name]).all() and np.isfinite(E[name]).all()):
             raise InputError(f"{case.source}: the true {name} is beyond float64 (its values or their rounding "

@@ -1,0 +1,118 @@
+"""One optimiser step from a given state, through check and validate: against torch.optim and the same
+update written out in JAX, in both dtypes.
+
+Expected values come from torch.optim (``SGD`` with and without momentum, ``RMSprop``, ``Adam``), from
+JAX, or from arithmetic shown beside them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from manual_backprop import Network, check, make_case, parse_case, validate
+from manual_backprop.description.optimizer import OptimizerStep
+from manual_backprop.errors import InputError
+from manual_backprop.kernels import OPTIMIZERS
+
+pytest.importorskip("torch")
+
+
+def _case(rule: str, dtype: str, seed: int, t: int = 3):
+    rng = np.random.default_rng(seed)
+    sizes = tuple(int(n) for n in rng.integers(2, 6, size=3))
+    net = Network(sizes, ("tanh", "sigmoid"), "bce", dtype=dtype)
+    opt = OPTIMIZERS[rule]
+    state = {f"{s}{p}": np.abs(rng.standard_normal(shape)).astype(dtype) * (0.1 if s == "v" else 1.0)
+             for s in opt.state for p, shape in net.parameter_shapes().items()}
+    step = OptimizerStep(rule, 0.05, dict(opt.constants), t if opt.counts_steps else 0, state)
+    return make_case(net, seed=seed, batch=5, optimizer=step)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("rule", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("seed", range(2))
+def test_one_step_from_a_given_state_agrees_with_torch_optim_and_jax(rule, dtype, seed):
+    case = _case(rule, dtype, seed)
+    report = check(case, against=["torch", "jax"])
+    assert report.ok, report.message()
+    expected = [f"{p}_next" for p in case.network.parameter_shapes()]
+    expected += [f"{s}{p}_next" for s in OPTIMIZERS[rule].state for p in case.network.parameter_shapes()]
+    # (adam keeps m and v: vW1_next ... come after mW1_next ..., in the registry's order of its state)
+    assert report.extra == expected
+    assert all(c.status == "ok" for n in expected for c in report.checks[n].values())
+
+
+def test_adam_with_the_counter_not_incremented_is_caught(monkeypatch):
+    # Planted: the bias correction with t instead of t + 1 (t = 3 given, so it is 1 - b**3, not 1 - b**4).
+    from manual_backprop.kernels import optimizers
+
+    right = optimizers.adam_update
+    monkeypatch.setitem(OPTIMIZERS, "adam", dataclasses.replace(
+        OPTIMIZERS["adam"], update=lambda W, g, s, lr, t=0, **c: right(W, g, s, lr, t=t - 1, **c)))
+    report = check(_case("adam", "float64", 0), against=["torch", "jax"])
+    assert not report.ok
+    assert report.checks["W1_next"]["torch"].status == "fail" and report.checks["W1_next"]["jax"].status == "fail"
+    assert report.checks["mW1_next"]["torch"].status == "ok"  # the moments do not read t
+
+
+ADAM_FILE = """
+[network]
+sizes = [2, 1]
+activations = ["identity"]
+loss = "half_mse"
+reduction = "sum"
+[parameters]
+W1 = [[1.0], [-1.0]]
+b1 = [0.0]
+[data]
+X = [[1.0, 2.0]]
+Y = [[0.0]]
+[optimizer]
+name = "adam"
+learning_rate = 0.1
+"""
+
+
+def test_a_first_adam_step_from_zeros_moves_each_parameter_by_the_learning_rate():
+    # Z = 1 - 2 = -1, L = ½ Z², dZ = -1: dW1 = X.T dZ = [[-1], [-2]], db1 = [-1]. From zero moments and t = 0
+    # the bias-corrected step is lr g / (|g| + eps): each entry moves by 0.1 against its gradient's sign
+    # (to 1e-8 relative): W1_next = [[1.1], [-0.9]], b1_next = [0.1]; mW1_next = 0.1 g, vW1_next = 0.001 g².
+    case = parse_case(ADAM_FILE, "adam.toml")
+    claims = """
+[claimed]
+W1_next = [[1.1], [-0.9]]
+b1_next = [0.1]
+mW1_next = [[-0.1], [-0.2]]
+vW1_next = [[0.001], [0.004]]
+"""
+    report = validate(parse_case(ADAM_FILE + claims, "adam.toml"))
+    assert report.ok, [(n, c.ok) for n, c in report.claims.items()]
+    assert check(case, against=["torch", "jax"]).ok
+
+
+def test_the_courses_velocity_form_is_judged_by_torch_through_its_buffer():
+    # v = -lr·b maps the course's velocity onto torch's buffer: torch.optim judges it (above, every rule);
+    # here by arithmetic: v0 = 0, so v' = -lr·g and W' = W + v' = W - lr·g, the plain step.
+    text = ADAM_FILE.replace('name = "adam"', 'name = "momentum"\nform = "velocity"\nmomentum = 0.9')
+    claims = "\n[claimed]\nW1_next = [[1.1], [-0.8]]\nvW1_next = [[0.1], [0.2]]\n"
+    assert validate(parse_case(text + claims, "v.toml")).ok
+
+
+def test_a_claimed_state_the_optimiser_does_not_keep_is_an_input_error():
+    text = ADAM_FILE.replace('name = "adam"', 'name = "rmsprop"') + "\n[claimed]\nmW1_next = [[0.0], [0.0]]\n"
+    with pytest.raises(InputError, match=r"mW1_next is not made by this step: rmsprop keeps v"):
+        validate(parse_case(text, "r.toml"))
+
+
+def test_a_step_beyond_the_dtype_is_an_input_error_not_a_failure():
+    # Momentum from v = 0: v' = g, W' = W - lr·g. With W1 = [[1e300], [-1]] and X = [[1e-300, 2]], Z = 1 - 2 = -1,
+    # dW1 = X.T dZ = [[-1e-300], [-2]], every value finite; lr = 1e308 makes W1_next[1] = -1 + 2e308: Inf.
+    text = ADAM_FILE.replace('name = "adam"', 'name = "momentum"').replace("learning_rate = 0.1",
+                                                                          "learning_rate = 1e308")
+    text = text.replace("W1 = [[1.0], [-1.0]]", "W1 = [[1e300], [-1.0]]").replace("X = [[1.0, 2.0]]",
+                                                                                 "X = [[1e-300, 2.0]]")
+    with pytest.raises(InputError, match=r"the values overflow float64: W1_next would be Inf"):
+        check(parse_case(text, "big.toml"), against=["torch"])
