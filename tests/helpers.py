@@ -8,8 +8,10 @@ from manual_backprop import Network, make_case
 from manual_backprop.description.case import Case
 
 
-def case_of(sizes, activations, loss, *, reduction="mean", dtype="float64", batch=6, seed=0) -> Case:
-    return make_case(Network(tuple(sizes), tuple(activations), loss, reduction, dtype), seed=seed, batch=batch)
+def case_of(sizes, activations, loss, *, reduction="mean", dtype="float64", batch=6, seed=0, **network) -> Case:
+    """A case drawn from ``seed``; ``network`` passes on Network's other keywords (``l2``, ``l2_convention``, ...)."""
+    return make_case(Network(tuple(sizes), tuple(activations), loss, reduction, dtype, **network), seed=seed,
+                     batch=batch)
 
 
 def with_kinks(case: Case, rows: int = 2) -> Case:

@@ -64,14 +64,21 @@ def derive(case: Case, wrong: Mapping[str, Callable[[dict, Case], np.ndarray]] |
     else:
         c = 1 / (N * K) if net.loss in ("mse", "bce") else 1 / N
     fused = net.loss in ("bce", "softmax_cross_entropy")
+    data = "L_data" if net.l2 > 0 else "L"
     if net.loss == "half_mse":
-        put("L", c * 0.5 * ((A - T) ** 2).sum())
+        put(data, c * 0.5 * ((A - T) ** 2).sum())
     elif net.loss == "mse":
-        put("L", c * ((A - T) ** 2).sum())
+        put(data, c * ((A - T) ** 2).sum())
     elif net.loss == "softmax_cross_entropy":
-        put("L", -c * (T * np.log(A)).sum())
+        put(data, -c * (T * np.log(A)).sum())
     else:
-        put("L", -c * (T * np.log(A) + (1 - T) * np.log(1 - A)).sum())
+        put(data, -c * (T * np.log(A) + (1 - T) * np.log(1 - A)).sum())
+    # L2, by the book: L_reg = ½λΣW² ("half") or λΣW² ("full"), its gradient λW or 2λW added to dW
+    f = 0.5 if net.l2_convention == "half" else 1.0
+    covered = [q for l in range(1, net.depth + 1) for q in ((f"W{l}", f"b{l}") if net.l2_biases else (f"W{l}",))]
+    if net.l2 > 0:
+        put("L_reg", f * net.l2 * sum((p[q] ** 2).sum() for q in covered))
+        put("L", t["L_data"] + t["L_reg"])
     if fused:
         put(f"dZ{L}", c * (A - T))
     else:
@@ -80,8 +87,9 @@ def derive(case: Case, wrong: Mapping[str, Callable[[dict, Case], np.ndarray]] |
         if l < L or not fused:
             put(f"dZ{l}", backward_through(net.activations[l - 1], t[f"dA{l}"], t[f"Z{l}"], t[f"A{l}"]))
         A_prev = t[f"A{l - 1}"] if l > 1 else t["X"]
-        put(f"dW{l}", A_prev.T @ t[f"dZ{l}"])
-        put(f"db{l}", t[f"dZ{l}"].sum(axis=0))
+        reg = {q: 2 * f * net.l2 * p[q] if q in covered and net.l2 > 0 else 0.0 for q in (f"W{l}", f"b{l}")}
+        put(f"dW{l}", A_prev.T @ t[f"dZ{l}"] + reg[f"W{l}"])
+        put(f"db{l}", t[f"dZ{l}"].sum(axis=0) + reg[f"b{l}"])
         put(f"dA{l - 1}" if l > 1 else "dX", t[f"dZ{l}"] @ p[f"W{l}"].T)
     if case.learning_rate is not None:
         for l in range(1, L + 1):

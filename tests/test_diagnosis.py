@@ -44,6 +44,11 @@ def square_net():
     return case_of(**SQUARE)
 
 
+def l2_net(convention="half", biases=False):
+    return case_of((3, 4, 2), ("tanh", "identity"), "half_mse", batch=5, seed=1, l2=0.3,
+                   l2_convention=convention, l2_biases=biases)
+
+
 def two_relu_layers_of_equal_width():
     return case_of((3, 4, 4, 2), ("relu", "relu", "identity"), "half_mse", batch=5, seed=2)
 
@@ -85,6 +90,11 @@ MADE = {
     "transposed_layout": None,  # a claim written transposed, not a derivation made so: tested on its own below
     "sgd_ascent": (relu_net_with_a_step, {"W1_next": lambda t, c: c.params["W1"] + 0.3 * t["dW1"]}, "W1_next"),
     "sgd_learning_rate_missing": (relu_net_with_a_step, {"W1_next": lambda t, c: c.params["W1"] - t["dW1"]}, "W1_next"),
+    # L2 (λ = 0.3, "half": ½λΣW², gradient λW): each written as the student gets it wrong
+    "l2_other_convention": (l2_net, {"dW2": lambda t, c: t["A1"].T @ t["dZ2"] + 2 * 0.3 * c.params["W2"]}, "dW2"),
+    "l2_gradient_missing": (l2_net, {"dW1": lambda t, c: t["X"].T @ t["dZ1"]}, "dW1"),
+    "l2_biases_regularized": (l2_net, {"db2": lambda t, c: t["dZ2"].sum(axis=0) + 0.3 * c.params["b2"]}, "db2"),
+    "l2_penalty_missing_from_loss": (l2_net, {"L": lambda t, c: t["L_data"]}, "L"),
 }
 
 

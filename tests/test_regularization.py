@@ -131,6 +131,9 @@ L = 26.5948426952
     # the port's full-convention loss claimed under "half" is wrong
     wrong = validate(parse_case(text.replace("26.5948426952", "49.719461034881775"), "course.toml"))
     assert not wrong.ok and wrong.first_wrong == "L"
+    # ... and the catalogue says why: the penalty (not written down) taken with the other convention
+    assert [f.mistake.id for f in wrong.claims["L"].fits] == ["l2_other_convention"]
+    assert "uses λΣ‖W‖², gradient 2λW; this network's convention is half" in wrong.claims["L"].diagnosis
     # dW2 without its λW2 is dW2's own error, and the rule shown says what was left out
     claims["dW2"] = truth["dW2"] - COURSE_PARAMS["W2"]
     report = validate(dataclasses.replace(case, claimed=make_case(case.network, COURSE_PARAMS, COURSE_X, COURSE_Y,

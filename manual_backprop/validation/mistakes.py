@@ -260,6 +260,52 @@ def _sgd(step: Step, case: Case, how: str) -> list[Candidate]:
     return _when(lr != 1, Candidate(lambda v: P - v[g], {"g": g, "lr": f"{lr:g}"}))
 
 
+# --- L2 regularisation ------------------------------------------------------------------------
+
+def _l2_other_convention(step: Step, case: Case) -> list[Candidate]:
+    """The penalty, or its gradient in dW, with the other convention's factor (½λΣW² against λΣW²)."""
+    net = case.network
+    if not net.regularized or step.kind not in ("regularization", "weight_gradient", "bias_gradient"):
+        return []
+    if step.kind == "bias_gradient" and not net.l2_biases:
+        return []
+    other = "full" if net.l2_convention == "half" else "half"
+    words = {"half": "½λΣ‖W‖², gradient λW", "full": "λΣ‖W‖², gradient 2λW"}
+    how = {"used": words[other], "convention": f"{net.l2_convention}: {words[net.l2_convention]}"}
+    if step.kind == "regularization":
+        return [Candidate(_scaled(step, 2.0 if other == "full" else 0.5), how)]
+    P = case.params[f"{'W' if step.kind == 'weight_gradient' else 'b'}{step.layer}"]
+    extra = (1.0 if other == "full" else -0.5) * 2 * net.l2_factor * P  # 2λW - λW, or λW - 2λW
+    return [Candidate(lambda v, r=step.rule, e=extra: r(v) + e, how)]
+
+
+def _l2_gradient_missing(step: Step, case: Case) -> list[Candidate]:
+    """dW without the penalty's gradient (the penalty kept in the loss)."""
+    net = case.network
+    if not net.regularized or step.kind not in ("weight_gradient", "bias_gradient"):
+        return []
+    if step.kind == "bias_gradient" and not net.l2_biases:
+        return []
+    P = case.params[f"{'W' if step.kind == 'weight_gradient' else 'b'}{step.layer}"]
+    g = 2 * net.l2_factor * P
+    coefficient = f"{net.l2:g}" if net.l2_convention == "half" else f"2·{net.l2:g}"
+    return [Candidate(lambda v, r=step.rule: r(v) - g, {"g": f"{coefficient}·{step.name[1:]}"})]
+
+
+def _l2_biases(step: Step, case: Case) -> list[Candidate]:
+    """db with an L2 gradient of b, though the biases are not penalised."""
+    net = case.network
+    if not net.regularized or net.l2_biases or step.kind != "bias_gradient":
+        return []
+    b = case.params[f"b{step.layer}"]
+    return [Candidate(lambda v, r=step.rule: r(v) + 2 * net.l2_factor * b)]
+
+
+def _l2_penalty_missing(step: Step, case: Case) -> list[Candidate]:
+    """L without the penalty: the data loss alone."""
+    return _when(case.network.regularized and step.kind == "total_loss", Candidate(lambda v: v["L_data"]))
+
+
 MISTAKES: tuple[Mistake, ...] = (
     # activation backward
     Mistake("relu_mask_missing", "the ReLU mask left out",
@@ -338,6 +384,18 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake("sgd_learning_rate_missing", "the learning rate left out",
             "{n} subtracts {g} without the learning rate {lr}; it should be {right}.",
             lambda s, c: _sgd(s, c, "no_lr")),
+    # L2 regularisation
+    Mistake("l2_other_convention", "the L2 term with the other convention's factor",
+            "{n} uses {used}; this network's convention is {convention}: it should be {right}.",
+            _l2_other_convention),
+    Mistake("l2_gradient_missing", "the L2 gradient left out of a weight's gradient",
+            "{n} leaves out the penalty's gradient {g}: the penalty is part of L, so it should be {right}.",
+            _l2_gradient_missing),
+    Mistake("l2_biases_regularized", "the biases penalised",
+            "{n} adds an L2 gradient of b{l}, but the biases are not penalised (biases = false): {right}.",
+            _l2_biases),
+    Mistake("l2_penalty_missing_from_loss", "the L2 penalty left out of the loss",
+            "{n} is the data loss alone; with L2 it is {right}.", _l2_penalty_missing),
 )
 
 BY_ID = {m.id: m for m in MISTAKES}
