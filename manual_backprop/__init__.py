@@ -26,11 +26,12 @@ _FROM = {
     "LayerReport": "testing", "check_layer": "testing", "check_loss": "testing", "check_network": "testing",
     "LossReport": "testing", "NetworkReport": "testing",
     "Validation": "validation", "validate": "validation",
+    "compare_tensor": "display",
 }
 
 __all__ = [
     "Case", "Claim", "InputError", "LayerReport", "LossReport", "Network", "NetworkReport", "Validation", "backward",
-    "check", "check_layer", "check_loss", "check_network", "forward", "load_case", "load_example", "make_case",
+    "check", "check_layer", "check_loss", "check_network", "compare_tensor", "forward", "load_case", "load_example", "make_case",
     "parse_case", "run", "validate",
 ]
 __version__ = "0.1.0"
@@ -48,9 +49,11 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
+
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from .checking import check
     from .description import Case, Claim, Network, load_case, load_example, make_case, parse_case
+    from .display import compare_tensor
     from .engine import backward, forward, run
     from .testing import LayerReport, LossReport, NetworkReport, check_layer, check_loss, check_network
     from .validation import Validation, validate

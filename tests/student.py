@@ -95,7 +95,35 @@ def derive(case: Case, wrong: Mapping[str, Callable[[dict, Case], np.ndarray]] |
         for l in range(1, L + 1):
             for q in ("W", "b"):
                 put(f"{q}{l}_next", p[f"{q}{l}"] - case.learning_rate * t[f"d{q}{l}"])
+    if case.optimizer is not None:
+        _optimizer_step(case, t, put)
     return t
+
+
+def _optimizer_step(case: Case, t: dict, put) -> None:
+    """One optimiser step by the book, from the case's state (zeros when absent)."""
+    opt, c = case.optimizer, case.optimizer.constants
+    lr = opt.learning_rate
+    for l in range(1, case.network.depth + 1):
+        for q in (f"W{l}", f"b{l}"):
+            P, g = case.params[q], t[f"d{q}"]
+            state = {s: opt.state.get(f"{s}{q}", np.zeros_like(P)) for s in ("m", "v")}
+            if opt.rule == "sgd":
+                put(f"{q}_next", P - lr * g)
+            elif opt.rule == "momentum":  # torch: b = mu b + g; W -= lr b
+                v = put(f"v{q}_next", c["momentum"] * state["v"] + g)
+                put(f"{q}_next", P - lr * v)
+            elif opt.rule == "momentum_velocity":  # the course: v = mu v - lr g; W += v
+                v = put(f"v{q}_next", c["momentum"] * state["v"] - lr * g)
+                put(f"{q}_next", P + v)
+            elif opt.rule == "rmsprop":
+                v = put(f"v{q}_next", c["decay"] * state["v"] + (1 - c["decay"]) * g**2)
+                put(f"{q}_next", P - lr * g / (np.sqrt(v) + c["eps"]))
+            else:  # adam: the counter first, then the corrections
+                m = put(f"m{q}_next", c["beta1"] * state["m"] + (1 - c["beta1"]) * g)
+                v = put(f"v{q}_next", c["beta2"] * state["v"] + (1 - c["beta2"]) * g**2)
+                k = opt.t + 1
+                put(f"{q}_next", P - lr * (m / (1 - c["beta1"] ** k)) / (np.sqrt(v / (1 - c["beta2"] ** k)) + c["eps"]))
 
 
 def claims_of(trace: Mapping[str, np.ndarray], names=None, decimals: int = 8) -> dict[str, Claim]:

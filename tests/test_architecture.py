@@ -36,7 +36,7 @@ LAYERS = {
     "engine": 3,
     "references": 4,
     "compare": 5,
-    "checking": 6, "validation": 6, "testing": 6, "training": 6, "bench": 6,
+    "checking": 6, "validation": 6, "testing": 6, "training": 6, "bench": 6, "display": 6,
     "cli": 7,
     "__init__": 8, "__main__": 8, "pytest_plugin": 8,
 }

@@ -49,6 +49,21 @@ def l2_net(convention="half", biases=False):
                    l2_convention=convention, l2_biases=biases)
 
 
+def stepping(rule, t=0, **constants):
+    """The sigmoid network with one step of ``rule`` from a small non-zero state (t steps already taken)."""
+    from manual_backprop.description.optimizer import OptimizerStep
+    from manual_backprop.kernels import OPTIMIZERS
+
+    def make():
+        case = sigmoid_net()
+        opt = OPTIMIZERS[rule]
+        rng = np.random.default_rng(7)
+        state = {f"{s}{p}": np.abs(rng.standard_normal(v.shape)) * 0.1 for s in opt.state for p, v in case.params.items()}
+        step = OptimizerStep(rule, 0.2, {**opt.constants, **constants}, t, state)
+        return dataclasses.replace(case, optimizer=step)
+    return make
+
+
 def two_relu_layers_of_equal_width():
     return case_of((3, 4, 4, 2), ("relu", "relu", "identity"), "half_mse", batch=5, seed=2)
 
@@ -95,6 +110,17 @@ MADE = {
     "l2_gradient_missing": (l2_net, {"dW1": lambda t, c: t["X"].T @ t["dZ1"]}, "dW1"),
     "l2_biases_regularized": (l2_net, {"db2": lambda t, c: t["dZ2"].sum(axis=0) + 0.3 * c.params["b2"]}, "db2"),
     "l2_penalty_missing_from_loss": (l2_net, {"L": lambda t, c: t["L_data"]}, "L"),
+    # optimiser steps (lr = 0.2; Adam after t = 2 steps): the student's step written wrong
+    "adam_counter_not_incremented": (stepping("adam", t=2), {"W1_next": lambda t, c: c.params["W1"] - 0.2 * (
+        t["mW1_next"] / (1 - 0.9 ** 2)) / (np.sqrt(t["vW1_next"] / (1 - 0.999 ** 2)) + 1e-8)}, "W1_next"),
+    "adam_bias_correction_missing": (stepping("adam", t=2), {"W1_next": lambda t, c: c.params["W1"] - 0.2 * (
+        t["mW1_next"] / (np.sqrt(t["vW1_next"]) + 1e-8))}, "W1_next"),
+    "momentum_wrong_sign": (stepping("momentum"), {"W1_next": lambda t, c: c.params["W1"] + 0.2 * t["vW1_next"]},
+                            "W1_next"),
+    "momentum_forms_mixed": (stepping("momentum"), {"vW1_next": lambda t, c: 0.9 * c.optimizer.state["vW1"]
+                                                    - 0.2 * t["dW1"]}, "vW1_next"),
+    "update_before_backprop": (lambda: dataclasses.replace(relu_net(), learning_rate=0.3),
+                               {"dA1": lambda t, c: t["dZ2"] @ (c.params["W2"] - 0.3 * t["dW2"]).T}, "dA1"),
 }
 
 

@@ -33,6 +33,7 @@ from ..compare import (
 )
 from ..compare.comparator import NOT_JUDGED
 from ..description.case import Case, as_float64
+from ..description.optimizer import sgd
 from ..engine.trace import Trace
 from ..errors import InputError
 from .overflow import ensure_representable, ensure_step_representable, run_quietly
@@ -145,6 +146,36 @@ class CheckReport:
             out["step_before_first_divergence"] = self.step_before(first)
         return out
 
+    # --- how it looks in a notebook and on a page (manual_backprop.display) ---------------------
+
+    def _repr_html_(self) -> str:
+        """The notebook table: the terminal's columns (tensor, shape, max|Δ| per reference, margin,
+        verdict) and each tensor's value; verdicts coloured, a tensor not judged grey."""
+        from ..display.html import report_html
+
+        return report_html(self)
+
+    def __repr__(self) -> str:
+        from ..display.html import report_text
+
+        return report_text(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        from ..display.html import pretty
+
+        pretty(self, printer, cycle)
+
+    def to_html(self, path: Any = None, *, backend: str | None = None) -> str:
+        """One self-contained HTML page: the network with every tensor on it, coloured by verdict, and
+        the table; written atomically to ``path`` when given. ``backend``: ``"graphviz"`` or ``"own"``."""
+        from ..display.html import page
+        from ..files import write_atomically
+
+        text = page(self, backend=backend)
+        if path is not None:
+            write_atomically(path, text)
+        return text
+
 
 def resolve_references(against: Sequence[str] | None) -> tuple[list[str], bool]:
     """The references to run, and whether the user named them (then a missing one is an error)."""
@@ -178,12 +209,14 @@ def check(case: Case, against: Sequence[str] | None = None, device: str | None =
     from ..environment import describe
 
     names, explicit = resolve_references(against)
-    if learning_rate is None:
-        learning_rate = case.learning_rate
+    from ..engine.sgd import check_learning_rate
+
+    # --lr asks for the plain step at that rate; otherwise the case's own ([optimizer], else [sgd])
+    step = sgd(check_learning_rate(learning_rate, "--lr")) if learning_rate is not None else case.step
     with blas_threads_for(case):
         report = _check(case, names, explicit, device, engine_trace, describe)
-        if per_sample or learning_rate is not None:
-            _check_beyond_the_trace(report, per_sample, learning_rate)
+        if per_sample or step is not None:
+            _check_beyond_the_trace(report, per_sample, step, learning_rate)
         if report.first_divergence is not None and needs_explaining(report):
             t0 = time.perf_counter()
             report64 = check(as_float64(case), against=report.references, per_sample=per_sample,
@@ -202,18 +235,19 @@ def _failures_only(report: CheckReport) -> CheckReport:
     return view
 
 
-def _check_beyond_the_trace(report: CheckReport, per_sample: bool, learning_rate: float | None) -> None:
-    """Per-sample gradients and one descent step, against the frameworks' own training tools."""
+def _check_beyond_the_trace(report: CheckReport, per_sample: bool, step, learning_rate: float | None) -> None:
+    """Per-sample gradients and one optimiser step (``step``; ``learning_rate`` when --lr asked for it),
+    against the frameworks' own training tools (torch.optim, and the update written out in JAX)."""
     from .. import references
-    from ..compare import next_error_scales, per_sample_error_scales
+    from ..compare import per_sample_error_scales, step_error_scales
     from ..engine.per_sample import per_sample_gradients
-    from ..engine.sgd import check_learning_rate, next_parameters
+    from ..engine.sgd import next_parameters
 
     case, trace, E = report.case, report.trace, report.scales
     frameworks = [r for r in report.references if r != "fd"]
     if not frameworks:
         asked = " and ".join(what for what, on in (("the per-sample gradients (--per-sample)", per_sample),
-                                                   ("the descent step (--lr)", learning_rate is not None)) if on)
+                                                   ("the optimiser step", step is not None)) if on)
         report.notices.append(f"{asked} need torch or JAX: finite differences of the loss judge the batch "
                               f"gradient only, so they are not judged")
     tables: list[tuple[dict, dict, str, Any]] = []  # (ours, error scales, what, the reference's call)
@@ -221,12 +255,11 @@ def _check_beyond_the_trace(report: CheckReport, per_sample: bool, learning_rate
         ours = per_sample_gradients(case, trace)
         tables.append((ours, per_sample_error_scales(case.network, trace, E), "per_sample_gradients",
                        lambda module: module.per_sample_gradients(case)))
-    if learning_rate is not None:
-        lr = check_learning_rate(learning_rate, "--lr")
-        ensure_step_representable(case, lr, trace)  # a step beyond the dtype is an input error, never a failure
-        ours = next_parameters(case, lr, trace)
-        tables.append((ours, next_error_scales(case.network, case.params, trace, E, lr), "next_parameters",
-                       lambda module: module.next_parameters(case, lr)))
+    if step is not None:
+        ensure_step_representable(case, step, trace)  # a step beyond the dtype is an input error, never a failure
+        ours = next_parameters(case, learning_rate, trace)
+        tables.append((ours, step_error_scales(case.network, case.params, trace, E, step), "next_parameters",
+                       lambda module: module.next_parameters(case, learning_rate)))
     for ours, scales, function, call in tables:
         theirs = {}
         for ref in frameworks:

@@ -43,6 +43,7 @@ import numpy as np
 from ..compare import UNIT_ROUNDOFF
 from ..description.case import Case
 from ..description.network import layer_of
+from ..description.optimizer import sgd
 from ..engine.trace import Trace, run
 from ..errors import InputError
 from ..kernels import ACTIVATIONS, LOSSES
@@ -98,8 +99,11 @@ def ensure_step_representable(case: Case, step, trace: Mapping[str, np.ndarray])
     ``|Wl| + lr |dWl|`` in log space, before the step is taken (so that it never overflows, nor
     warns); ``lr`` itself must be a number of the dtype, which the step multiplies in. Any other
     optimiser's update is taken once in the wider type, quietly: a value beyond the dtype there
-    is the input's (a learning rate, a state or a gradient too large), not a wrong rule.
+    is the input's (a learning rate, a state or a gradient too large), not a wrong rule. A number
+    for ``step`` is the plain step at that learning rate.
     """
+    if isinstance(step, (int, float)):
+        step = sgd(float(step))
     if step.rule != "sgd":
         _ensure_update_representable(case, step, trace)
         return

@@ -9,6 +9,8 @@ import numpy as np
 
 from ..checking.checker import CheckReport, check
 from ..compare import K
+from ..display import cells
+from ..display.output import add_output_options, check_output_options, write_outputs
 from ..environment import summary
 from .common import add_case_options, case_from_args, print_json, printable
 
@@ -28,6 +30,7 @@ def add_parser(sub) -> None:
                    help="also check dWl_per_sample and dbl_per_sample against torch.func and jax.vmap")
     p.add_argument("--lr", type=float, metavar="RATE",
                    help="also take one descent step W - lr*dW and check Wl_next, bl_next (default: the file's [sgd])")
+    add_output_options(p)
     p.set_defaults(run=run)
 
 
@@ -36,9 +39,11 @@ def run(args: argparse.Namespace) -> int:
         from ..engine.sgd import check_learning_rate
 
         check_learning_rate(args.lr, "--lr")
+    check_output_options(args)
     case = case_from_args(args)
     against = args.against.split(",") if args.against is not None else None
     report = check(case, against=against, device=args.device, per_sample=args.per_sample, learning_rate=args.lr)
+    write_outputs(report, args)
     if args.json:
         print_json(report.to_json())
     else:
@@ -47,11 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fmt(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if x == 0:
-        return "0"
-    return f"{x:.1e}" if (abs(x) < 1e-3 or abs(x) >= 1e4) else f"{x:.4g}"
+    return cells.fmt(x)
 
 
 def _index(name: str, idx: tuple[int, ...]) -> str:
@@ -59,29 +60,18 @@ def _index(name: str, idx: tuple[int, ...]) -> str:
 
 
 def verdict(report: CheckReport, name: str) -> str:
-    per = report.checks.get(name, {})
-    bad = [r for r, c in per.items() if c.failed]
-    if bad:
-        return "FAIL (" + ", ".join(f"{r}: {per[r].status}" if per[r].status != "fail" else r for r in bad) + ")"
-    if not report.judged(name):
-        return "NOT JUDGED" if name in report.gradients else "not judged"
-    if any(c.status == "kink" for c in per.values()):
-        return "ok (kink rounding)"
-    return "ok"
+    """The verdict column (one rule, :func:`manual_backprop.display.cells.check_verdict`)."""
+    return cells.check_verdict(report, name)[0]
 
 
 def _cell(report: CheckReport, name: str, ref: str) -> str:
     """One reference's max|Δ| for one tensor: ``-`` if it has nothing to say there."""
-    c = report.checks.get(name, {}).get(ref)
-    if c is None or (not c.judged and name not in report.gradients):
-        return "-"
-    return "not judged" if not c.judged else _fmt(c.max_abs_err)
+    return cells.reference_cell(report, name, ref)
 
 
 def _margins(report: CheckReport, name: str | None = None) -> list[float]:
     """The margins the verdicts rest on (after the kink allowance), of one tensor or of all."""
-    pers = [report.checks.get(name, {})] if name is not None else list(report.checks.values())
-    return [c.passing_margin for per in pers for c in per.values() if c.judged and c.passing_margin is not None]
+    return cells.margins(report, name)
 
 
 def _judge_hint() -> str:

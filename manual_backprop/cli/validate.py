@@ -13,22 +13,18 @@ a NAME of no recognised form (one line on standard error).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-
-import numpy as np
 
 from ..description.catalog import load_example
 from ..description.netfile import load_case
+from ..display import cells
+from ..display.cells import MARK, MAX_COLS, MAX_ROWS  # noqa: F401  (the table's limits, one place)
+from ..display.output import add_output_options, check_output_options, write_outputs
 from ..environment import describe, summary
 from ..errors import InputError
 from ..validation import Validation, validate
 from ..validation.claims import WHOLE, in_layout
 from .common import print_json, printable
-
-#: Rows and columns of a claimed tensor shown in the table; a larger one is cut with "…".
-MAX_ROWS, MAX_COLS = 8, 8
-MARK = "✗"
 
 
 def add_parser(sub) -> None:
@@ -44,6 +40,7 @@ def add_parser(sub) -> None:
                    help="judge your own code instead of [claimed]: NAME is fn(params, X, Y), a class, or an "
                         "object with params and loss(X, y), imported from FILE.py")
     p.add_argument("--json", action="store_true", help="one JSON object on standard output")
+    add_output_options(p)
     p.set_defaults(run=run)
 
 
@@ -52,10 +49,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give one of FILE or --example, not both")
     if not args.file and not args.example:
         raise InputError("validate needs a FILE with a [claimed] table, or --example NAME")
+    check_output_options(args)
     if args.code is not None:
         return run_code(args)
     case = load_case(args.file) if args.file else load_example(args.example)
     report = validate(case)
+    write_outputs(report, args)
     if args.json:
         print_json(report.to_json())
     else:
@@ -74,6 +73,7 @@ def run_code(args: argparse.Namespace) -> int:
     with contextlib.redirect_stdout(sys.stderr):  # the user's prints must not mix with the report (--json)
         code = load_code(path, name)
         report = check_network(code, case, name=name)
+    write_outputs(report, args)
     if args.json:
         out = report.to_json()
         out["code"] = args.code
@@ -169,9 +169,7 @@ def render(report: Validation, file=None) -> None:
     table.add_column("verdict", no_wrap=True)
     for name, c in report.claims.items():
         check = c.check
-        table.add_row(name, _cells(check.claimed, check.written, check.wrong),
-                      _cells(check.true, _in_shape(check.resolution, check.true), None,
-                             trim=_in_shape(check.written, check.true) == WHOLE), _verdict(c))
+        table.add_row(name, *_claim_cells(check), _verdict(c))
     console.print(table)
 
     if report.ok:
@@ -203,73 +201,18 @@ def _say(console, text: str, indent: int) -> None:
 
 
 def _verdict(c) -> str:
-    check = c.check
-    if c.ok:
-        return "right"
-    count = ""
-    if check.wrong is not None and check.wrong.size > 1:
-        count = f" ({int(check.wrong.sum())} of {check.wrong.size})"
-    if check.status in ("transposed", "shape"):
-        count = f" (shape {tuple(check.claimed.shape)}, not {tuple(check.true.shape)})"
-    if c.error == "carried":
-        return f"[yellow]wrong: carried from {', '.join(c.carried_from)}{count}[/yellow]"
-    return f"[red bold]WRONG: own error{count}[/red bold]"
+    """The verdict column (one rule, :func:`manual_backprop.display.cells.claim_verdict`), coloured."""
+    text, kind = cells.claim_verdict(c)
+    return {"carried": f"[yellow]{text}[/yellow]", "own": f"[red bold]{text}[/red bold]"}.get(kind, text)
 
 
-def _in_shape(res: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """A claim's resolution in the true value's layout (the claim may be written transposed)."""
-    res = in_layout(np.asarray(res), like)
-    return res if res.shape == like.shape else np.full(like.shape, float(np.min(res)))
-
-
-def _decimals(resolution: float) -> int:
-    """How many decimals a value of this resolution was written with (0.5 -> 0, 5e-5 -> 4)."""
-    if resolution <= 0 or resolution >= WHOLE:
-        return 0 if resolution >= WHOLE else 17
-    return min(20, max(0, round(-math.log10(2 * resolution))))
-
-
-def _number(x: float, resolution: float, trim: bool = False) -> str:
-    """``x`` with the decimals its resolution implies (``trim``: without trailing zeros); never "-0"."""
-    text = f"{x:.{_decimals(resolution)}f}"
-    if trim and "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text[1:] if text.startswith("-") and float(text) == 0 else text
-
-
-def _cells(a: np.ndarray, resolution: np.ndarray, wrong: np.ndarray | None, trim: np.ndarray | None = None) -> str:
-    """A tensor as rows of numbers, one matrix row (or per-sample block) per line; wrong elements marked.
-
-    Each number is shown with the decimals its resolution implies: a claim as it was written, a
-    true value at the precision the claim is judged at (``trim``: without trailing zeros, where
-    the claim was a whole number).
-    """
+def _element(text: str, wrong: bool) -> str:
     from rich.markup import escape
 
-    a = np.asarray(a, dtype=np.float64)
-    res = np.broadcast_to(np.asarray(resolution, dtype=np.float64), a.shape)
-
-    def element(idx) -> str:
-        text = escape(_number(float(a[idx]), float(res[idx]), trim is not None and bool(trim[idx])))
-        return f"[red]{text}{MARK}[/red]" if wrong is not None and wrong[idx] else text
-
-    if a.ndim == 0:
-        return element(())
-    if a.ndim == 1:
-        return _row([element((j,)) for j in range(a.shape[0])])
-    lines = []
-    for i in range(min(a.shape[0], MAX_ROWS)):
-        if a.ndim == 2:
-            lines.append(_row([element((i, j)) for j in range(a.shape[1])]))
-        else:
-            block = [_row([element((i, j, k)) for k in range(a.shape[2])]) for j in range(a.shape[1])]
-            lines.append(_row(block))
-    if a.shape[0] > MAX_ROWS:
-        lines.append(f"… {a.shape[0] - MAX_ROWS} more rows")
-    return "\n".join(lines)
+    return f"[red]{escape(text)}{MARK}[/red]" if wrong else escape(text)
 
 
-def _row(items: list[str]) -> str:
-    if len(items) > MAX_COLS:
-        items = items[:MAX_COLS - 1] + [f"… ({len(items)} in all)"]
-    return "[" + ", ".join(items) + "]"
+def _claim_cells(check) -> tuple[str, str]:
+    """The claimed and the true cell of one claim, as rich markup (:func:`manual_backprop.display.cells.claim_lines`)."""
+    claimed, true = cells.claim_lines(check, WHOLE, in_layout, _element)
+    return "\n".join(claimed), "\n".join(true)

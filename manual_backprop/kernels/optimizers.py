@@ -34,31 +34,90 @@ State = dict[str, np.ndarray]
 def sgd_update(W: np.ndarray, g: np.ndarray, state: Mapping[str, np.ndarray], lr: float,
                t: int = 0) -> tuple[np.ndarray, State]:
     """``W' = W - lr g``; no state. W and g of one shape."""
-    return W - W.dtype.type(lr) * g, {}
+    return sgd_step(W, g, {}, lr), {}
+
+
+def sgd_step(W, g, new: Mapping[str, np.ndarray], lr: float, t: int = 0) -> np.ndarray:
+    """``W' = W - lr g``."""
+    return W - W.dtype.type(lr) * g
+
+
+# Each optimiser below is two kernels, its state's update and its parameter's, and their composition
+# ``*_update(W, g, state, lr, ...) -> (W', state')``: a derivation writes the state first, then the step.
+
+def momentum_buffer_state(W, g, state: Mapping[str, np.ndarray], momentum: float = 0.9) -> State:
+    """torch's buffer: ``v' = mu v + g``."""
+    return {"v": W.dtype.type(momentum) * _state(state, "v", W) + g}
+
+
+def momentum_buffer_step(W, g, new: Mapping[str, np.ndarray], lr: float, momentum: float = 0.9,
+                         t: int = 0) -> np.ndarray:
+    """``W' = W - lr v'``."""
+    return W - W.dtype.type(lr) * new["v"]
 
 
 def momentum_buffer_update(W: np.ndarray, g: np.ndarray, state: Mapping[str, np.ndarray], lr: float,
                            momentum: float = 0.9, t: int = 0) -> tuple[np.ndarray, State]:
     """torch's form: ``v' = mu v + g``, ``W' = W - lr v'``; state ``v`` of W's shape (zeros to start)."""
+    new = momentum_buffer_state(W, g, state, momentum)
+    return momentum_buffer_step(W, g, new, lr), new
+
+
+def momentum_velocity_state(W, g, state: Mapping[str, np.ndarray], lr: float, momentum: float = 0.9) -> State:
+    """The course's velocity: ``v' = mu v - lr g``."""
     c = W.dtype.type
-    v = c(momentum) * _state(state, "v", W) + g
-    return W - c(lr) * v, {"v": v}
+    return {"v": c(momentum) * _state(state, "v", W) - c(lr) * g}
+
+
+def momentum_velocity_step(W, g, new: Mapping[str, np.ndarray], lr: float, momentum: float = 0.9,
+                           t: int = 0) -> np.ndarray:
+    """``W' = W + v'``."""
+    return W + new["v"]
 
 
 def momentum_velocity_update(W: np.ndarray, g: np.ndarray, state: Mapping[str, np.ndarray], lr: float,
                              momentum: float = 0.9, t: int = 0) -> tuple[np.ndarray, State]:
     """The course's form: ``v' = mu v - lr g``, ``W' = W + v'``; state ``v`` of W's shape (zeros to start)."""
+    new = momentum_velocity_state(W, g, state, lr, momentum)
+    return momentum_velocity_step(W, g, new, lr), new
+
+
+def rmsprop_state(W, g, state: Mapping[str, np.ndarray], decay: float = 0.99, eps: float = 1e-8) -> State:
+    """The mean square: ``v' = rho v + (1 - rho) g**2``."""
     c = W.dtype.type
-    v = c(momentum) * _state(state, "v", W) - c(lr) * g
-    return W + v, {"v": v}
+    return {"v": c(decay) * _state(state, "v", W) + c(1 - decay) * (g * g)}
+
+
+def rmsprop_step(W, g, new: Mapping[str, np.ndarray], lr: float, decay: float = 0.99, eps: float = 1e-8,
+                 t: int = 0) -> np.ndarray:
+    """``W' = W - lr g / (sqrt(v') + eps)``."""
+    c = W.dtype.type
+    return W - c(lr) * g / (np.sqrt(new["v"]) + c(eps))
 
 
 def rmsprop_update(W: np.ndarray, g: np.ndarray, state: Mapping[str, np.ndarray], lr: float,
                    decay: float = 0.99, eps: float = 1e-8, t: int = 0) -> tuple[np.ndarray, State]:
     """``v' = rho v + (1 - rho) g**2``, ``W' = W - lr g / (sqrt(v') + eps)``; state ``v`` (the mean square)."""
+    new = rmsprop_state(W, g, state, decay, eps)
+    return rmsprop_step(W, g, new, lr, decay, eps), new
+
+
+def adam_state(W, g, state: Mapping[str, np.ndarray], beta1: float = 0.9, beta2: float = 0.999,
+               eps: float = 1e-8) -> State:
+    """The moments: ``m' = b1 m + (1 - b1) g``, ``v' = b2 v + (1 - b2) g**2``."""
     c = W.dtype.type
-    v = c(decay) * _state(state, "v", W) + c(1 - decay) * (g * g)
-    return W - c(lr) * g / (np.sqrt(v) + c(eps)), {"v": v}
+    return {"m": c(beta1) * _state(state, "m", W) + c(1 - beta1) * g,
+            "v": c(beta2) * _state(state, "v", W) + c(1 - beta2) * (g * g)}
+
+
+def adam_step(W, g, new: Mapping[str, np.ndarray], lr: float, beta1: float = 0.9, beta2: float = 0.999,
+              eps: float = 1e-8, t: int = 0) -> np.ndarray:
+    """With ``t' = t + 1``: ``W' = W - lr (m' / (1 - b1**t')) / (sqrt(v' / (1 - b2**t')) + eps)``."""
+    c = W.dtype.type
+    step = t + 1
+    m_hat = new["m"] / c(1 - beta1 ** step)
+    v_hat = new["v"] / c(1 - beta2 ** step)
+    return W - c(lr) * m_hat / (np.sqrt(v_hat) + c(eps))
 
 
 def adam_update(W: np.ndarray, g: np.ndarray, state: Mapping[str, np.ndarray], lr: float,
@@ -70,13 +129,8 @@ def adam_update(W: np.ndarray, g: np.ndarray, state: Mapping[str, np.ndarray], l
     ``t' = t + 1`` the bias corrections ``1 - b1**t'`` and ``1 - b2**t'``:
     ``W' = W - lr (m' / (1 - b1**t')) / (sqrt(v' / (1 - b2**t')) + eps)``.
     """
-    c = W.dtype.type
-    m = c(beta1) * _state(state, "m", W) + c(1 - beta1) * g
-    v = c(beta2) * _state(state, "v", W) + c(1 - beta2) * (g * g)
-    step = t + 1
-    m_hat = m / c(1 - beta1 ** step)
-    v_hat = v / c(1 - beta2 ** step)
-    return W - c(lr) * m_hat / (np.sqrt(v_hat) + c(eps)), {"m": m, "v": v}
+    new = adam_state(W, g, state, beta1, beta2, eps)
+    return adam_step(W, g, new, lr, beta1, beta2, eps, t), new
 
 
 def _state(state: Mapping[str, np.ndarray], name: str, W: np.ndarray) -> np.ndarray:
@@ -95,17 +149,27 @@ class Optimizer:
     state: tuple[str, ...]
     formula: str
     counts_steps: bool = False  # reads t, the steps already taken (Adam's bias correction)
+    #: The two halves of ``update``: ``new_state(W, g, state, [lr,] **constants)`` and
+    #: ``step(W, g, new_state, lr, t=t, **constants) -> W'`` (None for sgd's state: it keeps none).
+    new_state: Callable[..., State] | None = None
+    step: Callable[..., np.ndarray] | None = None
+    state_reads_lr: bool = False  # the velocity form scales g by lr in its state
 
 
 OPTIMIZERS: dict[str, Optimizer] = {
-    "sgd": Optimizer("sgd", sgd_update, {}, (), "W' = W - lr·dW"),
+    "sgd": Optimizer("sgd", sgd_update, {}, (), "W' = W - lr·dW", step=sgd_step),
     "momentum": Optimizer("momentum", momentum_buffer_update, {"momentum": 0.9}, ("v",),
-                          "v' = μ·v + dW, W' = W - lr·v'  (torch.optim.SGD's buffer)"),
+                          "v' = μ·v + dW, W' = W - lr·v'  (torch.optim.SGD's buffer)",
+                          new_state=momentum_buffer_state, step=momentum_buffer_step),
     "momentum_velocity": Optimizer("momentum_velocity", momentum_velocity_update, {"momentum": 0.9}, ("v",),
-                                   "v' = μ·v - lr·dW, W' = W + v'  (the course's velocity)"),
+                                   "v' = μ·v - lr·dW, W' = W + v'  (the course's velocity)",
+                                   new_state=momentum_velocity_state, step=momentum_velocity_step,
+                                   state_reads_lr=True),
     "rmsprop": Optimizer("rmsprop", rmsprop_update, {"decay": 0.99, "eps": 1e-8}, ("v",),
-                         "v' = ρ·v + (1-ρ)·dW², W' = W - lr·dW / (√v' + ε)"),
+                         "v' = ρ·v + (1-ρ)·dW², W' = W - lr·dW / (√v' + ε)",
+                         new_state=rmsprop_state, step=rmsprop_step),
     "adam": Optimizer("adam", adam_update, {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, ("m", "v"),
                       "m' = β1·m + (1-β1)·dW, v' = β2·v + (1-β2)·dW², t' = t + 1, "
-                      "W' = W - lr·(m'/(1-β1^t')) / (√(v'/(1-β2^t')) + ε)", counts_steps=True),
+                      "W' = W - lr·(m'/(1-β1^t')) / (√(v'/(1-β2^t')) + ε)", counts_steps=True,
+                      new_state=adam_state, step=adam_step),
 }

@@ -178,6 +178,31 @@ class _Verdict:
         hints = "".join(f" {h}" for h in self.hints)
         return head + f". Disagreeing: {', '.join(names)}.{hints} Called as {self.form}."
 
+    # --- how it looks in a notebook and on a page (manual_backprop.display) ---------------------
+
+    def _repr_html_(self) -> str:
+        """The notebook table: one row per check (tensor, trial, reference, status, max|Δ|, margin, note)."""
+        from ..display.html import report_html
+
+        return report_html(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text display: the table (``repr`` stays the dataclass's, which each
+        subclass's ``@dataclass`` writes over any ``__repr__`` given here)."""
+        from ..display.html import pretty
+
+        pretty(self, printer, cycle)
+
+    def to_html(self, path: Any = None) -> str:
+        """One self-contained HTML page with the table (a layer has no network to draw)."""
+        from ..display.html import page
+        from ..files import write_atomically
+
+        text = page(self)
+        if path is not None:
+            write_atomically(path, text)
+        return text
+
 
 @dataclass
 class LayerReport(_Verdict):

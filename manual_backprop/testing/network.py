@@ -66,7 +66,6 @@ reported. A bad option or network is an :class:`~manual_backprop.errors.InputErr
 from __future__ import annotations
 
 import dataclasses
-import html
 import inspect
 import numbers
 from collections.abc import Mapping
@@ -328,9 +327,31 @@ class NetworkReport:
     def __str__(self) -> str:
         return self.message()
 
+    def _display_options(self) -> dict[str, Any]:
+        from ..validation.claims import WHOLE, in_layout
+
+        return {"whole": WHOLE, "layout": in_layout}
+
     def _repr_html_(self) -> str:
-        color = "green" if self.ok else "#b00"
-        return f'<pre style="color:{color}">{html.escape(self.message())}</pre>'
+        """The notebook table: the trials (trial, batch, dtype, verdict), then the tensors of the first
+        failing trial, yours beside the true ones, verdicts coloured."""
+        from ..display.html import report_html
+
+        return report_html(self, **self._display_options())
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(f"<{type(self).__name__}>" if cycle else self.message())
+
+    def to_html(self, path: Any = None, *, backend: str | None = None) -> str:
+        """One self-contained HTML page: the network with the failing trial's tensors on it, and the
+        tables; written atomically to ``path`` when given."""
+        from ..display.html import page
+        from ..files import write_atomically
+
+        text = page(self, backend=backend, **self._display_options())
+        if path is not None:
+            write_atomically(path, text)
+        return text
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "name": self.name, "form": self.form, "network": self.network.describe(),

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..description.case import Case
-from ..kernels import ACTIVATIONS, LOSSES, linear_forward
+from ..kernels import ACTIVATIONS, LOSSES, OPTIMIZERS, linear_forward
 from ..kernels.linear import linear_dA_prev, linear_db, linear_dW
 from .replay import reproduces
 from .steps import Step, Values, input_gradient, previous
@@ -254,7 +254,7 @@ def _transposed_layout(step: Step, case: Case) -> list[Candidate]:
 def _sgd(step: Step, case: Case, how: str) -> list[Candidate]:
     if step.kind != "sgd":
         return []
-    P, g, lr = case.params[step.name[:-len("_next")]], step.inputs[0], case.learning_rate
+    P, g, lr = case.params[step.name[:-len("_next")]], step.inputs[0], case.step.learning_rate
     if how == "ascent":
         return [Candidate(lambda v: P + lr * v[g], {"g": g})]
     return _when(lr != 1, Candidate(lambda v: P - v[g], {"g": g, "lr": f"{lr:g}"}))
@@ -304,6 +304,76 @@ def _l2_biases(step: Step, case: Case) -> list[Candidate]:
 def _l2_penalty_missing(step: Step, case: Case) -> list[Candidate]:
     """L without the penalty: the data loss alone."""
     return _when(case.network.regularized and step.kind == "total_loss", Candidate(lambda v: v["L_data"]))
+
+
+# --- optimiser steps ---------------------------------------------------------------------------
+
+def _optimizer_update(step: Step, case: Case, rule: str | None = None, t: int | None = None):
+    """The parameter of ``step`` (``W1_next`` -> W1), and ``v -> update(...)`` with another rule or counter."""
+    opt = case.step
+    name = step.name[:-len("_next")][1 if step.kind == "optimizer_state" else 0:]
+    P = case.params[name]
+    kernel = OPTIMIZERS[rule or opt.rule]
+    state = opt.state_of(name, P)
+    constants = {k: opt.constants[k] for k in kernel.constants}
+
+    def update(v):
+        return kernel.update(P, v[f"d{name}"], state, opt.learning_rate, t=opt.t if t is None else t, **constants)
+    return name, P, update
+
+
+def _adam_counter(step: Step, case: Case) -> list[Candidate]:
+    if step.kind != "optimizer" or case.step.rule != "adam" or case.step.t < 1:
+        return []
+    _, _, update = _optimizer_update(step, case, t=case.step.t - 1)  # corrections 1 - b**t, not 1 - b**(t + 1)
+    return [Candidate(lambda v: update(v)[0], {"t": str(case.step.t)})]
+
+
+def _adam_uncorrected(step: Step, case: Case) -> list[Candidate]:
+    if step.kind != "optimizer" or case.step.rule != "adam":
+        return []
+    _, P, update = _optimizer_update(step, case)
+    lr, eps = case.step.learning_rate, case.step.constants["eps"]
+    return [Candidate(lambda v: P - lr * update(v)[1]["m"] / (np.sqrt(update(v)[1]["v"]) + eps))]
+
+
+def _momentum_up(step: Step, case: Case) -> list[Candidate]:
+    if step.kind != "optimizer" or not case.step.rule.startswith("momentum"):
+        return []
+    _, P, update = _optimizer_update(step, case)
+    if case.step.rule == "momentum":  # W' = W + lr·v' instead of W - lr·v'
+        return [Candidate(lambda v: 2 * P - update(v)[0])]
+    mu, lr = case.step.constants["momentum"], case.step.learning_rate  # v' = mu v + lr g, W' = W + v'
+    name = step.name[:-len("_next")]
+    v0 = case.step.state_of(name, P)["v"]
+    return [Candidate(lambda v: P + mu * v0 + lr * v[f"d{name}"])]
+
+
+def _momentum_mixed(step: Step, case: Case) -> list[Candidate]:
+    if step.kind not in ("optimizer", "optimizer_state") or not case.step.rule.startswith("momentum"):
+        return []
+    other = "momentum_velocity" if case.step.rule == "momentum" else "momentum"
+    _, _, update = _optimizer_update(step, case, rule=other)
+    words = {"momentum": "buffer (b = μb + g, W -= lr·b)", "momentum_velocity": "velocity (v = μv - lr·g, W += v)"}
+    how = {"used": words[other], "form": words[case.step.rule]}
+    pick = (lambda v: update(v)[0]) if step.kind == "optimizer" else (lambda v: update(v)[1]["v"])
+    return [Candidate(pick, how)]
+
+
+def _backprop_after_update(step: Step, case: Case) -> list[Candidate]:
+    """dA(l-1) = dZl @ Wl_next.T: the weights updated before the gradient was carried through them."""
+    if step.kind != "input_gradient" or case.step is None:
+        return []
+    l = step.layer
+    W = case.params[f"W{l}"]
+    opt = case.step
+    kernel = opt.optimizer
+
+    def rule(v):
+        W_next, _ = kernel.update(W, v[f"dW{l}"], opt.state_of(f"W{l}", W), opt.learning_rate, t=opt.t,
+                                  **opt.constants)
+        return linear_dA_prev(v[f"dZ{l}"], W_next)
+    return [Candidate(rule)]
 
 
 MISTAKES: tuple[Mistake, ...] = (
@@ -396,6 +466,20 @@ MISTAKES: tuple[Mistake, ...] = (
             _l2_biases),
     Mistake("l2_penalty_missing_from_loss", "the L2 penalty left out of the loss",
             "{n} is the data loss alone; with L2 it is {right}.", _l2_penalty_missing),
+    # optimiser steps
+    Mistake("adam_counter_not_incremented", "Adam's bias correction with t not incremented",
+            "{n} corrects the moments by 1 - β^t with t = {t}, the steps already taken; Adam counts this step "
+            "first and divides by 1 - β^(t+1).", _adam_counter),
+    Mistake("adam_bias_correction_missing", "Adam's bias correction left out",
+            "{n} divides m' by √v' without the bias corrections 1 - β1^t' and 1 - β2^t' ({right}).",
+            _adam_uncorrected),
+    Mistake("momentum_wrong_sign", "momentum stepping up the gradient",
+            "{n} moves with the gradient instead of against it; {right}.", _momentum_up),
+    Mistake("momentum_forms_mixed", "the two momentum forms mixed",
+            "{n} applies the {used} form to a state kept in the {form} form ({right}).", _momentum_mixed),
+    Mistake("update_before_backprop", "backpropagating through the updated weights",
+            "{n} is carried through W{l}_next, the weights after the step; the gradient goes through W{l} "
+            "as it was in the forward: {right}.", _backprop_after_update),
 )
 
 BY_ID = {m.id: m for m in MISTAKES}

@@ -135,16 +135,23 @@ def derivation_steps(case: Case) -> dict[str, Step]:
                 add(f"{p}{l}_next", "sgd", (f"d{p}{l}",), l,
                     lambda v, P=params[f"{p}{l}"], g=f"d{p}{l}": P - lr * v[g],
                     f"{p}{l}_next = {p}{l} - {lr:g} * d{p}{l}")
-    elif step is not None:  # the optimiser's update from the given state: each result is one output of it
+    elif step is not None:  # the optimiser's state first, then the parameter's step from it (as written by hand)
+        opt, lr = step.optimizer, step.learning_rate
         for l in range(1, L + 1):
             for p in (f"W{l}", f"b{l}"):
-                def update(v, P=params[p], g=f"d{p}", state=step.state_of(p, params[p])):
-                    return step.optimizer.update(P, v[g], state, step.learning_rate, t=step.t, **step.constants)
-                add(f"{p}_next", "optimizer", (f"d{p}",), l, lambda v, f=update: f(v)[0],
-                    f"{p}_next: {step.describe()} from {p}, d{p} and its state; {step.optimizer.formula}")
-                for s in step.optimizer.state:
-                    add(f"{s}{p}_next", "optimizer_state", (f"d{p}",), l, lambda v, f=update, s=s: f(v)[1][s],
-                        f"{s}{p}_next: the new {s} of {step.describe()}")
+                P, state, names = params[p], step.state_of(p, params[p]), [f"{s}{p}_next" for s in opt.state]
+                for s in opt.state:
+                    def new_state(v, P=P, g=f"d{p}", state=state, s=s):
+                        lr_arg = (lr,) if opt.state_reads_lr else ()
+                        return opt.new_state(P, v[g], state, *lr_arg, **step.constants)[s]
+                    add(f"{s}{p}_next", "optimizer_state", (f"d{p}",), l, new_state,
+                        f"{s}{p}_next: the new {s} of {step.describe()}; {opt.formula}")
+
+                def parameter(v, P=P, g=f"d{p}", names=names):
+                    new = {n[0]: v[n] for n in names}
+                    return opt.step(P, v[g], new, lr, t=step.t, **step.constants)
+                add(f"{p}_next", "optimizer", (f"d{p}", *names), l, parameter,
+                    f"{p}_next: {step.describe()} from {p}, d{p}{''.join(', ' + n for n in names)}; {opt.formula}")
     return steps
 
 

@@ -151,18 +151,57 @@ class Validation:
             "environment": describe(self.case.seed),
         }
 
+    # --- how it looks in a notebook and on a page (manual_backprop.display) ---------------------
+
+    def _display_options(self) -> dict[str, Any]:
+        from .claims import WHOLE
+
+        return {"whole": WHOLE, "layout": in_layout}
+
+    def _repr_html_(self) -> str:
+        """The notebook table: the terminal's columns (tensor, claimed, true, verdict), verdicts coloured."""
+        from ..display.html import report_html
+
+        return report_html(self, **self._display_options())
+
+    def __repr__(self) -> str:
+        from ..display.html import report_text
+
+        return report_text(self, **self._display_options())
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        from ..display.html import pretty
+
+        pretty(self, printer, cycle, **self._display_options())
+
+    def to_html(self, path: Any = None, *, backend: str | None = None) -> str:
+        """One self-contained HTML page: the network with every tensor on it, coloured by verdict, and
+        the table; written atomically to ``path`` when given. ``backend``: ``"graphviz"`` or ``"own"``."""
+        from ..display.html import page
+        from ..files import write_atomically
+
+        text = page(self, backend=backend, **self._display_options())
+        if path is not None:
+            write_atomically(path, text)
+        return text
+
 
 def validate(case: Case) -> Validation:
     """Judge every claim of ``case`` (``case.claimed``) against the engine's float64 truth."""
     if not case.claimed:
         raise InputError(f"{case.source}: no [claimed] values to validate; claim any of "
                          f"{', '.join(case.network.names())}")
-    if case.learning_rate is None:
+    if case.step is None:
         steps_next = [n for n in case.claimed if n.endswith("_next")]
         if steps_next:
-            raise InputError(f"{case.source}: [claimed] {steps_next[0]} needs [sgd] learning_rate")
-    truth = true_values(case)
+            raise InputError(f"{case.source}: [claimed] {steps_next[0]} needs [sgd] learning_rate or [optimizer]")
     steps = derivation_steps(case)
+    made = [n for n in case.claimed if n not in steps]
+    if made:  # a state name the step's optimiser does not keep (vW1_next for sgd, mW1_next for rmsprop)
+        keeps = ", ".join(case.step.optimizer.state) if case.step and case.step.optimizer.state else "no state"
+        raise InputError(f"{case.source}: [claimed] {made[0]} is not made by this step: "
+                         f"{case.step.rule if case.step else 'the network'} keeps {keeps}")
+    truth = true_values(case)
     net, u = case.network, truth.u
     resolution = judged_resolutions(case.claimed)
     claimed = [n for n in steps if n in case.claimed]
