@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "manual_backprop"
 
 LAYERS = {
-    "errors": 0, "environment": 0, "files": 0,
+    "errors": 0, "environment": 0, "files": 0, "interrupts": 0,
     "kernels": 1,
     "description": 2,
     "engine": 3,

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 
+from .. import interrupts
 from ..errors import InputError
 
 # Subcommands in the order ``--help`` lists them; each is a module of this package.
@@ -121,6 +122,9 @@ class _Interrupt:
     def _handler(self, signum, frame) -> None:
         self.received = True
         if self.raising:
+            if interrupts.holding():  # inside a framework's native import: raised when it ends
+                interrupts.defer()
+                return
             raise KeyboardInterrupt
 
     def _unraisable(self, info) -> None:

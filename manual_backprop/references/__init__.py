@@ -24,6 +24,7 @@ import importlib.util
 from types import ModuleType
 
 from ..errors import InputError
+from ..interrupts import held
 
 NAMES = ("torch", "jax", "fd")
 
@@ -56,7 +57,7 @@ def load(name: str) -> ModuleType:
     if not is_installed(name):
         raise MissingReference(f"reference {name!r} is not installed: {INSTALL_HINTS[name]}")
     try:
-        return importlib.import_module(_MODULES[name])
+        return _import_uninterrupted(_MODULES[name])
     except ImportError as exc:  # installed but broken: a missing shared library, a version clash
         if name not in INSTALL_HINTS:
             raise
@@ -64,6 +65,16 @@ def load(name: str) -> ModuleType:
         raise MissingReference(
             f"reference {name!r} failed to import ({first_line}); reinstall: {INSTALL_HINTS[name]}"
         ) from exc
+
+
+def _import_uninterrupted(module: str) -> ModuleType:
+    """Import ``module`` with Ctrl-C held back until it is done (:mod:`manual_backprop.interrupts`).
+
+    A Ctrl-C that arrives while jaxlib is being imported raises KeyboardInterrupt inside its C++
+    (nanobind) code, which turns it into ``std::terminate``: the process aborts with no word.
+    """
+    with held():
+        return importlib.import_module(module)
 
 
 def table_entry(reference: str, table: dict, kind: str, name: str):
