@@ -326,3 +326,20 @@ def test_the_biases_made_positive_are_those_of_activations_with_a_kink_in_the_re
     swapped = initial_parameters(net, 7)
     assert (swapped["b1"] < 0).any() and (swapped["b2"] >= 0).all()
     np.testing.assert_array_equal(np.abs(swapped["b1"]), drawn["b1"])
+
+
+def test_train_html_puts_the_log_and_both_pictures_on_one_self_contained_page(tmp_path, capsys):
+    import base64
+    import re
+
+    page = tmp_path / "train.html"
+    assert main(["train", "--steps", "20", "--output", str(tmp_path), "--html", str(page)]) == 0
+    printed = capsys.readouterr().out
+    text = page.read_text(encoding="utf-8")
+    assert "20 descent steps" in printed and "20 descent steps" in text  # the same log as printed
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    assert len(images) == 2 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    assert "decision_boundary.png" in text and "loss_curve.png" in text
+    assert not re.search(r'(src|href)="https?://', text)  # nothing fetched
+    assert main(["train", "--steps", "5", "--no-plots", "--html", str(tmp_path)]) == 2  # a folder: exit 2
+    assert capsys.readouterr().err.startswith("manual-backprop: cannot write to")

@@ -58,6 +58,7 @@ def add_parser(sub) -> None:
                    help="the reference of the re-check (default torch)")
     c.add_argument("--output", metavar="DIR", default=".", help="where the PNGs go (default: the current folder)")
     c.add_argument("--no-plots", action="store_true", help="write no pictures")
+    c.add_argument("--html", metavar="FILE", help="also write one self-contained page: the log and the pictures")
     c.add_argument("--json", action="store_true", help="final metrics as one JSON object on standard output")
     p.set_defaults(run=run)
 
@@ -90,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--epochs must be a positive integer, got {epochs}")
         steps = T.steps_for(epochs, n, batch)
     out = Path(args.output)
+    if args.html is not None:
+        from ..display.output import check_output_path
+
+        check_output_path(args.html)  # before any work
     if not args.no_plots:
         if net.sizes[0] != 2:
             raise InputError(f"the decision boundary is drawn in the plane: the network has {net.sizes[0]} "
@@ -111,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         files = [str(decision_boundary(result, out / "decision_boundary.png")),
                  str(loss_curve(result, out / "loss_curve.png"))]
     total = time.perf_counter() - started
+    if args.html is not None:
+        files.append(_write_page(args.html, case, result, seed, files, total))
     if args.json:
         from .common import print_json
 
@@ -118,6 +125,22 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(case, result, seed, files, total)
     return 0 if result.ok else 1
+
+
+def _write_page(path: str, case, result: T.TrainResult, seed: int, files: list[str], total: float) -> str:
+    """The ``--html`` page: the same log as printed, and the pictures written (embedded)."""
+    import io
+    from contextlib import redirect_stdout
+
+    from ..display.html import training_page
+    from ..files import write_atomically
+
+    log = io.StringIO()
+    with redirect_stdout(log):
+        _print(case, result, seed, files, total)
+    pictures = [(Path(f).name, Path(f).read_bytes()) for f in files]
+    write_atomically(path, training_page(case.title or "manual-backprop train", log.getvalue(), pictures))
+    return str(path)
 
 
 def _json(case, result: T.TrainResult, seed: int, files: list[str], total: float) -> dict:

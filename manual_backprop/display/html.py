@@ -134,6 +134,22 @@ def page(report: Any, *, backend: str | None = None, **view_options: Any) -> str
             + fragment(view, title=False, drawing=drawing + legend()) + "</body></html>\n")
 
 
+def training_page(title: str, log: str, pictures: list[tuple[str, bytes]]) -> str:
+    """``train --html``: one self-contained page with the training log and its pictures (PNG bytes,
+    embedded as data URIs, nothing fetched), in the order given."""
+    import base64
+
+    title = html.escape(title or "manual-backprop train")
+    images = "".join(
+        f'<figure><img alt="{html.escape(name)}" style="max-width: 100%" '
+        f'src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">'
+        f'<figcaption class="mb-foot">{html.escape(name)}</figcaption></figure>' for name, data in pictures)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{title}</title><style>{CSS} body {{ margin: 16px; background: white; }}</style></head>"
+            f'<body><h2 style="font-family: Helvetica, Arial, sans-serif">{title}</h2>'
+            f'<div class="mb-report"><pre>{html.escape(log)}</pre>{images}</div></body></html>\n')
+
+
 def write_html(report: Any, path: Any, **options: Any) -> Any:
     """Write :func:`page` of ``report`` to ``path``, atomically."""
     from ..files import write_atomically
