@@ -343,3 +343,28 @@ def test_train_html_puts_the_log_and_both_pictures_on_one_self_contained_page(tm
     assert not re.search(r'(src|href)="https?://', text)  # nothing fetched
     assert main(["train", "--steps", "5", "--no-plots", "--html", str(tmp_path)]) == 2  # a folder: exit 2
     assert capsys.readouterr().err.startswith("manual-backprop: cannot write to")
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "rmsprop", "adam"])
+def test_train_with_an_optimizer_rechecks_every_step_against_torch_optim(optimizer, capsys):
+    code = main(["train", "--optimizer", optimizer, "--lr", "0.05", "--steps", "40", "--check-every", "10",
+                 "--no-plots", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["ok"] and out["optimizer"] == optimizer and out["check"]["checks"] == 4
+    assert out["final_loss"] < 0.69  # below the loss of a coin toss (ln 2) after 40 steps from seed 004's start
+
+
+def test_train_stops_at_the_first_optimiser_step_that_disagrees_with_torch_optim(monkeypatch, capsys):
+    # Planted in the kernel: Adam's bias correction with t instead of t + 1 (from the second step on).
+    import dataclasses as dc
+
+    from manual_backprop.kernels import OPTIMIZERS, optimizers
+
+    right = optimizers.adam_update
+    monkeypatch.setitem(OPTIMIZERS, "adam", dc.replace(
+        OPTIMIZERS["adam"], update=lambda W, g, s, lr, t=0, **c: right(W, g, s, lr, t=max(t - 1, 0), **c)))
+    code = main(["train", "--optimizer", "adam", "--lr", "0.05", "--steps", "5", "--check-every", "1",
+                 "--no-plots", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and not out["ok"]
+    assert out["check"]["mismatch"]["step"] == 1 and out["check"]["mismatch"]["tensor"].endswith("_next")

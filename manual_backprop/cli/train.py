@@ -44,6 +44,10 @@ def add_parser(sub) -> None:
     length.add_argument("--steps", type=int, help="descent steps, instead of --epochs")
     t.add_argument("--batch-size", type=int, metavar="B", help="mini-batch size (default: the full batch)")
     t.add_argument("--lr", type=float, help=f"learning rate (default: the file's [sgd], else {T.LEARNING_RATE})")
+    t.add_argument("--optimizer", choices=("sgd", "momentum", "rmsprop", "adam"), default="sgd",
+                   help="the update, with torch's constants (momentum 0.9 in torch's buffer form; rmsprop "
+                        "decay 0.99; adam betas 0.9, 0.999; eps 1e-8), its state from zeros; with "
+                        "--check-every each re-check compares the step with torch.optim's (default sgd)")
     t.add_argument("--seed", type=int, help="seed for the data, the shuffling and, unless the file gives "
                                             "them, the starting parameters (default: the file's seed)")
     t.add_argument("--samples", type=int, default=T.SAMPLES, help=f"points drawn (default {T.SAMPLES})")
@@ -107,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     with _progress(steps, enabled=not args.json) as update:
         result = T.train(net, params, data, learning_rate=lr, steps=steps,
                          batch_size=None if batch == n else batch, seed=seed,
-                         check_every=args.check_every, against=args.against, progress=update)
+                         check_every=args.check_every, against=args.against, progress=update,
+                         optimizer=args.optimizer)
 
     files: list[str] = []
     if result.ok and not args.no_plots:
@@ -158,6 +163,7 @@ def _json(case, result: T.TrainResult, seed: int, files: list[str], total: float
         "epochs": result.epochs,
         "batch_size": result.batch_size,
         "learning_rate": result.learning_rate,
+        "optimizer": result.optimizer,
         "final_loss": result.final_loss,
         "train_accuracy": result.train_accuracy,
         "held_out_loss": result.held_out_loss,
@@ -181,13 +187,15 @@ def _print(case, result: T.TrainResult, seed: int, files: list[str], total: floa
         w(f"{printable(case.title)}\n")
     w(f"network {case.network.describe()} · {n} training / {h} held-out points · seed {seed}\n")
     batch = "full batch" if result.batch_size == n else f"mini-batches of {result.batch_size}"
-    w(f"{result.steps} descent steps ({result.epochs:g} epochs, {batch}, lr {result.learning_rate:g}) "
+    opt = "" if result.optimizer == "sgd" else f", {result.optimizer}"
+    w(f"{result.steps} descent steps ({result.epochs:g} epochs, {batch}, lr {result.learning_rate:g}{opt}) "
       f"in {result.seconds:.2f} s\n")
     w(f"training loss {result.final_loss:.4g} · training accuracy {result.train_accuracy:.1%} · "
       f"held-out accuracy {result.held_out_accuracy:.1%}\n")
     if result.against is not None:
         if result.mismatch is None:
-            w(f"gradient re-checked against {result.against} {result.checks} time(s): all agree\n")
+            what = "gradient" if result.optimizer == "sgd" else f"gradient and {result.optimizer} step"
+            w(f"{what} re-checked against {result.against} {result.checks} time(s): all agree\n")
         else:
             w(f"STOPPED: {T.mismatch_message(result.mismatch)}\n")
     if result.diverged is not None:

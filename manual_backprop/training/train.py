@@ -26,20 +26,22 @@ trained on.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import numpy as np
 
-from ..compare import TensorCheck, compare_arrays, error_scales, kink_scales, possible_flips
+from ..compare import TensorCheck, compare_arrays, error_scales, kink_scales, possible_flips, step_error_scales
 from ..description.case import Case, check_memory, make_case, random_parameters
 from ..description.network import Network
+from ..description.optimizer import OptimizerStep
 from ..engine import fast
-from ..engine.sgd import check_learning_rate, sgd_step
+from ..engine.sgd import check_learning_rate
 from ..engine.trace import forward, run
 from ..errors import InputError
-from ..kernels import ACTIVATIONS, linear_forward
+from ..kernels import ACTIVATIONS, OPTIMIZERS, linear_forward
 from ..kernels.losses import one_hot
 
 INNER_RADIUS = 1.0            # class 1: the unit disc (ball)
@@ -193,6 +195,25 @@ def compare_gradients(case: Case, ours: Mapping[str, np.ndarray], ref: Mapping[s
     return None
 
 
+def compare_step(case: Case, ours: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray], against: str,
+                 step: int) -> TensorCheck | None:
+    """The first parameter or state after the optimiser step (``W1_next, ..., vW1_next, ...``) that disagrees
+    with the reference's step (torch.optim, or the update written out in JAX) from the same parameters, state
+    and batch; None when all agree. Judged with the rounding scales carried through the update
+    (:func:`~manual_backprop.compare.step_error_scales`)."""
+    network = case.network
+    with np.errstate(all="ignore"):
+        trace = run(case)
+        E = error_scales(network, case.params, trace, case.T)
+        scales = step_error_scales(network, case.params, trace, E, case.step)
+    for name, value in ours.items():
+        check = compare_arrays(name, against, value, ref.get(name), scales[name], network.dtype)
+        if not check.ok:
+            check.extra["step"] = step
+            return check
+    return None
+
+
 def mismatch_json(check: TensorCheck) -> dict:
     """The ``check.mismatch`` object of ``train --json``: step, tensor, index, both values, reference, tolerance.
 
@@ -277,6 +298,7 @@ class TrainResult:
     against: str | None = None
     mismatch: TensorCheck | None = None  # the failed re-check, with extra["step"]
     diverged: Divergence | None = None   # the first non-finite (or exploded) loss or parameter
+    optimizer: str = "sgd"               # the registry's key of the update (its constants: torch's)
 
     @property
     def ok(self) -> bool:
@@ -313,7 +335,7 @@ def steps_for(epochs: int, n_train: int, batch_size: int) -> int:
 
 def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, learning_rate: float,
           steps: int, batch_size: int | None = None, seed: int = 0, check_every: int | None = None,
-          against: str = "torch", progress: Progress | None = None) -> TrainResult:
+          against: str = "torch", progress: Progress | None = None, optimizer: str = "sgd") -> TrainResult:
     """Descend ``steps`` times on ``data`` with the hand-derived gradients; stop at a failed re-check or divergence.
 
     ``batch_size`` None is full-batch gradient descent; otherwise each epoch
@@ -328,7 +350,15 @@ def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, 
     ``np.errstate(all="ignore")``: an overflow is found by these tests, never
     printed as a RuntimeWarning. The result's parameters are those the failed
     step started from, and ``steps`` the steps completed.
+
+    ``optimizer`` is a key of :data:`~manual_backprop.kernels.OPTIMIZERS` (sgd, momentum,
+    momentum_velocity, rmsprop, adam, with torch's constants), its state carried from step to
+    step from zeros; with ``check_every`` each re-check also takes the reference's step (torch.optim,
+    or JAX) from the same parameters and state and compares every parameter and state after it.
     """
+    if optimizer not in OPTIMIZERS:
+        raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    rule = OPTIMIZERS[optimizer]
     lr = check_learning_rate(learning_rate, "--lr")
     n = data.X_train.shape[0]
     B = n if batch_size is None else batch_size
@@ -342,6 +372,7 @@ def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, 
     reference = _reference(against) if check_every else None
 
     params = {k: np.array(v, dtype=network.np_dtype) for k, v in params.items()}
+    state = {f"{s}{k}": np.zeros_like(v) for s in rule.state for k, v in params.items()}
     rng = np.random.default_rng([seed, 3])
     X, Y, T = data.X_train, data.Y_train, data.T_train
     history = History()
@@ -378,7 +409,11 @@ def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, 
                 break
             grads = {f"d{name}": value for name, value in g.items()}
             history.loss.append(float(L))
-            new = sgd_step(network, params, grads, lr)
+            new, new_state = {}, {}
+            for name, P in params.items():  # the optimiser's kernels, its state carried over (t = steps taken)
+                new[name], st = rule.update(P, grads[f"d{name}"], {s: state[f"{s}{name}"] for s in rule.state},
+                                            lr, t=step, **rule.constants)
+                new_state.update({f"{s}{name}": v for s, v in st.items()})
             bad = _nonfinite_parameter(network, new)
             if bad is not None:  # judged before the re-check, which would call any Inf a disagreement
                 diverged = Divergence(step, f"parameter {bad} is not finite")
@@ -387,9 +422,15 @@ def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, 
                 checks += 1
                 case = make_case(network, params, X[rows], Y[rows], seed=seed, source=f"train step {step}")
                 mismatch = compare_gradients(case, grads, reference.run(case), against, step)
+                if mismatch is None and optimizer != "sgd":  # and the step itself, from the same state
+                    case = dataclasses.replace(case, optimizer=OptimizerStep(optimizer, lr, dict(rule.constants),
+                                                                             step, dict(state)))
+                    ours = {f"{k}_next": v for k, v in new.items()}
+                    ours.update({f"{k}_next": v for k, v in new_state.items()})
+                    mismatch = compare_step(case, ours, reference.next_parameters(case), against, step)
                 if mismatch is not None:  # stop before the step: the parameters are those that failed
                     break
-            params = new
+            params, state = new, new_state
             if (step + 1) % eval_every == 0 or step + 1 == steps:
                 _record(history, network, params, data, step + 1)
                 what = _loss_problem(history.train_loss[-1], start)
@@ -403,7 +444,7 @@ def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, 
             _record(history, network, params, data, done)  # the final metrics: those of the parameters returned
     seconds = time.perf_counter() - t0
     return TrainResult(network, params, data, history, done, B, -(-n // B), lr, seconds, checks,
-                       against if check_every else None, mismatch, diverged)
+                       against if check_every else None, mismatch, diverged, optimizer)
 
 
 def _record(history: History, network: Network, params: Mapping[str, np.ndarray], data: Dataset,
