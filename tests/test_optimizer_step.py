@@ -116,3 +116,57 @@ def test_a_step_beyond_the_dtype_is_an_input_error_not_a_failure():
                                                                                  "X = [[1e-300, 2.0]]")
     with pytest.raises(InputError, match=r"the values overflow float64: W1_next would be Inf"):
         check(parse_case(text, "big.toml"), against=["torch"])
+
+
+def _k_steps(rule: str, dtype: str, k: int = 5):
+    case = _case(rule, dtype, 3, t=0)
+    return dataclasses.replace(case, optimizer=dataclasses.replace(case.optimizer, steps=k))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("rule", sorted(OPTIMIZERS))
+def test_k_steps_agree_with_the_frameworks_after_every_step(rule, dtype):
+    report = check(_k_steps(rule, dtype), against=["torch", "jax"])
+    assert report.ok, report.message()
+    assert any("5 " + rule + " steps" in n and "after every step" in n for n in report.notices), report.notices
+
+
+def test_five_steps_end_where_torch_optim_running_on_its_own_ends():
+    # torch.optim.Adam, five steps of its own from zero moments on the same batch, each with a fresh
+    # .grad from the same loss written in torch: the engine's trajectory must end at the same parameters.
+    import torch
+
+    from manual_backprop.engine.sgd import trajectory
+    from manual_backprop.references import torch_ref
+
+    case = _k_steps("adam", "float64")
+    case = dataclasses.replace(case, optimizer=dataclasses.replace(case.optimizer, state={}))
+    params = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in case.params.items()}
+    opt = torch.optim.Adam(list(params.values()), lr=0.05)
+    X, Y = torch.tensor(case.X), torch.tensor(case.Y)
+    for _ in range(5):
+        opt.zero_grad()
+        torch_ref.loss(case.network, params, X, Y).backward()
+        opt.step()
+    ours = trajectory(case)[-1][2]
+    for k, p in params.items():
+        np.testing.assert_allclose(ours[f"{k}_next"], p.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_the_first_step_that_disagrees_is_named(monkeypatch):
+    # Planted: Adam's counter not incremented from the second step on (t = 0 is right by accident).
+    from manual_backprop.kernels import optimizers
+
+    right = optimizers.adam_update
+    monkeypatch.setitem(OPTIMIZERS, "adam", dataclasses.replace(
+        OPTIMIZERS["adam"], update=lambda W, g, s, lr, t=0, **c: right(W, g, s, lr, t=max(t - 1, 0), **c)))
+    report = check(_k_steps("adam", "float64"), against=["torch"])
+    assert not report.ok
+    assert any("the first that disagrees is step 2 of 5, at W1_next" in n for n in report.notices), report.notices
+
+
+def test_validate_follows_one_step_and_says_so_for_more():
+    text = ADAM_FILE.replace("learning_rate = 0.1", "learning_rate = 0.1\nsteps = 3") + \
+        "\n[claimed]\nW1_next = [[1.1], [-0.9]]\n"
+    with pytest.raises(InputError, match=r"values after the step need steps = 1"):
+        validate(parse_case(text, "k.toml"))

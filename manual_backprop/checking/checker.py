@@ -255,7 +255,9 @@ def _check_beyond_the_trace(report: CheckReport, per_sample: bool, step, learnin
         ours = per_sample_gradients(case, trace)
         tables.append((ours, per_sample_error_scales(case.network, trace, E), "per_sample_gradients",
                        lambda module: module.per_sample_gradients(case)))
-    if step is not None:
+    if step is not None and step.steps > 1 and learning_rate is None and frameworks:
+        _check_trajectory(report, frameworks)
+    elif step is not None:
         ensure_step_representable(case, step, trace)  # a step beyond the dtype is an input error, never a failure
         ours = next_parameters(case, learning_rate, trace)
         tables.append((ours, step_error_scales(case.network, case.params, trace, E, step), "next_parameters",
@@ -278,6 +280,50 @@ def _check_beyond_the_trace(report: CheckReport, per_sample: bool, step, learnin
                 report.checks[name]["fd"] = TensorCheck(
                     name, "fd", NOT_JUDGED,
                     note="finite differences of the loss cannot judge it: torch or JAX can")
+
+
+def _check_trajectory(report: CheckReport, frameworks: list[str]) -> None:
+    """``steps = k``: every step compared with the frameworks' step from the engine's previous one.
+
+    Each step starts from the engine's parameters and state after the step before (teacher-forced),
+    so each is judged with the rounding scales of one step, never the compounded ones of k: a wrong
+    rule shows at the first step, and the first step and tensor that disagree are named. The trace
+    and the checks keep the last step's results (or the first failing step's).
+    """
+    from .. import references
+    from ..compare import step_error_scales
+    from ..engine.sgd import trajectory
+
+    case = report.case
+    chosen, first_bad = None, None
+    with np.errstate(all="ignore"):
+        steps = trajectory(case, report.trace)
+    for j, (start, trace, ours) in enumerate(steps, start=1):
+        ensure_representable(start, trace)
+        ensure_step_representable(start, start.step, trace)
+        E = error_scales(start.network, start.params, trace, start.T)
+        scales = step_error_scales(start.network, start.params, trace, E, start.step)
+        theirs = {ref: references.load(ref).next_parameters(start) for ref in frameworks}
+        checks = {name: {ref: compare_arrays(name, ref, value, theirs[ref].get(name), scales[name],
+                                             start.network.dtype) for ref in frameworks}
+                  for name, value in ours.items()}
+        chosen = (j, ours, checks)
+        if any(not c.ok for per in checks.values() for c in per.values()):
+            first_bad = chosen
+            break
+    j, ours, checks = first_bad or chosen
+    for name, value in ours.items():
+        report.trace[name] = value
+        report.extra.append(name)
+        report.checks[name] = checks[name]
+    k = case.step.steps
+    if first_bad is None:
+        report.notices.append(f"{k} {case.step.rule} steps, each from the engine's step before it: every "
+                              f"parameter and state agrees with {', '.join(frameworks)} after every step")
+    else:
+        bad = next(n for n, per in checks.items() if any(not c.ok for c in per.values()))
+        report.notices.append(f"{k} {case.step.rule} steps: the first that disagrees is step {j} of {k}, at {bad} "
+                              f"(the table shows that step)")
 
 
 def blas_threads_for(case: Case):

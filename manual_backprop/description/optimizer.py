@@ -7,6 +7,7 @@ A file says it with ``[optimizer]`` (and optionally ``[state]``)::
     learning_rate = 0.001
     beta1 = 0.9             # each optimiser's constants, torch's defaults when left out
     t = 0                   # adam: the steps already taken (its bias correction uses t + 1)
+    steps = 1               # k full steps (forward, backward, update); check compares every one
 
     [state]                 # optional, zeros when absent: vW1, vb1 (momentum, rmsprop), mW1 and vW1 (adam)
     mW1 = [[0.0, 0.0], ...]
@@ -34,6 +35,8 @@ from .network import Network
 #: The names a file uses, and the registry key each means (momentum's form decides its key).
 NAMES = ("sgd", "momentum", "rmsprop", "adam")
 MOMENTUM_FORMS = {"buffer": "momentum", "velocity": "momentum_velocity"}
+#: The most steps a file may ask for (each is a full forward, backward and update, checked).
+MAX_STEPS = 1000
 #: Where each constant must lie.
 RANGES = {"momentum": (0.0, 1.0, "0 <= momentum < 1"), "decay": (0.0, 1.0, "0 <= decay < 1"),
           "beta1": (0.0, 1.0, "0 <= beta1 < 1"), "beta2": (0.0, 1.0, "0 <= beta2 < 1"),
@@ -51,6 +54,8 @@ class OptimizerStep:
     constants: dict[str, float] = field(default_factory=dict)
     t: int = 0
     state: dict[str, np.ndarray] = field(default_factory=dict)
+    #: ``steps = k``: k full steps (forward, backward, update) on the case's batch; ``Wl_next`` is after the last.
+    steps: int = 1
 
     @property
     def optimizer(self) -> Optimizer:
@@ -105,10 +110,13 @@ def make_optimizer(table: Mapping[str, Any], state: Mapping[str, Any], network: 
         raise InputError(f"{where}[optimizer] t (the steps already taken) is Adam's; {name} has no step count")
     if isinstance(t, bool) or not isinstance(t, int) or t < 0:
         raise InputError(f"{where}[optimizer] t must be an integer >= 0 (the steps already taken), got {t!r}")
+    k = table.pop("steps", 1)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_STEPS:
+        raise InputError(f"{where}[optimizer] steps must be an integer from 1 to {MAX_STEPS}, got {k!r}")
     constants = dict(opt.constants)
     for key, value in table.items():
         if key not in opt.constants:
-            known = ", ".join(["name", "learning_rate", *opt.constants, *(["t"] if opt.counts_steps else []),
+            known = ", ".join(["name", "learning_rate", "steps", *opt.constants, *(["t"] if opt.counts_steps else []),
                                *(["form"] if name == "momentum" else [])])
             raise InputError(f"{where}unknown key {key!r} in [optimizer] for {name}; allowed: {known}")
         low, high, words = RANGES[key]
@@ -124,4 +132,4 @@ def make_optimizer(table: Mapping[str, Any], state: Mapping[str, Any], network: 
             expected = ", ".join(state_names(network, rule)) or "none"
             raise InputError(f"{where}[state] has unknown name {key!r}; {name} keeps {expected}")
         arrays[key] = value
-    return OptimizerStep(rule, float(lr), constants, int(t), arrays)
+    return OptimizerStep(rule, float(lr), constants, int(t), arrays, int(k))

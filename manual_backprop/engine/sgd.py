@@ -10,6 +10,8 @@ state (:mod:`manual_backprop.description.optimizer`, the rules in
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Mapping
 
 import numpy as np
@@ -54,7 +56,30 @@ def next_parameters(case: Case, lr: float | None = None, trace: Trace | None = N
     step = sgd(check_learning_rate(lr)) if lr is not None else case.step
     if step is None:
         raise InputError(f"{case.source}: no learning rate: give [sgd] learning_rate, [optimizer] or --lr")
+    if step.steps > 1:
+        return trajectory(case, trace)[-1][2]
     trace = trace if trace is not None else run(case)
+    return _one_step(case, step, trace)
+
+
+def trajectory(case: Case, trace: Trace | None = None) -> list[tuple[Case, Trace, dict[str, np.ndarray]]]:
+    """``steps = k``: k full steps on the case's batch, each ``(the case it started from, its trace, its
+    results)``; step j + 1 starts from step j's parameters and state (and Adam's ``t`` one higher)."""
+    first = case.step
+    case = dataclasses.replace(case, optimizer=dataclasses.replace(first, steps=1), learning_rate=None)
+    out = []
+    for j in range(first.steps):
+        trace = trace if trace is not None and j == 0 else run(case)
+        results = _one_step(case, case.step, trace)
+        out.append((case, trace, results))
+        params = {name: results[f"{name}_next"] for name in case.params}
+        state = {f"{s}{name}": results[f"{s}{name}_next"] for s in first.optimizer.state for name in case.params}
+        case = dataclasses.replace(case, params=params, optimizer=dataclasses.replace(
+            case.step, t=first.t + j + 1, state=state))
+    return out
+
+
+def _one_step(case: Case, step, trace: Trace) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     new_state: dict[str, dict[str, np.ndarray]] = {s: {} for s in step.optimizer.state}
     for name in case.network.parameter_shapes():
