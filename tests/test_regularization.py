@@ -169,3 +169,14 @@ Y = [[0.0]]
     case = parse_case(text, "big.toml")  # X = 0: every value is finite but L_reg = ½ (1e200)² = 5e399
     with pytest.raises(Exception, match=r"the values overflow float64: L_reg is Inf \(the L2 penalty"):
         check(case, against=["torch"])
+
+
+def test_the_shipped_course_file_agrees_with_the_frameworks_and_its_claim_is_named():
+    from pathlib import Path
+
+    from manual_backprop import load_case
+
+    case = load_case(Path(__file__).resolve().parent.parent / "examples" / "course_l2.toml")
+    assert check(case, against=["torch", "jax"]).ok
+    report = validate(case)
+    assert report.first_wrong == "L" and [f.mistake.id for f in report.claims["L"].fits] == ["l2_other_convention"]
