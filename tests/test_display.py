@@ -248,3 +248,18 @@ def _student(filename: str):
 
 def test_every_kind_has_a_colour_and_a_legend():
     assert set(KINDS) == set(drawing.COLOURS)
+
+
+def test_the_repr_of_every_report_is_its_table_not_a_dataclass_dump():
+    import numpy as np
+
+    from manual_backprop import check_layer
+
+    def relu_forward(x, params):
+        return np.maximum(x, 0), x
+
+    def relu_backward(dout, x):
+        return dout * (x > 0)
+
+    text = repr(check_layer(relu_forward, relu_backward, "relu", against=("torch",)))
+    assert "LayerReport(" not in text and "relu" in text and "dx" in text

@@ -186,9 +186,14 @@ class _Verdict:
 
         return report_html(self)
 
+    def __repr__(self) -> str:
+        """The table as text (the subclasses are ``@dataclass(repr=False)``, so this is theirs)."""
+        from ..display.html import report_text
+
+        return report_text(self)
+
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        """IPython's plain-text display: the table (``repr`` stays the dataclass's, which each
-        subclass's ``@dataclass`` writes over any ``__repr__`` given here)."""
+        """IPython's plain-text display: the table."""
         from ..display.html import pretty
 
         pretty(self, printer, cycle)
@@ -204,7 +209,7 @@ class _Verdict:
         return text
 
 
-@dataclass
+@dataclass(repr=False)
 class LayerReport(_Verdict):
     """Every check of one layer; :meth:`message` names the first failure, its worst element, and any mistake.
 

@@ -81,7 +81,7 @@ class LossTrial:
     y: np.ndarray
 
 
-@dataclass
+@dataclass(repr=False)
 class LossReport(_Verdict):
     """Every check of one loss; :meth:`message` names the first failure, its worst element, and any mistake."""
 

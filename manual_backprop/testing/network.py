@@ -181,7 +181,7 @@ class TrialResult:
         return out
 
 
-@dataclass
+@dataclass(repr=False)
 class NetworkReport:
     """Every trial of one piece of code; :meth:`message` is what the command line prints."""
 
@@ -338,6 +338,11 @@ class NetworkReport:
         from ..display.html import report_html
 
         return report_html(self, **self._display_options())
+
+    def __repr__(self) -> str:
+        from ..display.html import report_text
+
+        return report_text(self)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(f"<{type(self).__name__}>" if cycle else self.message())
