@@ -224,9 +224,7 @@ def case_from_dict(doc: dict[str, Any], source: str = "<dict>") -> Case:
         if "learning_rate" not in sgd:
             raise InputError(f"{source}: [sgd] is missing 'learning_rate'")
         lr = sgd["learning_rate"]
-        if type(lr) is int and not _fits_float(lr):
-            raise InputError(f"{source}: [sgd] learning_rate is {_show_int(lr)}, beyond the largest float64 "
-                             f"(1.798e+308)")
+        _fits_a_float(lr, f"{source}: [sgd]", "learning_rate")
         if type(lr) not in (int, WrittenFloat, float) or not math.isfinite(lr) or lr <= 0:
             raise InputError(f"{source}: [sgd] learning_rate must be a positive number, got {_show(lr)}")
         lr = float(lr)
@@ -234,7 +232,11 @@ def case_from_dict(doc: dict[str, Any], source: str = "<dict>") -> Case:
     if "optimizer" in doc:
         if lr is not None:
             raise InputError(f"{source}: give [sgd] or [optimizer], not both ([sgd] is the plain step's shorthand)")
-        optimizer = make_optimizer(_table(doc, "optimizer", source),
+        table = _table(doc, "optimizer", source)
+        for key, value in table.items():
+            if key not in ("t", "steps"):  # counts stay integers; every other number is read as a float
+                _fits_a_float(value, f"{source}: [optimizer]", key)
+        optimizer = make_optimizer(table,
                                    {k: _plain(v) for k, v in _table(doc, "state", source).items()},
                                    network, f"{source}: ")
     elif "state" in doc:
@@ -248,6 +250,13 @@ def case_from_dict(doc: dict[str, Any], source: str = "<dict>") -> Case:
     return dataclasses.replace(case, claimed=claims, source=source, drawn=())
 
 
+def _fits_a_float(value: Any, where: str, key: str) -> None:
+    """An InputError for a TOML integer too large for a float64 where the value is read as a float
+    (``float()`` of it would raise OverflowError): ``[sgd] learning_rate is 1e+400, beyond ...``."""
+    if type(value) is int and not _fits_float(value):
+        raise InputError(f"{where} {key} is {_show_int(value)}, beyond the largest float64 (1.798e+308)")
+
+
 def _regularization(doc: dict[str, Any], source: str) -> dict[str, Any]:
     """The ``[regularization]`` table as Network's keywords: ``l2 = λ``, ``convention``, ``biases``."""
     if "regularization" not in doc:
@@ -257,8 +266,7 @@ def _regularization(doc: dict[str, Any], source: str) -> dict[str, Any]:
     if "l2" not in table:
         raise InputError(f"{source}: [regularization] is missing 'l2' (λ, e.g. l2 = 0.1)")
     l2 = table["l2"]
-    if type(l2) is int and not _fits_float(l2):
-        raise InputError(f"{source}: [regularization] l2 is {_show_int(l2)}, beyond the largest float64 (1.798e+308)")
+    _fits_a_float(l2, f"{source}: [regularization]", "l2")
     if type(l2) not in (int, WrittenFloat, float):
         raise InputError(f"{source}: [regularization] l2 must be a number >= 0, got {_show(l2)}")
     convention = table.get("convention", "half")
