@@ -166,8 +166,15 @@ def evaluate(network: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
     return float(fwd["L"]), float((predicted_class(fwd[f"A{network.depth}"]) == labels).mean())
 
 
+def judged_trace(case: Case) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The checking engine's trace of ``case`` and its rounding scales ``E``: what a re-check judges by."""
+    with np.errstate(all="ignore"):  # an overflow would show as a non-finite gradient, never as a warning
+        trace = run(case)
+        return trace, error_scales(case.network, case.params, trace, case.T)
+
+
 def compare_gradients(case: Case, ours: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray],
-                      against: str, step: int) -> TensorCheck | None:
+                      against: str, step: int, judged: tuple[dict, dict] | None = None) -> TensorCheck | None:
     """The first ``dWl``/``dbl`` (backward order) that disagrees with the reference, or None.
 
     ``ours`` are the fast engine's gradients for ``case`` (the step's parameters
@@ -177,37 +184,36 @@ def compare_gradients(case: Case, ours: Mapping[str, np.ndarray], ref: Mapping[s
     ``|ours - ref| <= K * E + floor``, and a ReLU unit within rounding of its
     kink may take the other side in the reference
     (:func:`~manual_backprop.compare.possible_flips`). The failing check
-    carries ``extra["step"]``.
+    carries ``extra["step"]``. ``judged`` is :func:`judged_trace` of ``case`` if already at hand.
     """
     network = case.network
-    with np.errstate(all="ignore"):  # an overflow would show as a non-finite gradient, never as a warning
-        trace = run(case)
-        E = error_scales(network, case.params, trace, case.T)
+    trace, E = judged or judged_trace(case)
+    with np.errstate(all="ignore"):
         flips = possible_flips(network, trace, E)
         kinks = kink_scales(network, case.params, trace, flips) if flips else {}
-    for name in network.backward_names():
-        if not name.startswith(("dW", "db")):
-            continue
-        check = compare_arrays(name, against, ours[name], ref.get(name), E[name], network.dtype, kinks.get(name))
-        if not check.ok:
-            check.extra["step"] = step
-            return check
-    return None
+    names = [n for n in network.backward_names() if n.startswith(("dW", "db"))]
+    return _first_disagreement(case, {n: ours[n] for n in names}, ref, E, against, step, kinks)
 
 
 def compare_step(case: Case, ours: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray], against: str,
-                 step: int) -> TensorCheck | None:
+                 step: int, judged: tuple[dict, dict] | None = None) -> TensorCheck | None:
     """The first parameter or state after the optimiser step (``W1_next, ..., vW1_next, ...``) that disagrees
     with the reference's step (torch.optim, or the update written out in JAX) from the same parameters, state
     and batch; None when all agree. Judged with the rounding scales carried through the update
-    (:func:`~manual_backprop.compare.step_error_scales`)."""
-    network = case.network
+    (:func:`~manual_backprop.compare.step_error_scales`); ``judged`` as for :func:`compare_gradients`."""
+    trace, E = judged or judged_trace(case)
     with np.errstate(all="ignore"):
-        trace = run(case)
-        E = error_scales(network, case.params, trace, case.T)
-        scales = step_error_scales(network, case.params, trace, E, case.step)
+        scales = step_error_scales(case.network, case.params, trace, E, case.step)
+    return _first_disagreement(case, ours, ref, scales, against, step)
+
+
+def _first_disagreement(case: Case, ours: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray],
+                        scales: Mapping[str, np.ndarray], against: str, step: int,
+                        kinks: Mapping[str, np.ndarray] | None = None) -> TensorCheck | None:
+    """The first of ``ours`` (in its order) the comparator fails against ``ref``, with ``extra["step"]``."""
     for name, value in ours.items():
-        check = compare_arrays(name, against, value, ref.get(name), scales[name], network.dtype)
+        check = compare_arrays(name, against, value, ref.get(name), scales[name], case.network.dtype,
+                               (kinks or {}).get(name))
         if not check.ok:
             check.extra["step"] = step
             return check
@@ -421,13 +427,14 @@ def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, 
             if check_every and step % check_every == 0:
                 checks += 1
                 case = make_case(network, params, X[rows], Y[rows], seed=seed, source=f"train step {step}")
-                mismatch = compare_gradients(case, grads, reference.run(case), against, step)
+                judged = judged_trace(case)  # one trace and one set of scales for both comparisons
+                mismatch = compare_gradients(case, grads, reference.run(case), against, step, judged)
                 if mismatch is None and optimizer != "sgd":  # and the step itself, from the same state
                     case = dataclasses.replace(case, optimizer=OptimizerStep(optimizer, lr, dict(rule.constants),
                                                                              step, dict(state)))
                     ours = {f"{k}_next": v for k, v in new.items()}
                     ours.update({f"{k}_next": v for k, v in new_state.items()})
-                    mismatch = compare_step(case, ours, reference.next_parameters(case), against, step)
+                    mismatch = compare_step(case, ours, reference.next_parameters(case), against, step, judged)
                 if mismatch is not None:  # stop before the step: the parameters are those that failed
                     break
             params, state = new, new_state
