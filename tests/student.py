@@ -100,7 +100,40 @@ def derive(case: Case, wrong: Mapping[str, Callable[[dict, Case], np.ndarray]] |
     return t
 
 
-def _optimizer_step(case: Case, t: dict, put) -> None:
+def derive_steps(case: Case, zero_grad: bool = True) -> dict[str, np.ndarray]:
+    """``steps = k`` by the book: step 1's tensors, and the parameters and state after k loops of
+    forward, backward and the optimiser's step, each from where the one before ended. Without
+    ``zero_grad`` each step's gradients are added to the ones before, as ``.grad`` does."""
+    import dataclasses
+
+    opt = case.optimizer
+    first: dict[str, np.ndarray] | None = None
+    summed: dict[str, np.ndarray] = {}
+    params, state = dict(case.params), dict(opt.state)
+    for j in range(opt.steps):
+        now = dataclasses.replace(case, params=params, optimizer=None)
+        t = derive(now)
+        first = t if first is None else first
+        grads = {f"d{q}": t[f"d{q}"] for q in params}
+        if not zero_grad:
+            summed = {g: summed.get(g, 0.0) + grads[g] for g in grads}
+            grads = summed
+        after: dict[str, np.ndarray] = {}
+        step = dataclasses.replace(opt, t=opt.t + j, state=state, steps=1)
+        _optimizer_step(dataclasses.replace(now, optimizer=step), grads, _putting_into(after))
+        params = {q: after[f"{q}_next"] for q in params}
+        state = {n[:-len("_next")]: v for n, v in after.items() if n[0] in "mv"}
+    return {**first, **after}
+
+
+def _putting_into(out: dict[str, np.ndarray]):
+    def put(name: str, value: np.ndarray) -> np.ndarray:
+        out[name] = value
+        return value
+    return put
+
+
+def _optimizer_step(case: Case, t: Mapping[str, np.ndarray], put) -> None:
     """One optimiser step by the book, from the case's state (zeros when absent)."""
     opt, c = case.optimizer, case.optimizer.constants
     lr = opt.learning_rate

@@ -121,6 +121,8 @@ MADE = {
                                                     - 0.2 * t["dW1"]}, "vW1_next"),
     "update_before_backprop": (lambda: dataclasses.replace(relu_net(), learning_rate=0.3),
                                {"dA1": lambda t, c: t["dZ2"] @ (c.params["W2"] - 0.3 * t["dW2"]).T}, "dA1"),
+    # a whole loop without zero_grad, not one step written wrong: tested on its own below
+    "gradients_accumulated_across_steps": None,
 }
 
 
@@ -236,3 +238,22 @@ def test_the_left_out_derivative_is_diagnosed_for_every_registered_activation_bu
     report = validated(case, {name: lambda t, c: t[f"dA{name[-1]}"]})
     assert report.first_wrong == name
     assert "activation_derivative_missing" in [f.mistake.id for f in report.claims[name].fits]
+
+
+@pytest.mark.parametrize("rule", ["sgd", "momentum", "momentum_velocity", "rmsprop", "adam"])
+def test_k_steps_without_zero_grad_are_named_and_nothing_else_is(rule):
+    # The student loops k = 3 times by the book (tests/student.py), once zeroing the gradients between
+    # steps and once letting them add up; the first derivation is right, the second is that mistake alone.
+    from .student import derive_steps
+
+    case = stepping(rule, t=2 if rule == "adam" else 0)()
+    case = dataclasses.replace(case, optimizer=dataclasses.replace(case.optimizer, steps=3))
+    right = validate(dataclasses.replace(case, claimed=claims_of(derive_steps(case))))
+    assert right.ok, right.summary()
+    report = validate(dataclasses.replace(case, claimed=claims_of(derive_steps(case, zero_grad=False))))
+    after = [n for n in report.claims if n.endswith("_next")]
+    assert after and report.own_errors == [n for n in after if not report.claims[n].ok]
+    assert "W1_next" in report.own_errors
+    for n in report.own_errors:
+        assert [f.mistake.id for f in report.claims[n].fits] == ["gradients_accumulated_across_steps"], n
+    assert all(report.claims[n].ok for n in report.claims if not n.endswith("_next"))  # step 1 is the same

@@ -165,8 +165,80 @@ def test_the_first_step_that_disagrees_is_named(monkeypatch):
     assert any("the first that disagrees is step 2 of 5, at W1_next" in n for n in report.notices), report.notices
 
 
-def test_validate_follows_one_step_and_says_so_for_more():
-    text = ADAM_FILE.replace("learning_rate = 0.1", "learning_rate = 0.1\nsteps = 3") + \
-        "\n[claimed]\nW1_next = [[1.1], [-0.9]]\n"
-    with pytest.raises(InputError, match=r"values after the step need steps = 1"):
-        validate(parse_case(text, "k.toml"))
+def _torch_k_steps(case, k: int, zero_grad: bool):
+    """torch.optim on its own for k steps from the case's start (zero state), with or without zero_grad."""
+    import torch
+
+    from manual_backprop.references import torch_ref
+
+    params = {n: torch.tensor(v.copy(), requires_grad=True) for n, v in case.params.items()}
+    opt = torch.optim.Adam(list(params.values()), lr=case.optimizer.learning_rate)
+    X, Y = torch.tensor(case.X), torch.tensor(case.Y)
+    for j in range(k):
+        if zero_grad or j == 0:
+            opt.zero_grad()
+        torch_ref.loss(case.network, params, X, Y).backward()
+        opt.step()
+    out = {f"{n}_next": p.detach().numpy().copy() for n, p in params.items()}
+    for n, p in params.items():
+        out[f"m{n}_next"] = opt.state[p]["exp_avg"].numpy().copy()
+        out[f"v{n}_next"] = opt.state[p]["exp_avg_sq"].numpy().copy()
+    return out
+
+
+@pytest.mark.parametrize("zero_grad", [True, False])
+def test_validate_follows_k_steps_and_names_gradients_left_to_accumulate(zero_grad):
+    # The claims are torch.optim.Adam's own after 4 steps, each with a fresh backward through the same loss:
+    # with zero_grad every claim is right; without it .grad adds up and only that mistake gives the numbers.
+    from tests.student import claims_of
+
+    case = _k_steps("adam", "float64", k=4)
+    case = dataclasses.replace(case, optimizer=dataclasses.replace(case.optimizer, state={}))
+    torch_says = _torch_k_steps(case, 4, zero_grad)
+    report = validate(dataclasses.replace(case, claimed=claims_of(torch_says, decimals=10)))
+    if zero_grad:
+        assert report.ok, report.summary()
+        return
+    names = [n for n in case.params]
+    assert not report.ok
+    # step 1 is the same either way (.grad starts at zero), so b1 and W1 move as they should only if
+    # later gradients vanish; every claim here is off, and each is the accumulated mistake alone
+    wrong = [n for n, c in report.claims.items() if not c.ok]
+    assert {f"{n}_next" for n in names} <= set(wrong)
+    for n in wrong:
+        assert report.claims[n].error == "own"
+        assert [f.mistake.id for f in report.claims[n].fits] == ["gradients_accumulated_across_steps"], n
+    assert "optimizer.zero_grad()" in report.claims[f"{names[0]}_next"].diagnosis
+
+
+def test_after_k_steps_a_wrong_first_gradient_is_carried_into_every_parameter():
+    # The student's dW2 is twice the right one at step 1; the k steps after it, done right from there,
+    # end where the claims are: carried from dW2, not the step's own error.
+    from manual_backprop.engine.sgd import trajectory
+    from tests.student import claims_of, derive
+
+    case = _k_steps("momentum", "float64", k=3)
+    t = derive(dataclasses.replace(case, optimizer=None))
+    first = {f"d{n}": t[f"d{n}"] * (2 if n == "W2" else 1) for n in case.params}
+    ends = trajectory(case, first=first)[-1][2]  # the engine's steps are checked against torch.optim above
+    claims = claims_of({"dW2": first["dW2"], "W1_next": ends["W1_next"], "W2_next": ends["W2_next"]})
+    report = validate(dataclasses.replace(case, claimed=claims))
+    assert report.own_errors == ["dW2"]
+    assert report.claims["W2_next"].error == "carried" and report.claims["W2_next"].carried_from == ["dW2"]
+    assert report.claims["W1_next"].error == "carried"
+
+
+def test_the_shipped_three_step_example_is_torch_without_zero_grad_and_is_named_so():
+    from pathlib import Path
+
+    from manual_backprop import load_case
+
+    case = load_case(Path(__file__).resolve().parent.parent / "examples" / "adam_three_steps.toml")
+    torch_says = _torch_k_steps(dataclasses.replace(case, claimed={}), 3, zero_grad=False)
+    for name, claim in case.claimed.items():
+        if name.endswith("_next"):  # the file's numbers are torch's, printed to 6 decimals
+            np.testing.assert_allclose(claim.value, torch_says[name], atol=5e-7, rtol=0)
+    report = validate(case)
+    assert report.own_errors == ["W1_next", "b1_next", "W2_next", "b2_next"] and report.claims["dW2"].ok
+    assert all([f.mistake.id for f in report.claims[n].fits] == ["gradients_accumulated_across_steps"]
+               for n in report.own_errors)

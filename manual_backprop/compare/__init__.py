@@ -25,6 +25,7 @@ from .tolerance import (
     next_error_scales,
     per_sample_error_scales,
     step_error_scales,
+    trajectory_error_scales,
     tolerance,
 )
 
@@ -32,5 +33,5 @@ __all__ = [
     "FLOOR", "PASSING", "UNIT_ROUNDOFF", "K", "TensorCheck", "Worst",
     "compare_arrays", "compare_projections", "compare_traces", "compare_values", "compared_names",
     "error_scales", "flipped_units", "kink_scales", "layer_error_scales", "may_flip", "mismatch_message",
-    "mismatch_sentence", "next_error_scales", "step_error_scales", "per_sample_error_scales", "possible_flips", "tolerance",
+    "mismatch_sentence", "next_error_scales", "step_error_scales", "trajectory_error_scales", "per_sample_error_scales", "possible_flips", "tolerance",
 ]

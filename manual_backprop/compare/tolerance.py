@@ -529,6 +529,23 @@ def next_error_scales(network: Network, params: Mapping[str, np.ndarray], grads:
     return out
 
 
+def trajectory_error_scales(per_step: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Rounding scales for the parameters and state after k steps, from each step's own scales.
+
+    Step j's scales (:func:`step_error_scales`, from the parameters step j started from) say what
+    one step adds; carried forward through the steps after it with a factor of about one (a step
+    that converges shrinks an earlier error, one that diverges is a learning rate the frameworks
+    disagree about as well), the scale after k steps is their sum::
+
+        E[Wl_next after k steps] = E_1[Wl_next] + E_2[Wl_next] + ... + E_k[Wl_next]
+    """
+    out: dict[str, np.ndarray] = {}
+    for scales in per_step:
+        for name, E in scales.items():
+            out[name] = out[name] + E if name in out else np.asarray(E, np.float64)
+    return out
+
+
 def step_error_scales(network: Network, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray],
                       E: Mapping[str, np.ndarray], step, *, u: float | None = None,
                       flush: float | None = None) -> dict[str, np.ndarray]:

@@ -62,29 +62,41 @@ def next_parameters(case: Case, lr: float | None = None, trace: Trace | None = N
     return _one_step(case, step, trace)
 
 
-def trajectory(case: Case, trace: Trace | None = None) -> list[tuple[Case, Trace, dict[str, np.ndarray]]]:
+def trajectory(case: Case, trace: Trace | None = None, *, first: Mapping[str, np.ndarray] | None = None,
+               accumulate: bool = False) -> list[tuple[Case, Trace, dict[str, np.ndarray]]]:
     """``steps = k``: k full steps on the case's batch, each ``(the case it started from, its trace, its
-    results)``; step j + 1 starts from step j's parameters and state (and Adam's ``t`` one higher)."""
-    first = case.step
-    case = dataclasses.replace(case, optimizer=dataclasses.replace(first, steps=1), learning_rate=None)
-    out = []
-    for j in range(first.steps):
+    results)``; step j + 1 starts from step j's parameters and state (and Adam's ``t`` one higher).
+
+    ``first`` replaces step 1's gradients (``dW1, db1, ...``: a derivation's own, to follow where they
+    lead). ``accumulate`` steps with the gradients summed over the steps so far, ``G_j = g_1 + ... + g_j``:
+    what a loop without ``optimizer.zero_grad()`` does, as ``.grad`` keeps adding up.
+    """
+    start = case.step
+    case = dataclasses.replace(case, optimizer=dataclasses.replace(start, steps=1), learning_rate=None)
+    names = list(case.network.parameter_shapes())
+    out: list[tuple[Case, Trace, dict[str, np.ndarray]]] = []
+    summed: dict[str, np.ndarray] = {}
+    for j in range(start.steps):
         trace = trace if trace is not None and j == 0 else run(case)
-        results = _one_step(case, case.step, trace)
+        grads = {f"d{n}": (first if first is not None and j == 0 else trace)[f"d{n}"] for n in names}
+        if accumulate:
+            summed = {g: summed[g] + grads[g] if summed else grads[g] for g in grads}
+            grads = summed
+        results = _one_step(case, case.step, grads)
         out.append((case, trace, results))
         params = {name: results[f"{name}_next"] for name in case.params}
-        state = {f"{s}{name}": results[f"{s}{name}_next"] for s in first.optimizer.state for name in case.params}
+        state = {f"{s}{name}": results[f"{s}{name}_next"] for s in start.optimizer.state for name in case.params}
         case = dataclasses.replace(case, params=params, optimizer=dataclasses.replace(
-            case.step, t=first.t + j + 1, state=state))
+            case.step, t=start.t + j + 1, state=state))
     return out
 
 
-def _one_step(case: Case, step, trace: Trace) -> dict[str, np.ndarray]:
+def _one_step(case: Case, step, grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     new_state: dict[str, dict[str, np.ndarray]] = {s: {} for s in step.optimizer.state}
     for name in case.network.parameter_shapes():
         P = case.params[name]
-        P_next, state = step.optimizer.update(P, trace[f"d{name}"], step.state_of(name, P), step.learning_rate,
+        P_next, state = step.optimizer.update(P, grads[f"d{name}"], step.state_of(name, P), step.learning_rate,
                                               t=step.t, **step.constants)
         out[f"{name}_next"] = P_next
         for s, value in state.items():

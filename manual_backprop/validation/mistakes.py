@@ -24,7 +24,7 @@ from ..description.case import Case
 from ..kernels import ACTIVATIONS, LOSSES, OPTIMIZERS, linear_forward
 from ..kernels.linear import linear_dA_prev, linear_db, linear_dW
 from .replay import reproduces
-from .steps import Step, Values, input_gradient, previous
+from .steps import Step, Values, followed, input_gradient, previous
 
 Rule = Callable[[Values], np.ndarray]
 
@@ -376,6 +376,13 @@ def _backprop_after_update(step: Step, case: Case) -> list[Candidate]:
     return [Candidate(rule)]
 
 
+def _gradients_accumulated(step: Step, case: Case) -> list[Candidate]:
+    """k steps with ``.grad`` never zeroed: step j moves by g_1 + ... + g_j instead of g_j."""
+    if step.kind != "trajectory":
+        return []
+    return [Candidate(lambda v: followed(case, v, accumulate=True)[step.name], {"k": str(case.step.steps)})]
+
+
 MISTAKES: tuple[Mistake, ...] = (
     # activation backward
     Mistake("relu_mask_missing", "the ReLU mask left out",
@@ -480,6 +487,10 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake("update_before_backprop", "backpropagating through the updated weights",
             "{n} is carried through W{l}_next, the weights after the step; the gradient goes through W{l} "
             "as it was in the forward: {right}.", _backprop_after_update),
+    Mistake("gradients_accumulated_across_steps", "gradients accumulated across steps (no zero_grad)",
+            "{n} is where {k} steps lead when the gradients add up from step to step (step j moves by "
+            "g_1 + ... + g_j, as .grad does without optimizer.zero_grad() between steps); each step moves by its "
+            "own gradient.", _gradients_accumulated),
 )
 
 BY_ID = {m.id: m for m in MISTAKES}

@@ -24,8 +24,9 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ..description.case import Case
+from ..description.case import Case, as_float64
 from ..engine.per_sample import normalisation, per_sample_dZ
+from ..engine.sgd import trajectory
 from ..kernels import ACTIVATIONS, LOSSES, linear_forward
 from ..kernels.linear import linear_dA_prev, linear_db, linear_dW
 from ..kernels.regularization import l2_gradient, l2_penalty
@@ -128,7 +129,16 @@ def derivation_steps(case: Case) -> dict[str, Step]:
         add(f"db{l}_per_sample", "per_sample_bias", (f"dZ{l}",), l,
             lambda v, l=l: per_sample_dZ(net, v, l), f"db{l}_per_sample[i] = dZ{l}[i]{times}")
     step = case.step
-    if step is not None and step.rule == "sgd":
+    if step is not None and step.steps > 1:  # after k steps: where step 1's gradients lead
+        grads = tuple(f"d{p}" for p in net.parameter_shapes())
+        after = f"{step.steps} full steps (forward, backward, {step.describe()})"
+        for name in [f"{p}_next" for p in net.parameter_shapes()] + [
+                f"{s}{p}_next" for s in step.optimizer.state for p in net.parameter_shapes()]:
+            add(name, "trajectory", grads, _layer_of(name),
+                lambda v, name=name: followed(case, v)[name],
+                f"{name}: after {after}, the first from {', '.join(grads)} and each next one from the "
+                f"parameters the one before reached")
+    elif step is not None and step.rule == "sgd":
         lr = step.learning_rate
         for l in range(1, L + 1):
             for p in ("W", "b"):
@@ -153,6 +163,32 @@ def derivation_steps(case: Case) -> dict[str, Step]:
                 add(f"{p}_next", "optimizer", (f"d{p}", *names), l, parameter,
                     f"{p}_next: {step.describe()} from {p}, d{p}{''.join(', ' + n for n in names)}; {opt.formula}")
     return steps
+
+
+def _layer_of(name: str) -> int:
+    """The layer of a parameter or state name: ``W2_next``, ``mb2_next`` -> 2."""
+    return int("".join(ch for ch in name.split("_")[0] if ch.isdigit()))
+
+
+_FOLLOWED: dict[tuple, tuple[Case, dict[str, np.ndarray]]] = {}
+
+
+def followed(case: Case, v: Values, accumulate: bool = False) -> dict[str, np.ndarray]:
+    """The parameters and state after ``case``'s k steps (``steps = k``), step 1 taken with the gradients
+    in ``v`` (``dW1, db1, ...``: a derivation's own) and every later step with the true gradients at the
+    parameters reached; ``accumulate`` sums the gradients over the steps (no ``zero_grad``). In float64.
+    Kept for the last few gradients asked about: a diagnosis asks for the same ones for every name."""
+    grads = {f"d{p}": np.asarray(v[f"d{p}"], np.float64) for p in case.network.parameter_shapes()}
+    key = (id(case), accumulate, tuple(g.tobytes() for g in grads.values()))
+    hit = _FOLLOWED.get(key)
+    if hit is not None and hit[0] is case:
+        return hit[1]
+    with np.errstate(all="ignore"):  # an overflow is an Inf, which matches no claim
+        results = trajectory(as_float64(case), first=grads, accumulate=accumulate)[-1][2]
+    if len(_FOLLOWED) >= 16:
+        _FOLLOWED.clear()
+    _FOLLOWED[key] = (case, results)
+    return results
 
 
 def downstream(steps: Mapping[str, Step], name: str) -> list[str]:

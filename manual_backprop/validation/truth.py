@@ -15,10 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..checking.overflow import ensure_representable, run_quietly
-from ..compare import UNIT_ROUNDOFF, error_scales, per_sample_error_scales, step_error_scales
+from ..compare import (
+    UNIT_ROUNDOFF,
+    error_scales,
+    per_sample_error_scales,
+    step_error_scales,
+    trajectory_error_scales,
+)
 from ..description.case import Case, as_float64
 from ..engine.per_sample import per_sample_from_trace
-from ..engine.sgd import next_parameters
+from ..engine.sgd import next_parameters, trajectory
 from ..errors import InputError
 
 
@@ -42,7 +48,13 @@ def true_values(case: Case) -> Truth:
     with np.errstate(all="ignore"):  # judged below, for the names claimed
         values.update(per_sample_from_trace(case64.network, values))
         E.update(per_sample_error_scales(net, values, E))
-        if case.step is not None:
+        if case.step is not None and case.step.steps > 1:  # after k steps: each step's scales, carried on
+            steps = trajectory(case64, trace=values)
+            per_step = [step_error_scales(net, start.params, trace, error_scales(net, start.params, trace, start.T),
+                                          start.step) for start, trace, _ in steps]
+            values.update(steps[-1][2])
+            E.update(trajectory_error_scales(per_step))
+        elif case.step is not None:
             values.update(next_parameters(case64, trace=values))
             E.update(step_error_scales(net, case64.params, values, E, case64.step))
     for name in case.claimed:  # a per-sample gradient is N times a mean's share: it can leave float64 alone
