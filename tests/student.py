@@ -41,8 +41,14 @@ def backward_through(act: str, dA, Z, A):
     return dA * derivative()
 
 
-def derive(case: Case, wrong: Mapping[str, Callable[[dict, Case], np.ndarray]] | None = None) -> dict[str, np.ndarray]:
-    """Every named tensor of ``case``; a name in ``wrong`` is made by ``wrong[name](tensors so far, case)``."""
+def derive(case: Case, wrong: Mapping[str, Callable[[dict, Case], np.ndarray]] | None = None,
+           from_dA: bool = False) -> dict[str, np.ndarray]:
+    """Every named tensor of ``case``; a name in ``wrong`` is made by ``wrong[name](tensors so far, case)``.
+
+    For a fused loss (bce, softmax cross-entropy), ``from_dA`` (or a wrong ``dA{L}``) derives it
+    as from dL/dŷ: ``dA{L}`` by the textbook formula of the loss written from A, then ``dZ{L}``
+    through the output activation's derivative.
+    """
     wrong = wrong or {}
     net, p, T = case.network, case.params, case.T
     N, K = case.batch, net.sizes[-1]
@@ -79,12 +85,20 @@ def derive(case: Case, wrong: Mapping[str, Callable[[dict, Case], np.ndarray]] |
     if net.l2 > 0:
         put("L_reg", f * net.l2 * sum((p[q] ** 2).sum() for q in covered))
         put("L", t["L_data"] + t["L_reg"])
-    if fused:
+    from_dA = fused and (from_dA or f"dA{L}" in wrong)
+    if from_dA:
+        Y = np.eye(K)[T] if T.ndim == 1 else T  # labels as one-hot rows
+        if net.loss == "bce":  # dL/dŷ = −(1/N)(y/ŷ − (1−y)/(1−ŷ)), seed 004's first line
+            put(f"dA{L}", -c * (Y / A - (1 - Y) / (1 - A)))
+        else:
+            put(f"dA{L}", -c * Y / A)
+        put(f"dZ{L}", backward_through(net.activations[L - 1], t[f"dA{L}"], t[f"Z{L}"], A))
+    elif fused:
         put(f"dZ{L}", c * (A - T))
     else:
         put(f"dA{L}", c * (2 if net.loss == "mse" else 1) * (A - T))
     for l in range(L, 0, -1):
-        if l < L or not fused:
+        if l < L or not fused and not from_dA:
             put(f"dZ{l}", backward_through(net.activations[l - 1], t[f"dA{l}"], t[f"Z{l}"], t[f"A{l}"]))
         A_prev = t[f"A{l - 1}"] if l > 1 else t["X"]
         reg = {q: 2 * f * net.l2 * p[q] if q in covered and net.l2 > 0 else 0.0 for q in (f"W{l}", f"b{l}")}

@@ -90,10 +90,16 @@ MADE = {
         {"Z2": lambda t, c: t["A1"] @ c.params["W1"] + c.params["b2"]}, "Z2"),
     "forward_other_sample": (sigmoid_net, {"Z1": lambda t, c: t["X"][[0] * 5] @ c.params["W1"] + c.params["b1"]}, "Z1"),
     "activation_missing": (sigmoid_net, {"A1": lambda t, c: t["Z1"]}, "A1"),
-    "missing_1_over_N": (relu_net, {"dA2": lambda t, c: t["A2"] - c.Y}, "dA2"),
+    # the course's placement (dZ summed over samples) in a file that declares gradients: N = 6 times dZ1
+    "deltas_other_placement": (relu_net, {"dZ1": lambda t, c: 6 * t["dA1"] * (t["Z1"] > 0)}, "dZ1"),
+    # (at dA2 the same numbers are the per-sample convention too: tested on its own below)
+    "missing_1_over_N": (relu_net, {"L": lambda t, c: 0.5 * ((t["A2"] - c.Y) ** 2).sum()}, "L"),
     "extra_1_over_N": (relu_net, {"dW2": lambda t, c: t["A1"].T @ t["dZ2"] / 6}, "dW2"),
     "half_mse_vs_mse": (relu_net, {"dA2": lambda t, c: 2 * (t["A2"] - c.Y) / 6}, "dA2"),
     "flipped_sign": (relu_net, {"dA2": lambda t, c: (c.Y - t["A2"]) / 6}, "dA2"),
+    # bce from dL/dŷ (N = 6, K = 1: c = 1/6), the y/ŷ term alone
+    "bce_second_term_missing": (lambda: case_of((3, 4, 1), ("tanh", "sigmoid"), "bce", batch=6, seed=2),
+                                {"dA2": lambda t, c: -(c.Y / t["A2"]) / 6}, "dA2"),
     "cross_entropy_without_Y": (lambda: case_of((3, 4, 3), ("tanh", "softmax"), "softmax_cross_entropy", batch=5,
                                                 seed=2),
                                 {"dZ2": lambda t, c: t["A2"] / 5}, "dZ2"),
@@ -203,8 +209,9 @@ def test_with_two_samples_a_missing_1_over_N_and_the_mse_factor_2_give_the_same_
     case = case_of(**{**RELU, "batch": 2})
     report = validated(case, {"dA2": lambda t, c: t["A2"] - c.Y})
     fits = [f.mistake.id for f in report.claims["dA2"].fits]
-    assert fits == ["missing_1_over_N", "half_mse_vs_mse"]
-    assert "also come from half-MSE versus MSE" in report.claims["dA2"].diagnosis
+    # (and, N times dA2, the per-sample convention's placement of the 1/N, named first)
+    assert fits == ["deltas_other_placement", "missing_1_over_N", "half_mse_vs_mse"]
+    assert "also come from a missing 1/N or half-MSE versus MSE" in report.claims["dA2"].diagnosis
 
 
 def test_a_mask_taken_as_Z_greater_or_equal_0_is_invisible_without_exact_zeros():
@@ -257,3 +264,12 @@ def test_k_steps_without_zero_grad_are_named_and_nothing_else_is(rule):
     for n in report.own_errors:
         assert [f.mistake.id for f in report.claims[n].fits] == ["gradients_accumulated_across_steps"], n
     assert all(report.claims[n].ok for n in report.claims if not n.endswith("_next"))  # step 1 is the same
+
+
+def test_the_courses_top_delta_in_a_gradient_file_is_named_as_its_convention_first():
+    # dA2 = A2 - Y (the course's δ, no 1/N) where the file declares gradients: the same numbers are the
+    # per-sample convention and a missing 1/N; the convention is named first, the other said beside it.
+    report = validated(relu_net(), {"dA2": lambda t, c: t["A2"] - c.Y})
+    fits = [f.mistake.id for f in report.claims["dA2"].fits]
+    assert fits == ["deltas_other_placement", "missing_1_over_N"]
+    assert 'deltas = "per_sample"' in report.claims["dA2"].diagnosis

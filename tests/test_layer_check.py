@@ -484,7 +484,7 @@ def test_a_forward_that_is_not_a_function_or_a_layer_that_is_not_a_name_is_an_in
 
 def test_assert_layer_matches_names_an_unknown_option():
     with pytest.raises(InputError, match=r"^assert_layer_matches: unknown option 'bach'; known: batch, n_in, "
-                                         r"n_out, seed, dtype, against$"):
+                                         r"n_out, seed, dtype, against, layout$"):
         assert_layer_matches(relu_forward, relu_backward, layer="relu", bach=5)
 
 

@@ -36,7 +36,7 @@ from ..description.case import Case, as_float64
 from ..description.optimizer import sgd
 from ..engine.trace import Trace
 from ..errors import InputError
-from .overflow import ensure_representable, ensure_step_representable, run_quietly
+from .overflow import ensure_representable, ensure_step_representable, run_quietly, unfused_gradient_left_out
 from .rounding import Verdict, explain_float32_failure, needs_explaining
 
 ALL_REFERENCES = ("torch", "jax", "fd")
@@ -64,18 +64,21 @@ class CheckReport:
     scales: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     #: Sentences the report must show (what could not be judged, and why).
     notices: list[str] = field(default_factory=list)
+    #: Tensors left out of the check, each with why (a fused network's dA_L where it is infinite): never
+    #: compared, so never counted as agreement; a notice says so.
+    left_out: dict[str, str] = field(default_factory=dict)
     #: False only in the view the float32 verdict reads (:func:`_failures_only`): there, a tensor no
     #: reference judged does not count against ``ok``.
     require_judged: bool = field(default=True, repr=False)
 
     @property
     def order(self) -> list[str]:
-        return compared_names(self.case.network) + self.extra
+        return [n for n in compared_names(self.case.network) if n not in self.left_out] + self.extra
 
     @property
     def gradients(self) -> list[str]:
         """The tensors a check must judge to pass: backward tensors, per-sample gradients, descent steps."""
-        return self.case.network.backward_names() + self.extra
+        return [n for n in self.case.network.backward_names() if n not in self.left_out] + self.extra
 
     def judged(self, name: str) -> bool:
         """Whether some reference judged ``name`` (agreeing or not)."""
@@ -108,6 +111,12 @@ class CheckReport:
         failing = self.failing
         return failing[0] if failing else None
 
+    @property
+    def claims_not_judged(self) -> list[str]:
+        """The case's claimed names (``[claimed]`` of the file), in the file's order: ``check`` compares
+        the engine with the references and judges none of them (``validate`` does)."""
+        return list(self.case.claimed or {})
+
     def step_before(self, name: str) -> str | None:
         """The tensor judged just before ``name`` (its upstream step in backward order)."""
         order = self.order
@@ -118,7 +127,7 @@ class CheckReport:
         """The ``--json`` object (the README's "--json" section)."""
         tensors = {}
         for name in self.order:
-            value = np.asarray(self.trace[name])
+            value = self.case.shown(name, self.trace[name])  # in the file's layout, bias shapes and 1/N
             tensors[name] = {
                 "shape": list(value.shape),
                 "dtype": str(value.dtype),
@@ -131,8 +140,10 @@ class CheckReport:
             "first_divergence": first,
             "not_judged": self.not_judged,
             "forward_not_judged": self.forward_not_judged,
+            "claims_not_judged": self.claims_not_judged,
             "notices": self.notices,
-            "network": self.case.network.describe(),
+            "left_out": self.left_out,
+            "network": self.case.describe_network(),
             "title": self.case.title,
             "source": self.case.source,
             "references": self.references,
@@ -376,4 +387,11 @@ def _check(case, names, explicit, device, engine_trace, describe) -> CheckReport
         used.append(ref)
     report = CheckReport(case, trace, used, checks, skipped, timings, describe(case.seed))
     report.scales = E
+    why = unfused_gradient_left_out(case, trace, E)
+    if why is not None:  # dL/dA_L is infinite (or undetermined) there: no reference can judge it
+        L = case.network.depth
+        report.left_out[f"dA{L}"] = why
+        checks.pop(f"dA{L}", None)
+        report.notices.append(f"dA{L} is left out (not judged, not counted): {why}; "
+                              f"the fused dZ{L} = c·(A{L} − Y) is judged instead")
     return report

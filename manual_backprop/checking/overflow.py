@@ -68,6 +68,8 @@ def ensure_representable(case: Case, trace: Mapping[str, np.ndarray],
     """
     net = case.network
     names = net.names()
+    if unfused_gradient_left_out(case, trace, scales) is not None:  # infinite by the maths, not an overflow
+        names = [n for n in names if n != f"dA{net.depth}"]
     bad = _first_nonfinite(trace, names)
     if bad is not None:
         name, where = bad
@@ -90,6 +92,43 @@ def ensure_representable(case: Case, trace: Mapping[str, np.ndarray],
             )
     if case.step is not None:
         ensure_step_representable(case, case.step, trace)
+
+
+def unfused_gradient_left_out(case: Case, trace: Mapping[str, np.ndarray],
+                              scales: Mapping[str, np.ndarray] | None = None) -> str | None:
+    """Why a fused network's ``dA_L`` (the loss differentiated as a function of A_L) cannot be judged, or None.
+
+    It is infinite where the output is exactly 0 or 1 in ``trace``'s dtype at a term of nonzero
+    weight (the loss's ``unbounded``: A == 1 with Y < 1 for bce, A == 0 with Y > 0); with the
+    rounding ``scales``, it is not determined either where A_L lies within its rounding of that
+    pole (its scale is not finite), since a reference computing it from A_L may divide by 0 there.
+    The sentence names the first such element: ``A3 is exactly 1.0 in float64 at index [2, 0]
+    (Z3 = 40.0), where dL/dA3 is infinite``.
+    """
+    net = case.network
+    loss, L = LOSSES[net.loss], net.depth
+    if loss.unbounded is None or f"A{L}" not in trace:
+        return None
+    Z, A = np.asarray(trace[f"Z{L}"]), np.asarray(trace[f"A{L}"])
+    dtype = A.dtype.name
+    exact = loss.unbounded(A, np.asarray(case.T))
+    if exact.any():
+        where = tuple(int(i) for i in np.argwhere(exact)[0])
+        return (f"A{L} is exactly {_written(A[where])} in {dtype} at index {list(where)} "
+                f"(Z{L} = {_written(Z[where])}), where dL/dA{L} is infinite")
+    E = None if scales is None else scales.get(f"dA{L}")
+    if E is not None and not np.isfinite(E).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(E))[0])
+        pole = 1 if net.loss == "bce" and A[where] > 0.5 else 0
+        return (f"A{L} is {float(A[where]):.17g} in {dtype} at index {list(where)} (Z{L} = {_written(Z[where])}), "
+                f"within rounding of {pole}, where dL/dA{L} computed from A{L} is not determined")
+    return None
+
+
+def _written(x) -> str:
+    """A number as a float is written: ``1.0``, ``40.0``, ``-3.25``, ``1e-300``."""
+    text = f"{float(x):.6g}"
+    return text if any(ch in text for ch in ".en") else text + ".0"
 
 
 def ensure_step_representable(case: Case, step, trace: Mapping[str, np.ndarray]) -> None:
@@ -187,7 +226,7 @@ def _step_overflow(case: Case, trace: Mapping[str, np.ndarray], name: str, where
     if name == "L" and net.regularized:  # L = L_data + L_reg, both finite
         size = np.logaddexp(_log_abs(trace["L_data"]), _log_abs(trace["L_reg"]))
         return _linear(np.asarray(size), (), net.dtype, "|L_data| + |L_reg|", 2)
-    if kind in ("dA", "dX") and not (kind == "dA" and l == L and not net.fused):
+    if kind in ("dA", "dX") and not (kind == "dA" and l == L):
         k = l + 1 if kind == "dA" else 1
         return _linear(_log_matmul(trace[f"dZ{k}"], np.asarray(case.params[f"W{k}"]).T), where, net.dtype,
                        f"|dZ{k}| @ |W{k}|.T", net.sizes[k])
@@ -201,6 +240,9 @@ def _step_overflow(case: Case, trace: Mapping[str, np.ndarray], name: str, where
         value, what = ACTIVATIONS[net.activations[l - 1]].forward(w(trace[f"Z{l}"])), f"act(Z{l})"
     elif name in ("L", "L_data"):
         value, what = LOSSES[net.loss].value(w(trace[f"Z{L}"]), w(trace[f"A{L}"]), T, net.reduction), "the loss"
+    elif net.fused and name == f"dA{L}":  # the loss as a function of A_L, from the logits
+        value = LOSSES[net.loss].unfused_gradient(w(trace[f"Z{L}"]), w(trace[f"A{L}"]), T, net.reduction)
+        what = f"dL/dA{L}"
     elif fused_top or name == f"dA{L}":
         value = LOSSES[net.loss].gradient(w(trace[f"Z{L}"]), w(trace[f"A{L}"]), T, net.reduction)
         what = "the loss gradient"

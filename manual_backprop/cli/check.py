@@ -30,6 +30,10 @@ def add_parser(sub) -> None:
                    help="also check dWl_per_sample and dbl_per_sample against torch.func and jax.vmap")
     p.add_argument("--lr", type=float, metavar="RATE",
                    help="also take one descent step W - lr*dW and check Wl_next, bl_next (default: the file's [sgd])")
+    p.add_argument("--values", action="store_true",
+                   help="after the table, print every tensor's true value (the engine's, as --json gives it) in "
+                        "full: the shortest decimals that read back as the same float; with --json it changes "
+                        "nothing (the JSON already holds every value)")
     add_output_options(p)
     p.set_defaults(run=run)
 
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_json())
     else:
-        render(report, profile=args.profile)
+        render(report, profile=args.profile, values=args.values)
     return 0 if report.ok else 1
 
 
@@ -82,7 +86,7 @@ def _judge_hint() -> str:
     return "install torch or JAX to judge them"
 
 
-def render(report: CheckReport, profile: bool = False, file=None) -> None:
+def render(report: CheckReport, profile: bool = False, file=None, values: bool = False) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -94,7 +98,7 @@ def render(report: CheckReport, profile: bool = False, file=None) -> None:
 
     if case.title:  # escaped: a title or path with [brackets] is the user's text, not markup
         console.print(f"[bold]{escape(printable(case.title))}[/bold]")
-    console.print(f"network {case.network.describe()} · batch {case.batch} · seed {case.seed} · {escape(printable(case.source))}")
+    console.print(f"network {case.describe_network()} · batch {case.batch} · seed {case.seed} · {escape(printable(case.source))}")
     versions = []
     for r in report.references:
         try:
@@ -119,7 +123,7 @@ def render(report: CheckReport, profile: bool = False, file=None) -> None:
         style = ("red" if v.startswith(("FAIL", "NOT JUDGED")) else
                  "yellow" if "kink" in v else "dim" if v == "not judged" else "")
         table.add_row(
-            name, str(tuple(np.shape(report.trace[name]))),
+            name, str(tuple(report.case.shown(name, report.trace[name]).shape)),
             *[_cell(report, name, r) for r in report.references],
             _fmt(max(margins)) if margins else "-",
             f"[{style}]{v}[/{style}]" if style else v,
@@ -191,12 +195,42 @@ def render(report: CheckReport, profile: bool = False, file=None) -> None:
             console.print(f"[{'yellow' if cause.cause == 'rounding' else 'red'}]  rounding or bug? "
                           f"re-run in float64: {cause.headline}[/]")
             console.print(f"    {cause.detail}", soft_wrap=True)
+    unjudged = cells.claims_not_judged(report)
+    if unjudged:
+        console.print(f"[yellow]{escape(unjudged)}[/yellow]", soft_wrap=True)
     if show_per_sample(report):
         render_per_sample(report, console)
+    if values:
+        render_values(report, console)
     if profile:
         t = report.timings
         console.print("time: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in t.items())
                       + f" (total {sum(t.values()) * 1e3:.1f} ms)")
+
+
+def value_text(value, dtype: str) -> str:
+    """A tensor's value (``--json``'s nested lists) in full, as NumPy prints it: every element with the
+    fewest decimals that read back as the same number of ``dtype`` (``floatmode="unique"``, the
+    ``repr`` of each float), never summarised with "...", one matrix row per line."""
+    try:
+        a = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError):  # a NaN or Inf written as a string, an unexpected dtype
+        a = np.asarray(value, dtype=np.float64)
+    return np.array2string(a, separator=", ", floatmode="unique", threshold=sys.maxsize,
+                           max_line_width=sys.maxsize, suppress_small=False)
+
+
+def render_values(report: CheckReport, console) -> None:
+    """``--values``: each tensor's name, shape and value, in the order of the table, taken from the
+    ``--json`` object (so that they are exactly what it gives: the file's layout among them)."""
+    from rich.markup import escape
+
+    tensors = report.to_json()["tensors"]
+    console.print("Values (the engine's, as --json gives them; each float in full):")
+    for name in report.order:
+        t = tensors[name]
+        console.print(f"{name} {tuple(t['shape'])}")
+        console.print(escape(value_text(t["value"], t.get("dtype", "float64"))), soft_wrap=True, highlight=False)
 
 
 #: Networks this small get seed 000's table: one row per sample, each gradient as that sample alone sees it.

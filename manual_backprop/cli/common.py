@@ -31,6 +31,12 @@ def add_case_options(p: argparse.ArgumentParser, default_note: str = "the seed-0
     g.add_argument("--batch", type=int, help="rows of random data (default 4)")
     g.add_argument("--seed", type=int, help="seed for random parameters and data (default 0)")
     p.add_argument("--dtype", choices=("float64", "float32"), help="override the network's dtype")
+    p.add_argument("--layout", choices=("row", "column"),
+                   help="how the tensors are written: row (one sample per row, Z = X @ W + b; the default) or "
+                        "column (one sample per column, Z = W @ X + b)")
+    p.add_argument("--deltas", choices=("gradient", "per_sample"),
+                   help="where the mean's 1/N lives: gradient (every dZ, dA is dL/d·; the default) or per_sample "
+                        "(dZ, dA summed over samples, the 1/N applied in dW and db)")
     add_l2_options(p)
 
 
@@ -55,6 +61,8 @@ def case_from_args(args: argparse.Namespace, default_example: str = DEFAULT_EXAM
     if len(given) > 1:
         raise InputError(f"give one of FILE, --example or inline options, not {' and '.join(given)}")
     overrides = {"dtype": args.dtype} if args.dtype else {}
+    view = {k: getattr(args, k, None) for k in ("layout", "deltas") if getattr(args, k, None) is not None}
+    overrides.update(view)
     l2, convention = getattr(args, "l2", None), getattr(args, "l2_convention", None)
     if l2 is not None and not (math.isfinite(l2) and l2 >= 0):
         raise InputError(f"--l2 must be a finite number >= 0 (λ of the L2 penalty), got {l2!r}")
@@ -75,7 +83,8 @@ def case_from_args(args: argparse.Namespace, default_example: str = DEFAULT_EXAM
         network = Network(tuple(sizes), tuple(acts), args.loss.strip(), (args.reduction or "mean").strip(),
                           args.dtype or "float64", l2=0.0 if l2 is None else l2, l2_convention=convention or "half")
         seed, batch = getattr(args, "seed", None), getattr(args, "batch", None)
-        return make_case(network, seed=seed if seed is not None else 0, batch=batch if batch is not None else 4)
+        return make_case(network, seed=seed if seed is not None else 0, batch=batch if batch is not None else 4,
+                         **view)
     return load_example(default_example, overrides)
 
 

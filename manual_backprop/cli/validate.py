@@ -158,10 +158,9 @@ def render(report: Validation, file=None) -> None:
     case = report.case
     if case.title:
         console.print(f"[bold]{escape(printable(case.title))}[/bold]")
-    console.print(f"network {case.network.describe()} · batch {case.batch} · {escape(printable(case.source))}")
+    console.print(f"network {case.describe_network()} · batch {case.batch} · {escape(printable(case.source))}")
     console.print(f"[dim]environment: {escape(summary(describe(case.seed)))}[/dim]")
-    console.print(f"{len(report.claims)} claims, each judged at the precision it was written with; "
-                  f"{MARK} marks a wrong element")
+    console.print(f"{cells.claims_judged(report)}; {MARK} marks a wrong element")
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("tensor", "claimed", "true"):

@@ -353,6 +353,10 @@ def compare_projections(network: Network, engine: Mapping[str, np.ndarray], proj
                                             "forward; they cannot judge its values")
             continue
         G = np.asarray(engine[name], np.float64)
+        if not np.isfinite(G).all():  # dL/dAL where AL saturates (the checker leaves it out, and says why)
+            checks[name] = TensorCheck(name, reference, NOT_JUDGED,
+                                       note="the engine's value is not finite: no projection can judge it")
+            continue
         typical = rms(G)
         worst: tuple[float, int, float, float, float] | None = None
         errs, rels, at_kink, noisy, overflowed, beyond, kink_margin = [], [], 0, 0, 0, 0, 0.0

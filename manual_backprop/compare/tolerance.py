@@ -19,6 +19,8 @@ step, each taking its operands' errors and returning its result's::
     activation_error           A = act(Z)            E_A = |act'(Z)| E_Z + ULPS u |A|   (softmax: its own)
     loss_error                 L = c sum_i l_i       E_L = c (gamma(N K) M + ULPS u sum|l| + sum |g| E_in
                                                                 + LOG_DOMAIN_ULPS u sum d_l)   (bce, CE)
+    unfused_gradient_error     dA_L of a fused loss  E = c (|T| r(A) + |1 - T| r(1 - A)) + ULPS u |dA|, r(x) = e/(x(x-e))
+                                                                + ULPS u / x, e = E_A_L   (CE: the first term)
     loss_gradient_error        dA_L (dZ_L) = c g     E = c (lip E_A_L + u (|g| + |A_L| + |T|)
                                                                 + LOG_DOMAIN_ULPS u d)   (bce: d below)
     activation_backward_error  dZ = dA * act'(Z)     E_dZ = |act'| E_dA + |dA| |act'(A + E_A) - act'(A)|
@@ -303,6 +305,45 @@ def loss_gradient_error(network: Network, Z_L, A_L, T, E_A_L, u: float, flush: f
     return c * (E + lip * _subnormal(np.abs(T), flush)) + _flushable(c * g, flush)
 
 
+def _reciprocal_error(x: np.ndarray, e: np.ndarray, U: float) -> np.ndarray:
+    """How far ``1/x`` may be off when x is known to within ``e`` and the division rounds by ``U``.
+
+    ``e / (x (x - e)) + U / x`` for ``x > e`` (the largest change of 1/x over [x - e, x + e], and one
+    rounding); ``inf`` where ``x <= e``: there a reference may divide by 0.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x > e, e / (x * (x - e)) + U / x, np.inf)
+
+
+def unfused_gradient_error(network: Network, Z_L, A_L, T, dA_L, E_A_L, u: float,
+                           flush: float = 0.0) -> np.ndarray:
+    """``E`` of a fused loss's ``dA_L``, the loss differentiated as a function of A (N, K).
+
+    A reference computes it from A_L itself, so A_L's error ``e = E_A_L`` is amplified by
+    the reciprocals (:func:`_reciprocal_error`, ``r(x) = e / (x (x - e)) + ULPS u / x``)::
+
+        bce    dA = c (−T/A + (1 − T)/(1 − A))   E = c (|T| r(A) + |1 − T| r(1 − A)) + ULPS u |dA| + fl(dA)
+        CE     dA = −c T/A                       E = c |T| r(A) + ULPS u |dA| + fl(dA)
+
+    (``1 − A`` itself is exact near 1). The engine takes the reciprocals from the logits,
+    ``1 + exp(∓Z)``, whose error from ``E_Z`` (relative ``A E_Z`` for bce's second term) is
+    within ``r``, as ``E_A`` holds ``|σ'| E_Z``. A term of weight 0 adds nothing; ``inf``
+    where the output is within its error of the pole (``x <= e``): there dA_L cannot be judged.
+    """
+    loss = LOSSES[network.loss]
+    Z_L, A_L, dA_L, E_A_L = (np.asarray(a, np.float64) for a in (Z_L, A_L, dA_L, E_A_L))
+    T = np.asarray(T)
+    if T.ndim == 1:
+        T = np.eye(A_L.shape[1])[T]
+    T = T.astype(np.float64)
+    c = loss.scale(*A_L.shape, network.reduction)
+    U = ELEMENTWISE_ULPS * u
+    E = np.where(T != 0, np.abs(T) * _reciprocal_error(A_L, E_A_L, U), 0.0)
+    if network.loss == "bce":
+        E = E + np.where(T != 1, np.abs(1 - T) * _reciprocal_error(1 - A_L, E_A_L, U), 0.0)
+    return c * E + U * np.abs(dA_L) + _flushable(dA_L, flush)
+
+
 def activation_backward_error(name: str, Z, A, dA, E_dA, E_A, u: float, flush: float = 0.0) -> np.ndarray:
     """``E_dZ`` of ``dZ = dA * act'(Z)`` from the errors of dA and of A (through act'), all (N, n).
 
@@ -409,6 +450,8 @@ def _composed(network: Network, params: Mapping[str, np.ndarray], trace: Mapping
                                              trace[f"dA{l}"], E_dA, E[f"A{l}"], u, flush)
         else:
             E_dZ = E_top  # the fused loss gives dZ_L directly
+            with np.errstate(invalid="ignore", over="ignore"):  # inf where dA_L cannot be judged (checking says so)
+                E[f"dA{l}"] = unfused_gradient_error(network, Z_L, A_L, T, trace[f"dA{l}"], E[f"A{l}"], u, flush)
         A_prev = trace[f"A{l - 1}"] if l > 1 else trace["X"]
         E_A_prev = E[f"A{l - 1}"] if l > 1 else E["X"]
         E[f"dZ{l}"] = E_dZ

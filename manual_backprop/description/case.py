@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..kernels.losses import one_hot
+from .convention import ROW, Convention, accepted_shapes, shape_text, to_engine, to_user, written_biases
 from .network import Network
 from .optimizer import OptimizerStep, sgd
 
@@ -30,15 +31,18 @@ class Claim:
     ``value`` has the tensor's shape (``dW1`` is (n0, n1), ``db1`` (n1,), ``Z1``
     (N, n1), ``L`` ()), or the transposed 2-D shape, which ``validate`` names
     as the transposed layout. ``resolution`` has the same shape: half a unit in
-    the last written decimal place, element by element (0 where the value was
-    written to full precision or came from code). A claimed element is right
-    when::
+    the last written decimal place, element by element, or 0 where the claim is
+    exact. A claimed element is right when::
 
         |value - true| <= resolution + tolerance
 
-    the tolerance being the comparison's own (``K * E + floor``). A plain
-    array given to :func:`make_case` as a claim becomes ``Claim(value, 0)``:
-    exact, as every array computed in Python is.
+    the tolerance being the comparison's own (``K * E + floor``). Resolution 0
+    (exact: judged with the tolerance alone) comes from ``exact = true`` in a
+    file's ``[claimed]`` table, or ``dZ1 = { value = [...], exact = true }``
+    for one tensor; and a plain array given to :func:`make_case` as a claim
+    (``claimed={"dW1": array}``) always becomes ``Claim(value, zeros)``:
+    exact, as every array computed in Python is. Pass a ``Claim`` yourself to
+    give another resolution.
     """
 
     value: np.ndarray
@@ -62,6 +66,25 @@ class Case:
     drawn: tuple[str, ...] = ()
     #: ``[optimizer]``: the step to take (None: the plain step of ``learning_rate``, if any).
     optimizer: OptimizerStep | None = None
+    #: How the user writes the tensors (layout, where the 1/N lives, bias shapes): a view only. Every
+    #: array above is in the engine's form (row layout, flat biases, deltas as gradients); claims are
+    #: kept as written.
+    convention: Convention = ROW
+
+    def shown(self, name: str, value: Any, like: tuple[int, ...] | None = None) -> np.ndarray:
+        """The engine's ``value`` of tensor ``name`` as this case's user writes it (its layout, its 1/N,
+        its bias shapes; ``like``: the shape this very tensor was claimed in)."""
+        return to_user(self.convention, name, value, reduction=self.network.reduction, N=self.batch, like=like)
+
+    def describe_network(self) -> str:
+        """The network and, when not the default, how its tensors are written:
+        ``2-4-1 tanh/sigmoid, bce (mean), float64, column layout, per-sample deltas``."""
+        view = self.convention.describe()
+        return self.network.describe() + (f", {view}" if view else "")
+
+    def in_engine_form(self, name: str, value: Any) -> np.ndarray:
+        """The user's ``value`` of tensor ``name`` in the engine's form (the inverse of :meth:`shown`)."""
+        return to_engine(self.convention, name, value, reduction=self.network.reduction, N=self.batch)
 
     @property
     def step(self) -> OptimizerStep | None:
@@ -96,6 +119,8 @@ def make_case(
     source: str = "<options>",
     from_file: bool = False,
     optimizer: OptimizerStep | None = None,
+    layout: str = "row",
+    deltas: str = "gradient",
 ) -> Case:
     """Fill in what is missing from ``seed`` and check everything against ``network``.
 
@@ -110,10 +135,20 @@ def make_case(
     lists), which is checked as every other array is (the network's float
     dtype, finite, the tensor's shape or its transpose, a known name) and
     becomes the exact claim ``Claim(value, zeros)``.
+
+    ``layout`` and ``deltas`` say how every array is written (:mod:`.convention`): ``layout="column"``
+    takes ``X`` (n0, N), ``Wl`` (nl, n(l-1)), ``bl`` (nl, 1) or flat, ``Y`` (K, N) (labels stay flat);
+    ``deltas="per_sample"`` reads claimed ``dZl``, ``dAl``, ``dX`` as N times the gradients. A bias may
+    be written flat or in the layout's 2-D form. The case holds the engine's form
+    (:attr:`Case.convention` remembers the user's, and :meth:`Case.shown` turns a tensor back).
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"{source}: seed must be a non-negative integer, got {_short(seed)}")
     params = dict(params or {})
+    try:
+        convention = Convention(layout, deltas)
+    except InputError as exc:
+        raise InputError(f"{source}: {exc}") from None
     shapes = network.parameter_shapes()
     unknown = sorted(set(params) - set(shapes))
     if unknown:
@@ -127,40 +162,59 @@ def make_case(
     in_params = f"{source}: [parameters] " if from_file else f"{source}: "
     in_data = f"{source}: [data] " if from_file else f"{source}: "
     drawn = random_parameters(network, seed)
-    full = {}
+    full, written = {}, {}
     for name in shapes:
-        full[name] = _float_array(params[name], network, name, in_params) if name in params else drawn[name]
-        _expect_shape(full[name], shapes[name], name, in_params)
+        if name not in params:
+            full[name] = drawn[name]
+            continue
+        given = _float_array(params[name], network, name, in_params)
+        full[name] = np.ascontiguousarray(to_engine(convention, name, given))
+        _expect_shape(full[name], shapes[name], name, in_params, convention, given.shape)
+        written[name] = given.shape
+    convention = dataclasses.replace(convention, biases=written_biases(layout, written))
+    column = convention.layout == "column"
     if X is None and Y is None:
         X, Y = random_data(network, seed, batch)
+        if column:  # drawn in the engine's form: the user's is the transpose
+            X, Y = X.T, (Y.T if Y.ndim == 2 else Y)
     elif X is None or Y is None:
         missing = "X" if X is None else "Y"
         raise InputError(f"{source}: [data] gives {'Y' if missing == 'X' else 'X'} but not {missing}; give both or neither")
     X = _float_array(X, network, "X", in_data)
+    given = _shape(X)
+    if column and X.ndim == 2:
+        X = np.ascontiguousarray(X.T)
     if X.ndim >= 1 and X.shape[0] == 0:
         raise InputError(f"{in_data}X is an empty batch (N = 0); the mean over no samples is undefined")
     if X.ndim != 2 or X.shape[1] != network.sizes[0]:
+        expected = f"({network.sizes[0]}, N)" if column else f"(N, {network.sizes[0]})"
         raise InputError(
-            f"{in_data}X has shape {_shape(X)}, expected (N, {network.sizes[0]}) for input width {network.sizes[0]}"
+            f"{in_data}X has shape {given}, expected {expected} for input width {network.sizes[0]}"
+            + (" (the column layout: one sample per column)" if column else "")
         )
     check_memory(network, X.shape[0], source)  # the given batch: its activations are not allocated yet
-    Y = _targets(Y, network, X.shape[0], in_data)
-    claims = _claims(claimed, network, X.shape[0], Y, f"{source}: [claimed] " if from_file else f"{source}: claimed ")
+    Y = _targets(Y, network, X.shape[0], in_data, column)
+    claims = _claims(claimed, network, X.shape[0], Y, f"{source}: [claimed] " if from_file else f"{source}: claimed ",
+                     convention)
     if optimizer is not None:
         if learning_rate is not None:
             raise InputError(f"{source}: give [sgd] or [optimizer], not both")
-        optimizer = _optimizer_state(optimizer, network, f"{source}: [state] " if from_file else f"{source}: state ")
+        optimizer = _optimizer_state(optimizer, network, f"{source}: [state] " if from_file else f"{source}: state ",
+                                     convention)
     return Case(network, full, X, Y, title, int(seed), claims, learning_rate, source,
-                tuple(name for name in shapes if name not in params), optimizer)
+                tuple(name for name in shapes if name not in params), optimizer, convention)
 
 
-def _optimizer_state(step: OptimizerStep, network: Network, where: str) -> OptimizerStep:
-    """``step`` with its state arrays checked as parameters are (dtype, finite, the parameter's shape)."""
+def _optimizer_state(step: OptimizerStep, network: Network, where: str,
+                     convention: Convention = ROW) -> OptimizerStep:
+    """``step`` with its state arrays checked as parameters are (dtype, finite, the parameter's shape),
+    in the engine's form."""
     shapes = network.parameter_shapes()
     state = {}
     for name, value in step.state.items():
-        a = _float_array(value, network, name, where)
-        _expect_shape(a, shapes[name[1:]], name, where)
+        given = _float_array(value, network, name, where)
+        a = np.ascontiguousarray(to_engine(convention, name, given))
+        _expect_shape(a, shapes[name[1:]], name, where, convention, given.shape)
         if name.startswith("v") and step.rule in ("rmsprop", "adam") and (a < 0).any():
             raise InputError(f"{where}{name} is a mean of squares and cannot be negative{_first_bad(a < 0)}")
         state[name] = a
@@ -168,7 +222,7 @@ def _optimizer_state(step: OptimizerStep, network: Network, where: str) -> Optim
 
 
 def _claims(claimed: Mapping[str, Any] | None, network: Network, N: int, Y: np.ndarray,
-            where: str) -> dict[str, Claim]:
+            where: str, convention: Convention = ROW) -> dict[str, Claim]:
     """``claimed`` with every plain array made an exact :class:`Claim` (checked first); a Claim stays as it is."""
     out: dict[str, Claim] = {}
     if not claimed:
@@ -189,11 +243,20 @@ def _claims(claimed: Mapping[str, Any] | None, network: Network, N: int, Y: np.n
         a = _float_array(value, network, name, where)
         if np.ndim(value) == 0:
             a = a.reshape(())  # a scalar (L) stays one
-        # a 2-D claim in the transposed layout is kept as given: ``validate`` names the transposed layout
-        if a.shape != shapes[name] and not (a.ndim == 2 and a.shape == shapes[name][::-1]):
-            raise InputError(f"{where}{name} has shape {_shape(a)}, expected {shapes[name]}")
+        check_claim_shape(convention, name, a.shape, shapes[name], where)
         out[name] = Claim(a, np.zeros(a.shape))
     return out
+
+
+def check_claim_shape(convention: Convention, name: str, shape: tuple[int, ...], engine_shape: tuple[int, ...],
+                      where: str) -> None:
+    """A claim is written in one of the shapes its tensor is written in (:func:`.convention.accepted_shapes`),
+    or as a 2-D tensor in the other layout, which is kept: ``validate`` names the transposed layout."""
+    accepted = accepted_shapes(convention, name, engine_shape)
+    if tuple(shape) in accepted or (len(shape) == 2 and tuple(shape) == accepted[0][::-1]):
+        return
+    raise InputError(f"{where}{name} has shape {tuple(int(s) for s in shape)}, expected "
+                     f"{shape_text(convention, name, engine_shape)}")
 
 
 def cast_arrays(case: Case, dtype) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
@@ -218,8 +281,9 @@ def as_float64(case: Case) -> Case:
     optimizer = case.optimizer
     if optimizer is not None:
         optimizer = dataclasses.replace(optimizer, state={k: v.astype(np.float64) for k, v in optimizer.state.items()})
-    return make_case(net64, params, X, Y, seed=case.seed, title=case.title,
-                     learning_rate=case.learning_rate, source=case.source, optimizer=optimizer)
+    return dataclasses.replace(make_case(net64, params, X, Y, seed=case.seed, title=case.title,
+                                         learning_rate=case.learning_rate, source=case.source, optimizer=optimizer),
+                               convention=case.convention)
 
 
 def random_parameters(network: Network, seed: int) -> dict[str, np.ndarray]:
@@ -376,16 +440,26 @@ def _shape(a: np.ndarray) -> tuple[int, ...]:
     return tuple(int(s) for s in a.shape)
 
 
-def _expect_shape(a: np.ndarray, shape: tuple[int, ...], name: str, where: str) -> None:
+def _expect_shape(a: np.ndarray, shape: tuple[int, ...], name: str, where: str,
+                  convention: Convention = ROW, given: tuple[int, ...] | None = None) -> None:
+    """``a`` (in the engine's form) has the engine's ``shape``; the message speaks of the shape the user
+    wrote (``given``) and the one their layout expects."""
     if a.shape != shape:
-        hint = "; write a bias as a flat list" if name.startswith("b") and a.ndim == 2 else ""
+        given = _shape(a) if given is None else tuple(int(s) for s in given)
+        column = convention.layout == "column"
+        hint = ""
+        if name.startswith("b") and len(given) == 2:
+            hint = f"; write a bias as a flat list or a {'column (n, 1)' if column else 'row (1, n)'}"
         if name.startswith("W") and a.ndim == 2:
             l = int(name[1:])
             if a.shape == shape[::-1]:
-                hint = f" (written transposed? W{l} is (inputs, units): one row per unit of layer {l - 1})"
+                hint = (f" (written transposed? in the column layout W{l} is (units, inputs): one row per unit of "
+                        f"layer {l})" if column else
+                        f" (written transposed? W{l} is (inputs, units): one row per unit of layer {l - 1})")
             elif a.shape[1] == shape[1]:
-                hint = f" (its rows must match the width {shape[0]} of layer {l - 1}: the widths do not chain)"
-        raise InputError(f"{where}{name} has shape {_shape(a)}, expected {shape}{hint}")
+                hint = (f" (its {'columns' if column else 'rows'} must match the width {shape[0]} of layer {l - 1}: "
+                        f"the widths do not chain)")
+        raise InputError(f"{where}{name} has shape {given}, expected {shape_text(convention, name, shape)}{hint}")
 
 
 def _first_bad(mask: np.ndarray) -> str:
@@ -450,7 +524,7 @@ def _float_array(value: Any, network: Network, name: str, where: str) -> np.ndar
     return cast
 
 
-def _targets(Y: Any, network: Network, N: int, where: str) -> np.ndarray:
+def _targets(Y: Any, network: Network, N: int, where: str, column: bool = False) -> np.ndarray:
     K = network.sizes[-1]
     a = _rectangular(Y, "Y", where)
     labels = network.loss == "softmax_cross_entropy" and a.ndim == 1
@@ -473,13 +547,18 @@ def _targets(Y: Any, network: Network, N: int, where: str) -> np.ndarray:
     if a.dtype.kind in "iu" and network.loss == "softmax_cross_entropy":
         raise InputError(f"{where}Y holds integers; class labels must be a flat list of N integers, one per row")
     a = _float_array(Y, network, "Y", where)
+    given = _shape(a)
+    if column and a.ndim == 2:
+        a = np.ascontiguousarray(a.T)
     if a.shape != (N, K):
         extra = ""
         if a.shape == (N,) and K == 1:
-            extra = " (a flat (N,) target would broadcast against the (N, 1) output; write one row per sample)"
+            extra = (" (a flat (N,) target would broadcast against the (1, N) output; write one row of N targets)"
+                     if column else
+                     " (a flat (N,) target would broadcast against the (N, 1) output; write one row per sample)")
         elif network.loss == "softmax_cross_entropy" and a.ndim == 1:
             extra = " (class labels must be integers)"
-        raise InputError(f"{where}Y has shape {_shape(a)}, expected ({N}, {K}){extra}")
+        raise InputError(f"{where}Y has shape {given}, expected {(K, N) if column else (N, K)}{extra}")
     if network.loss == "bce":
         bad = (a < 0) | (a > 1)
         if bad.any():

@@ -25,14 +25,15 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from ..errors import InputError
-from .case import MAX_DIMENSION, Case, Claim, available_memory, make_case
+from .case import MAX_DIMENSION, Case, Claim, available_memory, check_claim_shape, make_case
+from .convention import Convention
 from .network import Network
 from .optimizer import make_optimizer
 
 TOP_KEYS = {"title", "seed", "batch", "network", "parameters", "data", "claimed", "sgd", "notes", "regularization",
             "optimizer", "state"}
 REGULARIZATION_KEYS = {"l2", "convention", "biases"}
-NETWORK_KEYS = {"sizes", "activations", "loss", "reduction", "dtype"}
+NETWORK_KEYS = {"sizes", "activations", "loss", "reduction", "dtype", "layout", "deltas"}
 SGD_KEYS = {"learning_rate"}
 
 #: The largest network file read (a 1000-1000-1000 network written out in full is about 40 MiB).
@@ -196,9 +197,14 @@ def case_from_dict(doc: dict[str, Any], source: str = "<dict>") -> Case:
                              f"dimension (2**63 - 1)")
     if not isinstance(acts, list) or not all(isinstance(a, str) for a in acts):
         raise InputError(f"{source}: [network] activations must be a list of names, got {acts!r}")
-    for key in ("loss", "reduction", "dtype"):
+    for key in ("loss", "reduction", "dtype", "layout", "deltas"):
         if key in net_table and not isinstance(net_table[key], str):
-            raise InputError(f"{source}: [network] {key} must be a string, got {net_table[key]!r}")
+            raise InputError(f"{source}: [network] {key} must be a string, got {_show(net_table[key])}")
+    view = {k: net_table[k] for k in ("layout", "deltas") if k in net_table}
+    try:
+        Convention(**view)
+    except InputError as exc:
+        raise InputError(f"{source}: [network] {exc}") from None
     reg = _regularization(doc, source)
     try:
         network = Network(
@@ -245,6 +251,7 @@ def case_from_dict(doc: dict[str, Any], source: str = "<dict>") -> Case:
         network, {k: _plain(v) for k, v in params.items()},
         _plain(data.get("X")), _plain(data.get("Y")),
         seed=seed, batch=batch, title=title, learning_rate=lr, source=source, from_file=True, optimizer=optimizer,
+        **view,
     )
     claims = _claims(_table(doc, "claimed", source), case, source)
     return dataclasses.replace(case, claimed=claims, source=source, drawn=())
@@ -284,22 +291,54 @@ def _claims(table: dict[str, Any], case: Case, source: str) -> dict[str, Claim]:
     shapes = net.tensor_shapes(case.batch)
     if case.Y.ndim == 1:
         shapes["Y"] = case.Y.shape
+    # ``exact = true`` (a key of the table, never a tensor name: no network has a tensor called
+    # "exact") makes every claim exact: resolution 0, judged with the tolerance policy alone.
+    # ``dZ1 = { value = [...], exact = true }`` does it for one tensor, and overrides the table.
+    table_exact = _exact_flag(table.get("exact", False), f"{source}: [claimed] exact")
     claims = {}
     for name, raw in table.items():
+        if name == "exact":
+            continue
         if name not in known:
             raise InputError(
                 f"{source}: [claimed] has unknown tensor name {name!r}; this network's names are "
                 f"{', '.join(known)}"
             )
+        exact = table_exact
+        if isinstance(raw, dict):  # { value = [...], exact = true }
+            raw, exact = _claim_table(raw, source, name, table_exact)
         value = _claim_array(raw, source, name)
-        # A 2-D claim in the transposed layout (dW written as dZ.T @ A, or one sample per column) is
-        # kept as written: `validate` names the transposed product instead of refusing the file.
-        transposed = value.ndim == 2 and value.shape == shapes[name][::-1]
-        if value.shape != shapes[name] and not transposed:
-            raise InputError(f"{source}: [claimed] {name} has shape {value.shape}, expected {shapes[name]}")
-        res = np.vectorize(_value_resolution, otypes=[np.float64])(np.asarray(raw, dtype=object)) if value.ndim else np.float64(_value_resolution(raw))
+        # A 2-D claim in the other layout (dW written as dZ.T @ A, or one sample per column in a row
+        # file) is kept as written: `validate` names the transposed product instead of refusing the file.
+        check_claim_shape(case.convention, name, value.shape, shapes[name], f"{source}: [claimed] ")
+        if exact:
+            res = np.zeros(value.shape)
+        else:
+            res = np.vectorize(_value_resolution, otypes=[np.float64])(np.asarray(raw, dtype=object)) if value.ndim else np.float64(_value_resolution(raw))
         claims[name] = Claim(value, np.asarray(res, dtype=np.float64))
     return claims
+
+
+CLAIM_TABLE_KEYS = {"value", "exact"}
+
+
+def _exact_flag(value: Any, where: str) -> bool:
+    """An ``exact`` key: true or false, nothing else (``"yes"``, ``1`` are errors, not guesses)."""
+    if not isinstance(value, bool):
+        raise InputError(f"{where} must be true or false, got {_show(value)}")
+    return value
+
+
+def _claim_table(table: dict[str, Any], source: str, name: str, default: bool) -> tuple[Any, bool]:
+    """``dZ1 = { value = [...], exact = true }``: the claim's value, and whether it is exact
+    (``exact = false`` means as written; without the key, the table's ``exact`` holds)."""
+    where = f"{source}: [claimed] {name}"
+    for key in table:
+        if key not in CLAIM_TABLE_KEYS:
+            raise InputError(f"{where}: unknown key {key!r} in its table; allowed: {', '.join(sorted(CLAIM_TABLE_KEYS))}")
+    if "value" not in table:
+        raise InputError(f"{where}: its table has no 'value'; write {name} = {{ value = [...], exact = true }}")
+    return table["value"], _exact_flag(table.get("exact", default), f"{where}: exact")
 
 
 def _elements(raw: Any, index: tuple[int, ...] = ()):

@@ -102,14 +102,13 @@ class Network:
     def backward_names(self) -> list[str]:
         """``dAL, dZL, dWL, dbL, dA(L-1), ..., dW1, db1, dX``: the order backprop makes them.
 
-        ``dAL`` is absent when the loss is fused with the output activation;
-        ``dA0`` is called ``dX``.
+        When the loss is fused with the output activation, ``dAL`` is the loss's
+        derivative as a function of A_L (what a derivation from dL/dAL writes),
+        and ``dZL`` is the fused gradient; ``dA0`` is called ``dX``.
         """
         names: list[str] = []
         for l in range(self.depth, 0, -1):
-            if l < self.depth or not self.fused:
-                names.append(f"dA{l}")
-            names += [f"dZ{l}", f"dW{l}", f"db{l}"]
+            names += [f"dA{l}", f"dZ{l}", f"dW{l}", f"db{l}"]
         return names + ["dX"]
 
     def names(self) -> list[str]:

@@ -20,6 +20,7 @@ from ``checking``, ``validation`` or ``testing``, which import it.
 from __future__ import annotations
 
 import math
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -82,6 +83,28 @@ def check_verdict(report: Any, name: str) -> tuple[str, str]:
     return "ok", "right"
 
 
+def claims_not_judged(report: Any) -> str | None:
+    """The one sentence (terminal and HTML alike) saying that ``check`` left the case's claims unjudged,
+    or None when it has none::
+
+        3 claimed values in the file were not judged: check compares the engine with the references;
+        run manual-backprop validate net.toml to judge them.
+    """
+    names = list(getattr(report, "claims_not_judged", None) or [])
+    if not names:
+        return None
+    source = str(getattr(report.case, "source", "") or "")
+    if source.startswith("example "):
+        where, how = "the file", f"run manual-backprop validate --example {source.removeprefix('example ')}"
+    elif not source or source.startswith("<"):  # a case made in Python: no file to name
+        where, how = "the case", "call manual_backprop.validate(case)"
+    else:
+        where, how = "the file", f"run manual-backprop validate {shlex.quote(source)}"
+    values = "1 claimed value" if len(names) == 1 else f"{len(names)} claimed values"
+    return (f"{values} in {where} {'was' if len(names) == 1 else 'were'} not judged: check compares the engine "
+            f"with the references; {how} to judge them.")
+
+
 def reference_cell(report: Any, name: str, ref: str) -> str:
     """One reference's max|Δ| for one tensor: ``-`` if it has nothing to say there."""
     c = report.checks.get(name, {}).get(ref)
@@ -98,12 +121,23 @@ def check_columns(report: Any) -> list[str]:
 def check_row(report: Any, name: str) -> list[str]:
     """One row of the terminal's ``check`` table (plain text; the verdict last)."""
     m = margins(report, name)
-    return [name, str(tuple(np.shape(report.trace[name]))),
+    return [name, str(tuple(report.case.shown(name, report.trace[name]).shape)),
             *[reference_cell(report, name, r) for r in report.references],
             fmt(max(m)) if m else "-", check_verdict(report, name)[0]]
 
 
 # --- validate ------------------------------------------------------------------------------------
+
+def claims_judged(report: Any) -> str:
+    """How a ``validate`` report's claims were judged, terminal and page alike: ``12 claims, each judged at
+    the precision it was written with`` (``; 3 exact, judged to the tolerance alone`` when some are)."""
+    n = len(report.claims)
+    exact = sum(1 for c in report.claims.values() if not np.any(c.check.written))
+    text = f"{n} claim{'s' if n != 1 else ''}, each judged at the precision it was written with"
+    if exact == n:
+        return f"{n} claim{'s' if n != 1 else ''}, each exact (judged to the tolerance alone)"
+    return text + (f" ({exact} exact, judged to the tolerance alone)" if exact else "")
+
 
 def claim_verdict(c: Any) -> tuple[str, str]:
     """The verdict of one claim of ``validate`` (a ``ClaimReport``), as the terminal writes it, and its kind."""
@@ -128,7 +162,14 @@ def decimals(resolution: float) -> int:
 
 
 def number(x: float, resolution: float, trim: bool = False) -> str:
-    """``x`` with the decimals its resolution implies (``trim``: without trailing zeros); never "-0"."""
+    """``x`` with the decimals its resolution implies (``trim``: without trailing zeros); never "-0".
+
+    An exact value (resolution 0: an exact claim, or one judged as exact) is written in the shortest
+    form that reads back as the same float64 (``0.5``, ``2.0``, ``0.40704483298830035``, ``1e-20``),
+    not padded to 17 decimals."""
+    if resolution <= 0 and math.isfinite(x):
+        text = repr(float(x))
+        return text[1:] if text.startswith("-") and float(text) == 0 else text
     text = f"{x:.{decimals(resolution)}f}"
     if trim and "." in text:
         text = text.rstrip("0").rstrip(".")

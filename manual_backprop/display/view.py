@@ -106,7 +106,7 @@ def _validation(report: Any, whole: float | None, layout: Callable | None, title
     for name in drawn:
         if name in tensors or name not in report.truth.values:
             continue
-        value = np.asarray(report.truth.values[name])
+        value = case.shown(name, report.truth.values[name])
         given = name in ("X", "Y")
         kind, verdict = ("data", "given") if given else ("not_judged", "not claimed (not judged)")
         tensors[name] = Tensor(name, kind, verdict, tuple(value.shape), value)
@@ -114,7 +114,8 @@ def _validation(report: Any, whole: float | None, layout: Callable | None, title
         unclaimed.append(([name, str(tuple(value.shape)), t, verdict],
                           [html.escape(name), html.escape(str(tuple(value.shape))), h, html.escape(verdict)], kind))
     for name, value in case.params.items():
-        tensors.setdefault(name, Tensor(name, "data", "given", tuple(np.shape(value)), np.asarray(value)))
+        value = case.shown(name, value)
+        tensors.setdefault(name, Tensor(name, "data", "given", tuple(np.shape(value)), value))
     first = report.first_wrong
     headline = []
     if first is None:
@@ -133,9 +134,8 @@ def _validation(report: Any, whole: float | None, layout: Callable | None, title
         if report.carried_errors:
             headline.append("Carried, the right rule applied to a wrong input: " + ", ".join(
                 f"{n} (from {', '.join(report.claims[n].carried_from)})" for n in report.carried_errors) + ".")
-    subtitle = [f"network {net.describe()} · batch {case.batch} · {case.source}",
-                f"{len(report.claims)} claims, each judged at the precision it was written with; "
-                f"{cells.MARK} marks a wrong element"]
+    subtitle = [f"network {case.describe_network()} · batch {case.batch} · {case.source}",
+                f"{cells.claims_judged(report)}; {cells.MARK} marks a wrong element"]
     view = View(title or case.title or "validate", subtitle, report.ok, first, headline,
                 ["tensor", "claimed", "true", "verdict"], rows, [report.summary()[-1]], tensors, net,
                 {k: np.asarray(v) for k, v in case.params.items()})
@@ -154,16 +154,17 @@ def _check(report: Any) -> View:
     for name in report.order:
         row = cells.check_row(report, name)
         verdict, kind = cells.check_verdict(report, name)
-        value = np.asarray(report.trace[name])
+        value = case.shown(name, report.trace[name])
         t, h = _plain(value)
         rows.append((row + [t], [html.escape(x) for x in row] + [h], kind))
         tensors[name] = Tensor(name, kind, verdict, tuple(value.shape), value)
     for name in ("X", "Y"):
         if name in report.trace:
-            value = np.asarray(report.trace[name])
+            value = case.shown(name, report.trace[name])
             tensors[name] = Tensor(name, "data", "given", tuple(value.shape), value)
     for name, value in case.params.items():
-        tensors.setdefault(name, Tensor(name, "data", "given", tuple(np.shape(value)), np.asarray(value)))
+        value = case.shown(name, value)
+        tensors.setdefault(name, Tensor(name, "data", "given", tuple(np.shape(value)), value))
     refs = ", ".join(report.references) or "no reference"
     headline = []
     if first is not None:
@@ -187,11 +188,14 @@ def _check(report: Any) -> View:
                         f"All gradients agree with {refs}; {', '.join(report.forward_not_judged)} "
                         f"(forward values) were not judged.")
     headline += list(report.notices)
-    subtitle = [f"network {net.describe()} · batch {case.batch} · seed {case.seed} · {case.source}",
+    subtitle = [f"network {case.describe_network()} · batch {case.batch} · seed {case.seed} · {case.source}",
                 "references: " + refs]
     subtitle += [f"skipped {r}: {why}" for r, why in report.skipped.items()]
     footer = ["margin = worst |Δ| / tolerance, over the references (≤ 1 passes; after the kink allowance where "
               "one applies); value = the engine's, as the references judged it"]
+    unjudged = cells.claims_not_judged(report)
+    if unjudged:
+        footer.append(unjudged)
     return View(case.title or "check", subtitle, report.ok, first, headline,
                 cells.check_columns(report) + ["value"], rows, footer, tensors, net,
                 {k: np.asarray(v) for k, v in case.params.items()})

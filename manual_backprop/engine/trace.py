@@ -3,7 +3,8 @@
 The backward is the forward read in reverse, one named step per line::
 
     forward                              backward
-    A0 = X                               dZL = dL/dZL (fused loss) or dAL * act'(ZL)
+    A0 = X                               dAL = dL/dAL (fused loss: of the loss written from AL)
+                                         dZL = dL/dZL (fused loss: c (AL - Y)) or dAL * act'(ZL)
     Zl = A(l-1) @ Wl + bl                dWl = A(l-1).T @ dZl  (+ 2fλ Wl with L2)
     Al = act_l(Zl)                       dbl = 1.T @ dZl
     L  = loss(AL or ZL, Y)               dA(l-1) = dZl @ Wl.T ;  dZ(l-1) = dA(l-1) * act'(Z(l-1))
@@ -108,7 +109,10 @@ def backward(
     grads: Trace = {}
     Z, A = fwd[f"Z{Ldepth}"], fwd[f"A{Ldepth}"]
     if loss.fused_with is not None:
-        dZ = loss.gradient(Z, A, T, network.reduction)  # fused: dL/dZL = c (AL - Y)
+        # dAL as a derivation from dL/dAL writes it (the loss as a function of A), from the logits;
+        # backprop itself goes on from the fused dL/dZL = c (AL - Y)
+        grads[f"dA{Ldepth}"] = loss.unfused_gradient(Z, A, T, network.reduction)
+        dZ = loss.gradient(Z, A, T, network.reduction)
     else:
         dA = loss.gradient(Z, A, T, network.reduction)
     for l in range(Ldepth, 0, -1):

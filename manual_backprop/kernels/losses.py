@@ -25,6 +25,12 @@ mse                         (A − T)²                                        d
 bce (from Z, sigmoid)       max(Z, 0) − Z·T + log(1 + exp(−|Z|))            dZ = σ(Z) − T
 softmax_cross_entropy       T · (logsumexp(Z) − Z)                          dZ = softmax(Z) − T
 ==========================  ==============================================  ===================
+
+A fused loss also has the derivative a derivation starting from dL/dŷ writes,
+the loss differentiated as a function of A (``unfused_grad``: bce
+``−T/A + (1 − T)/(1 − A)``, cross-entropy ``−T/A``), the trace's dA_L; its
+reciprocals are taken from the logits. It is infinite where A is exactly 0 or
+1 at a term of nonzero weight (``unbounded``).
 """
 
 from __future__ import annotations
@@ -95,6 +101,39 @@ def bce_grad(Z: np.ndarray, A: np.ndarray, T: np.ndarray, out: np.ndarray | None
     return np.subtract(A, T, out=out)
 
 
+def bce_unfused_grad(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """``d/dA`` of the BCE terms written from A: ``−T/A + (1 − T)/(1 − A)``, (N, K).
+
+    The derivative a derivation that starts from dL/dŷ writes (dA_L of a fused
+    network). The reciprocals are taken from the logits, ``1/A = 1 + exp(−Z)``
+    and ``1/(1 − A) = 1 + exp(Z)``, so the result stays finite where A rounds
+    to 1 or 0 but the logit does not overflow; a term whose weight is 0
+    (T = 1 for the second, T = 0 for the first) is 0, never 0 · Inf.
+    """
+    dA = np.zeros(Z.shape, Z.dtype)
+    with np.errstate(over="ignore"):  # exp(±Z) is Inf only where A is saturated, beyond the dtype
+        np.multiply(-T, 1 + np.exp(-Z), out=dA, where=T != 0)
+        second = np.multiply(1 - T, 1 + np.exp(Z), where=T != 1, out=np.zeros(Z.shape, Z.dtype))
+    return np.add(dA, second, out=dA)
+
+
+def bce_unfused_terms(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """``−[T log A + (1 − T) log(1 − A)]`` from A itself, (N, K): the loss :func:`bce_unfused_grad` differentiates.
+
+    A term whose weight is 0 is 0 (no ``0 · log 0``); a log of a non-positive A is NaN, quietly.
+    """
+    out = np.zeros(A.shape, A.dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.multiply(-T, np.log(A), out=out, where=T != 0)
+        second = np.multiply(-(1 - T), np.log1p(-A), where=T != 1, out=np.zeros(A.shape, A.dtype))
+    return out + second
+
+
+def bce_unbounded(A: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Where :func:`bce_unfused_grad` is infinite as a function of A: ``A == 1`` with ``T < 1``, or ``A == 0`` with ``T > 0``."""
+    return ((A == 1) & (T != 1)) | ((A == 0) & (T != 0))
+
+
 def softmax_cross_entropy_terms(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
     """``T · (logsumexp(Z) − Z) = −T log softmax(Z)`` from the logits, (N, K).
 
@@ -126,6 +165,40 @@ def softmax_cross_entropy_grad(Z: np.ndarray, A: np.ndarray, T: np.ndarray,
     return np.subtract(A, T, out=out)
 
 
+def softmax_cross_entropy_unfused_grad(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """``d/dA`` of the cross-entropy terms written from A: ``−T/A``, (N, K).
+
+    ``1/A_k = exp(logsumexp(Z) − Z_k)`` from the logits, so that it stays finite where
+    A_k rounds to 0 but the exponent fits; 0 where T is 0 (never 0 · Inf). Integer
+    labels T (N,): only each row's label entry is nonzero.
+    """
+    m = Z.max(axis=1, keepdims=True)
+    with np.errstate(over="ignore"):  # Inf only where A_k is 0 in the dtype
+        lse = m + np.log(np.exp(Z - m).sum(axis=1, keepdims=True))
+        dA = np.zeros(Z.shape, Z.dtype)
+        if T.ndim == 1:
+            rows = np.arange(Z.shape[0])
+            dA[rows, T] = -np.exp(lse[:, 0] - Z[rows, T])
+            return dA
+        return np.multiply(-T, np.exp(lse - Z), out=dA, where=T != 0)
+
+
+def softmax_cross_entropy_unfused_terms(Z: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """``−T log A`` from A itself, (N, K) (labels T (N,): the label's entry); 0 where T is 0."""
+    if T.ndim == 1:
+        T = one_hot(T, A.shape[1], A.dtype)
+    out = np.zeros(A.shape, A.dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.multiply(-T, np.log(A), out=out, where=T != 0)
+
+
+def softmax_cross_entropy_unbounded(A: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Where :func:`softmax_cross_entropy_unfused_grad` is infinite as a function of A: ``A == 0`` with ``T > 0``."""
+    if T.ndim == 1:
+        T = one_hot(T, A.shape[1], A.dtype)
+    return (A == 0) & (T != 0)
+
+
 @dataclass(frozen=True)
 class Loss:
     """One loss: its elementwise terms, their gradient, how it is reduced, and its texts.
@@ -137,9 +210,13 @@ class Loss:
 
     ``fused_with`` names the output activation the loss is fused with: its
     value is computed from the logits Z, its gradient is dL/dZ_L, and the
-    trace has no dA_L. Otherwise (None) the loss is a function of A_L alone,
+    trace's dA_L is ``unfused_gradient`` (the loss differentiated as a function of A). Otherwise (None) the loss is a function of A_L alone,
     its kernels read only A and T (the fast engine may pass A for Z), and the
     gradient is dL/dA_L.
+
+    ``unfused_grad`` (fused losses) is that derivative before c, ``f(Z, A, T)``, from the logits;
+    ``unfused_terms`` the terms written from A; ``unbounded(A, T)`` marks where the derivative is
+    infinite as a function of A; ``unfused_text`` its formula before c, as ``validate`` shows it.
 
     ``formula`` is the loss as text; ``grad_text`` its gradient before the
     normalisation, with ``{A}`` (and ``{Z}``) for the output's names, as
@@ -156,6 +233,10 @@ class Loss:
     grad_text: str
     total: Callable[..., np.floating] | None = None
     labels: bool = False
+    unfused_grad: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+    unfused_terms: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+    unbounded: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    unfused_text: str = ""
 
     def scale(self, N: int, K: int, reduction: str) -> float:
         """``c`` in ``L = c * sum(terms)``: 1 for "sum"; 1/N or 1/(N·K) for "mean"."""
@@ -183,6 +264,11 @@ class Loss:
         c = self.scale(Z.shape[0], Z.shape[1], reduction)
         return np.multiply(self.grad_into(Z, A, T, out=out), c, out=out)
 
+    def unfused_gradient(self, Z: np.ndarray, A: np.ndarray, T: np.ndarray, reduction: str) -> np.ndarray:
+        """``c * unfused_grad``: dL/dA_L of a fused loss, the loss written from A (a derivation's dAL), (N, K)."""
+        c = self.scale(Z.shape[0], Z.shape[1], reduction)
+        return np.multiply(self.unfused_grad(Z, A, T), c)
+
     @cached_property
     def grad_into(self) -> Callable[..., np.ndarray]:
         """``grad`` as ``f(Z, A, T, out=)``, whatever parameters it takes."""
@@ -197,10 +283,14 @@ LOSSES: dict[str, Loss] = {
         Loss("mse", mse_terms, mse_grad, None, True,
              "L = c * sum (A − Y)²", "2 ({A} - Y)", total=mse_total),
         Loss("bce", bce_terms, bce_grad, "sigmoid", True,
-             "L = −c * sum [Y log A + (1 − Y) log(1 − A)], A = σ(Z)", "({A} - Y)"),
+             "L = −c * sum [Y log A + (1 − Y) log(1 − A)], A = σ(Z)", "({A} - Y)",
+             unfused_grad=bce_unfused_grad, unfused_terms=bce_unfused_terms, unbounded=bce_unbounded,
+             unfused_text="−(Y/{A} − (1−Y)/(1−{A}))"),
         Loss("softmax_cross_entropy", softmax_cross_entropy_terms, softmax_cross_entropy_grad,
              "softmax", False,
-             "L = −c * sum Y log softmax(Z)", "({A} - Y)", labels=True),
+             "L = −c * sum Y log softmax(Z)", "({A} - Y)", labels=True,
+             unfused_grad=softmax_cross_entropy_unfused_grad, unfused_terms=softmax_cross_entropy_unfused_terms,
+             unbounded=softmax_cross_entropy_unbounded, unfused_text="−Y/{A}"),
     )
 }
 

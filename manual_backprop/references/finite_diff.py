@@ -57,7 +57,8 @@ import numpy as np
 from ..description.case import Case, cast_arrays
 from ..description.network import layer_of
 from ..engine.trace import forward
-from ..kernels import ACTIVATIONS
+from ..kernels import ACTIVATIONS, LOSSES
+from ..kernels.losses import one_hot
 
 #: Random directions per tensor.
 DIRECTIONS = 2
@@ -72,6 +73,9 @@ MAX_MOVE = 1e-2
 ATTEMPTS = 4
 #: A step this many times smaller than the first is not tried: the direction is at a kink.
 SMALLEST_STEP = 1e-12
+#: dA_L of a fused loss: the step moves no weighted output by more than this fraction of its distance to
+#: the pole (A = 0, or 1), where the loss written from A is singular.
+POLE_SAFETY = 0.1
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,10 @@ def _run(case: Case, directions: int, seed: int | None) -> dict[str, list[Projec
     rng = np.random.default_rng([case.seed if seed is None else seed, 2])
     out: dict[str, list[Projection]] = {}
     for grad_name in net.backward_names():
+        if net.fused and grad_name == f"dA{net.depth}":  # the fused forward never reads A_L
+            own = np.random.default_rng([case.seed if seed is None else seed, 3])  # the others' directions unchanged
+            out[grad_name] = [_through_unfused_loss(net64, base, T, own) for _ in range(directions)]
+            continue
         target = target_of(grad_name)
         value = params[target] if target in params else (X if target == "X" else base[target])
         # the first layer whose Z the target moves: Wl, bl, Zl -> l; Al -> l + 1; X -> 1
@@ -149,6 +157,40 @@ def _run(case: Case, directions: int, seed: int | None) -> dict[str, list[Projec
             projections.append(p)
         out[grad_name] = projections
     return out
+
+
+def _through_unfused_loss(net64, base, T, rng) -> Projection:
+    """One direction of dA_L for a fused loss, through the loss written from A_L (``unfused_terms``).
+
+    The engine's forward computes a fused loss from Z_L, so perturbing A_L there moves nothing;
+    dA_L is the derivative of the same loss written as a function of A_L, evaluated at
+    ``A_L + t v``. The step keeps every weighted entry ``POLE_SAFETY`` of its way from the pole
+    (A = 0, or A = 1 for bce's second term), where the terms' derivatives grow without bound;
+    each entry of ``h v`` is rounded to a multiple of twice the spacing of the numbers it is
+    added to, so that ``A ± h v`` and ``A ± h v / 2`` are exact and the estimate differentiates
+    along exactly ``v`` (the direction returned).
+    """
+    L = net64.depth
+    loss = LOSSES[net64.loss]
+    Z, A = base[f"Z{L}"], base[f"A{L}"]
+    W = one_hot(T, A.shape[1], A.dtype) if T.ndim == 1 else T
+    dist = np.where(W != 0, A, np.inf)
+    if net64.loss == "bce":
+        dist = np.minimum(dist, np.where(W != 1, 1 - A, np.inf))
+    v = rng.standard_normal(A.shape)
+    v /= np.linalg.norm(v)
+    moving = v != 0
+    reach = float((dist[moving] / np.abs(v[moving])).min()) if moving.any() else float("inf")
+    h = min(RELATIVE_STEP * max(1.0, rms(A)), POLE_SAFETY * reach)
+    delta = h * v
+    q = 2 * np.spacing(np.abs(A) + np.abs(delta))
+    delta = np.round(delta / q) * q
+    c = net64.normaliser(A.shape[0])
+
+    def at(s: float) -> float:
+        return float(c * loss.unfused_terms(Z, A + s * delta, T).sum())
+
+    return richardson(delta / h, h, at(1.0), at(-1.0), at(0.5), at(-0.5), at(0.0), reach)
 
 
 def _directional(net64, params, X, Y, T, base, target, v, h0, moved, gaps, sides, kinks) -> Projection:

@@ -168,10 +168,41 @@ def run(case: Case, device: str | None = None) -> dict[str, np.ndarray]:
         tensors[f"Z{l}"], tensors[f"A{l}"] = Zs[l - 1], As[l - 1]
         tensors[f"dZ{l}"], tensors[f"dA{l}"] = dZs[l - 1], dAs[l - 1]
         tensors[f"dW{l}"], tensors[f"db{l}"] = dparams[f"W{l}"], dparams[f"b{l}"]
+    if net.fused:  # the fused loss never reads A_L: dA_L is the gradient of the loss written from A_L
+        tensors[f"dA{net.depth}"] = _unfused_grad_fn(net)(As[-1], Y)
     trace = {}
     for name in net.names():
         trace[name] = case.Y if name == "Y" else _numpy(tensors[name], name, net.np_dtype)
     return trace
+
+
+def _unfused_bce(A: jax.Array, T: jax.Array, c: float) -> jax.Array:
+    """``−c Σ [T log A + (1 − T) log(1 − A)]`` written from A; a term of weight 0 is left out, and its
+    log never sees the saturated A (the inner ``where``), so its gradient is 0, not 0 · Inf."""
+    first = jnp.where(T != 0, T * jnp.log(jnp.where(T != 0, A, 1.0)), 0.0)
+    second = jnp.where(T != 1, (1 - T) * jnp.log1p(-jnp.where(T != 1, A, 0.0)), 0.0)
+    return -jnp.sum(first + second) * c
+
+
+def _unfused_cross_entropy(A: jax.Array, T: jax.Array, c: float) -> jax.Array:
+    """``−c Σ T log A`` written from A; 0 where T is 0."""
+    return -jnp.sum(jnp.where(T != 0, T * jnp.log(jnp.where(T != 0, A, 1.0)), 0.0)) * c
+
+
+#: A fused loss written as a function of A_L, ``f(A, T, c)``: ``jax.grad`` of it is dA_L.
+UNFUSED_SUMS = {"bce": _unfused_bce, "softmax_cross_entropy": _unfused_cross_entropy}
+
+
+@functools.lru_cache(maxsize=64)
+def _unfused_grad_fn(net: Network):
+    """``jax.grad`` in A_L of ``net``'s fused loss written from A_L, ``f(A, Y)`` (Y: targets or labels)."""
+    unfused = _entry(UNFUSED_SUMS, "loss written from A", net.loss)
+
+    def written_from_A(A, Y):
+        T = jax.nn.one_hot(Y, A.shape[-1], dtype=A.dtype) if Y.ndim == 1 else Y
+        return unfused(A, T, net.normaliser(A.shape[0]))
+
+    return _jit(jax.grad(written_from_A))
 
 
 @functools.lru_cache(maxsize=64)

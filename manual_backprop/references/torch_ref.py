@@ -66,6 +66,37 @@ LOSS_SUMS: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float],
 }
 
 
+def _unfused_bce(A: torch.Tensor, Y: torch.Tensor, c: float) -> torch.Tensor:
+    """``−c Σ [Y log A + (1 − Y) log(1 − A)]`` written from A; a term of weight 0 is left out, and its
+    log never sees the saturated A (the inner ``where``), so its gradient is 0, not 0 · Inf."""
+    first = torch.where(Y != 0, Y * torch.log(torch.where(Y != 0, A, 1.0)), 0.0)
+    second = torch.where(Y != 1, (1 - Y) * torch.log1p(-torch.where(Y != 1, A, 0.0)), 0.0)
+    return -(first + second).sum() * c
+
+
+def _unfused_cross_entropy(A: torch.Tensor, Y: torch.Tensor, c: float) -> torch.Tensor:
+    """``−c Σ Y log A`` written from A (labels Y (N,) as one-hot rows); 0 where Y is 0."""
+    T = F.one_hot(Y, A.shape[-1]).to(A.dtype) if Y.ndim == 1 else Y
+    return -torch.where(T != 0, T * torch.log(torch.where(T != 0, A, 1.0)), 0.0).sum() * c
+
+
+#: A fused loss written as a function of A_L, ``f(A, Y, c)``: autograd of it is dA_L, what a derivation
+#: that starts from dL/dŷ writes (the trace itself stays fused, from the logits).
+UNFUSED_SUMS: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = {
+    "bce": _unfused_bce,
+    "softmax_cross_entropy": _unfused_cross_entropy,
+}
+
+
+def unfused_dA(network: Network, A: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """dL/dA_L of a fused loss, by autograd of the loss written from A_L (N, K), at A itself."""
+    leaf = A.detach().requires_grad_()
+    with torch.enable_grad():
+        L = _entry(UNFUSED_SUMS, "loss written from A", network.loss)(leaf, Y, network.normaliser(A.shape[0]))
+        (dA,) = torch.autograd.grad(L, leaf)
+    return dA
+
+
 def version() -> str:
     return torch.__version__
 
@@ -137,6 +168,8 @@ def run(case: Case, device: str | None = None) -> dict[str, np.ndarray]:
         L_reg = l2_penalty(net, params) if net.regularized else None
         L = L_data + L_reg if net.regularized else L_data
         L.backward()
+    # a fused loss never sees A_L: dA_L comes from the loss written as a function of A_L
+    dA_L = unfused_dA(net, As[-1], _tensor(case.Y, dev)) if net.fused else None
 
     tensors = {"X": X, **params, "L": L, "L_data": L_data, "L_reg": L_reg}
     for l, (Z, A) in enumerate(zip(Zs, As), start=1):
@@ -145,6 +178,8 @@ def run(case: Case, device: str | None = None) -> dict[str, np.ndarray]:
     for name in net.names():
         if name == "Y":
             trace[name] = case.Y  # as given: (N, K) floats or (N,) int64 labels
+        elif dA_L is not None and name == f"dA{net.depth}":
+            trace[name] = _numpy(dA_L, name, net.np_dtype)
         elif name.startswith("d"):  # dX, dWl, dbl on the leaves; dZl, dAl retained
             trace[name] = _numpy(tensors[name[1:]].grad, name, net.np_dtype)
         else:

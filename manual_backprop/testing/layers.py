@@ -62,6 +62,7 @@ array within the right gradient's tolerance, never inferred from a shape.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -77,6 +78,7 @@ from ..compare import (
     tolerance,
 )
 from ..compare.tolerance import kink_layer_scales
+from ..description.convention import ROW, Convention, index_to_user, shape_text, to_engine, to_user
 from ..errors import InputError
 from ..kernels import ACTIVATIONS
 from ..kernels.linear import linear_dA_prev, linear_db, linear_dW
@@ -232,7 +234,7 @@ class LayerReport(_Verdict):
 
 def check_layer(forward: Any, backward: Callable | str | None = None, layer: str | None = None, *,
                 batch: int = 5, n_in: int = 4, n_out: int = 3, seed: int = 0, dtype: str = "float64",
-                against: tuple[str, ...] | None = None) -> LayerReport:
+                against: tuple[str, ...] | None = None, layout: str = "row") -> LayerReport:
     """Run the user's layer on ``layer``'s trials and compare with the references.
 
     ``check_layer(forward, backward, "linear")`` for a pair of functions, in any
@@ -252,6 +254,11 @@ def check_layer(forward: Any, backward: Callable | str | None = None, layer: str
     and ``SystemExit`` pass. Code that writes into the x, parameters or dout it
     was handed fails a check of its own (status ``error``), though the checker's
     own copies keep the right values.
+
+    ``layout="column"`` hands the layer the course's column vectors, one sample per column:
+    ``x`` (n_in, N), ``W`` (n_out, n_in), ``b`` (n_out, 1), ``dout`` (n_out, N), and reads ``out``, ``dx``,
+    ``dW`` in those shapes (``db`` as ``(n_out, 1)`` or flat); the report's shapes and element indices are
+    the column layout's too.
     """
     from .. import references
 
@@ -261,6 +268,10 @@ def check_layer(forward: Any, backward: Callable | str | None = None, layer: str
         raise InputError("check_layer: name the layer, as check_layer(forward, backward, 'linear') or "
                          "check_layer(layer_object, 'linear')")
     spec = _spec(layer)
+    try:
+        view = Convention(layout)
+    except InputError as exc:
+        raise InputError(f"check_layer: {exc}") from None
     calls = layer_calls(forward, backward, spec.name, spec.linear)
     batch, n_in, n_out = (_positive(k, v) for k, v in (("batch", batch), ("n_in", n_in), ("n_out", n_out)))
     if not spec.linear:
@@ -285,7 +296,7 @@ def check_layer(forward: Any, backward: Callable | str | None = None, layer: str
     for trial in trials:
         extra = {"trial": trial.name}
         try:
-            yours, problems = _run_user(calls, spec, trial)
+            yours, problems = _run_user(calls, spec, trial, view)
         except UserError as e:
             report.checks.append(TensorCheck(e.function, ", ".join(names), ERROR, note=str(e), extra=extra))
             continue
@@ -296,9 +307,9 @@ def check_layer(forward: Any, backward: Callable | str | None = None, layer: str
         for r in names:
             theirs = _reference(r, spec, trial)
             for name, ref in theirs.items():
-                checks.append(_compare(name, r, trial, yours, ref, dtype, spec, E, kinks))
+                checks.append(_compare(name, r, trial, yours, ref, dtype, spec, E, kinks, view))
         report.checks.extend(checks)
-        for hint in _hints(spec, trial, yours, checks, E, dtype):
+        for hint in _hints(spec, trial, yours, checks, E, dtype, view):
             if hint not in report.hints:
                 report.hints.append(hint)
     return report
@@ -337,7 +348,12 @@ def _spec(layer: str) -> LayerSpec:
     return LAYERS[layer]
 
 
-def _run_user(calls: Calls, spec: LayerSpec, trial: Trial) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+#: The names the convention's view knows the layer's tensors by.
+_AS = {"x": "X", "dout": "dZ1", "out": "Z1", "dx": "dX", "W": "W1", "b": "b1", "dW": "dW1", "db": "db1"}
+
+
+def _run_user(calls: Calls, spec: LayerSpec, trial: Trial,
+              view: Convention = ROW) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """The user's ``out`` and gradients, named ``out``, ``dx``, ``dW``, ``db``, and what was wrong with them.
 
     Copies go in, never the originals; every array that comes out is copied
@@ -345,9 +361,22 @@ def _run_user(calls: Calls, spec: LayerSpec, trial: Trial) -> tuple[dict[str, An
     real numbers becomes an :class:`_Unreadable` (its tensor's check is an
     ``error``); an unknown or doubled gradient key, or an input written into
     (:func:`_written`), is one of the ``(function, problem)`` returned; anything
-    that leaves nothing to compare raises :class:`UserError`.
+    that leaves nothing to compare raises :class:`UserError`. In the column layout (``view``) the
+    user's code gets and gives the transposes, turned back at once.
     """
-    x, params, dout = trial.x.copy(), {k: v.copy() for k, v in trial.params.items()}, trial.dout.copy()
+    named, problems = _run_in_view(calls, spec, trial, view)
+    for key, value in named.items():
+        if isinstance(value, np.ndarray):
+            named[key] = np.ascontiguousarray(to_engine(view, _AS[key], value))
+    return named, problems
+
+
+def _run_in_view(calls: Calls, spec: LayerSpec, trial: Trial, view: Convention):
+    def copy(name: str, a: np.ndarray) -> np.ndarray:
+        return np.array(to_user(view, _AS[name], a), order="C")
+
+    x, dout = copy("x", trial.x), copy("dout", trial.dout)
+    params = {k: copy(k, v) for k, v in trial.params.items()}
     result = calls.forward(x, params)
     if calls.pair:
         pair = read("forward", lambda: tuple(result), result) if isinstance(result, (tuple, list)) else None
@@ -358,9 +387,9 @@ def _run_user(calls: Calls, spec: LayerSpec, trial: Trial) -> tuple[dict[str, An
         out, cache = result
     dtype = trial.x.dtype.name
     named: dict[str, Any] = {"out": _as_array("forward", "out", out, dtype)}
-    problems = [("forward", p) for p in _written("forward", trial, x, params)]
+    problems = [("forward", p) for p in _written("forward", trial, x, params, view=view)]
     grads = calls.backward(dout, cache)
-    problems += [("backward", p) for p in _written("backward", trial, x, params, dout)
+    problems += [("backward", p) for p in _written("backward", trial, x, params, dout, view=view)
                  if ("forward", p.replace("backward", "forward", 1)) not in problems]
     wanted = ("x",) + spec.params
     gradients = ", ".join(f"d{k}" for k in wanted)
@@ -406,21 +435,25 @@ IN_PLACE_WHY = {
 
 
 def _written(function: str, trial: Trial, x: np.ndarray, params: Mapping[str, np.ndarray],
-             dout: np.ndarray | None = None) -> list[str]:
-    """One line per input the user's code wrote into: the copies it was handed against the trial's own.
+             dout: np.ndarray | None = None, view: Convention = ROW) -> list[str]:
+    """One line per input the user's code wrote into: the copies it was handed against the trial's own
+    (seen in the user's layout, ``view``).
 
     NaN equals NaN here (a NaN copied is not a write); a write of the same values goes unseen.
     """
-    handed = {"x": (x, trial.x), **{k: (v, trial.params[k]) for k, v in params.items()}}
+    def pristine(name: str, a: np.ndarray) -> np.ndarray:
+        return to_user(view, _AS[name], a)
+
+    handed = {"x": (x, pristine("x", trial.x)), **{k: (v, pristine(k, trial.params[k])) for k, v in params.items()}}
     if dout is not None:
-        handed["dout"] = (dout, trial.dout)
+        handed["dout"] = (dout, pristine("dout", trial.dout))
     return [f"{function} modified {name} in place{IN_PLACE_WHY[name]}"
             for name, (mine, pristine) in handed.items()
             if mine.shape != pristine.shape or not np.array_equal(mine, pristine, equal_nan=True)]
 
 
 def _hints(spec: LayerSpec, trial: Trial, yours: Mapping[str, Any], checks: list[TensorCheck],
-           E: Mapping[str, np.ndarray], dtype: str) -> list[str]:
+           E: Mapping[str, np.ndarray], dtype: str, view: Convention = ROW) -> list[str]:
     """The classic mistakes (of :mod:`~manual_backprop.validation.mistakes`) the failing gradients reproduce.
 
     Each candidate is computed from this trial's own x, W, b and dout in float64 and must give the
@@ -445,7 +478,7 @@ def _hints(spec: LayerSpec, trial: Trial, yours: Mapping[str, Any], checks: list
     tol = {g: tolerance(E[g], dtype) for g in ("dx", "dW", "db") if g in E}
     found = fitting(layer_candidates(spec.linear, spec.activation, trial.x.shape[0]), values, mine, tol,
                     UNIT_ROUNDOFF[dtype])
-    return [found[g].sentence() for g in ("dx", "dW", "db") if g in found]
+    return [found[g].sentence(column=view.layout == "column") for g in ("dx", "dW", "db") if g in found]
 
 
 #: The status of a check whose tensor the user's code did not give as an array to compare (it raised, or
@@ -556,7 +589,7 @@ def _scales(spec: LayerSpec, trial: Trial, dtype: str) -> tuple[dict[str, np.nda
 
 def _compare(name: str, reference: str, trial: Trial, yours: Mapping[str, Any], ref: np.ndarray,
              dtype: str, spec: LayerSpec, E: Mapping[str, np.ndarray],
-             kinks: Mapping[str, np.ndarray]) -> TensorCheck:
+             kinks: Mapping[str, np.ndarray], view: Convention = ROW) -> TensorCheck:
     extra = {"trial": trial.name}
     mine = yours.get(name)
     if isinstance(mine, _Unreadable):
@@ -567,19 +600,25 @@ def _compare(name: str, reference: str, trial: Trial, yours: Mapping[str, Any], 
     if isinstance(mine, Missing):
         return TensorCheck(name, reference, "missing", extra=extra, note=mine.note)
     if mine.shape != ref.shape:
-        note = f"shape {mine.shape}, expected {ref.shape}"
+        note = (f"shape {to_user(view, _AS[name], mine).shape}, expected "
+                f"{shape_text(view, _AS[name], ref.shape)}")
         if mine.ndim == 2 and mine.shape == ref.shape[::-1]:
-            note += " (the transposed layout: is it dout.T @ x instead of x.T @ dout?)"
+            note += (" (the transposed layout: is it x @ dout.T instead of dout @ x.T?)" if view.layout == "column"
+                     else " (the transposed layout: is it dout.T @ x instead of x.T @ dout?)")
         return TensorCheck(name, reference, "shape", extra=extra, note=note)
     if mine.dtype != np.dtype(dtype):
         return TensorCheck(name, reference, "dtype", extra=extra,
                            note=f"dtype {mine.dtype}, expected {dtype} (the dtype of the inputs)")
     check = compare_values(name, reference, mine, ref, E[name], dtype, kinks.get(name))
     check.extra.update(extra)
+    on_kink = (name in ("out", "dx") and not spec.linear and check.worst is not None and trial.on_kink is not None
+               and bool(trial.on_kink[check.worst.index]))
+    if view.layout == "column" and check.worst is not None:  # the element as the user's layout indexes it
+        check.worst = dataclasses.replace(check.worst, index=index_to_user(view, _AS[name], check.worst.index))
     if check.status == "fail" and trial.on_kink is not None and trial.on_kink.any():
         check.note = (f"this trial puts pre-activations exactly on {spec.kink_words}, "
                       f"as torch and JAX take it")
-        if name in ("out", "dx") and not spec.linear and trial.on_kink[check.worst.index]:
+        if name in ("out", "dx") and not spec.linear and on_kink:
             check.note = f"x there is exactly on {spec.kink_words} (torch, JAX)"
     return check
 

@@ -77,6 +77,7 @@ import numpy as np
 
 from ..compare import TensorCheck, compare_projections
 from ..description.case import Case, Claim, cast_arrays, make_case
+from ..description.convention import ROW, Convention, accepted_shapes, shape_text, to_user
 from ..description.network import Network
 from ..engine.trace import forward
 from ..errors import InputError
@@ -427,8 +428,9 @@ def _told_apart(report: NetworkReport) -> str:
 class _Code:
     """The user's ``fn`` in one of the forms, run on copies: ``call(params, X, Y) -> (values, problems, notes)``."""
 
-    def __init__(self, fn: Any, network: Network, name: str | None = None):
+    def __init__(self, fn: Any, network: Network, name: str | None = None, convention: Convention = ROW):
         self.network = network
+        self.convention = convention  # the user's code gets its arrays, and gives them, in this view
         self.kind = "function"
         self.obj = fn
         if inspect.isclass(fn):
@@ -479,8 +481,11 @@ class _Code:
         ``shape`` is ``"trace"`` or ``"loss_grads"``; ``values`` maps trace names to copies of the
         arrays returned (or an :class:`_Unreadable`); inputs written into are ``notes``.
         """
-        mine = {k: v.copy() for k, v in params.items()}
-        X_in, Y_in = X.copy(), Y.copy()
+        view = self.convention
+        params = {k: to_user(view, k, v) for k, v in params.items()}
+        X, Y = to_user(view, "X", X), (to_user(view, "Y", Y) if Y.ndim == 2 else Y)
+        mine = {k: np.array(v, order="C") for k, v in params.items()}
+        X_in, Y_in = np.array(X, order="C"), np.array(Y, order="C")
         notes: list[str] = []
         if self.kind == "object":
             where = f"{self.label}.loss"
@@ -702,9 +707,10 @@ def _run_trial(code: _Code, name: str, purpose: str, case: Case) -> tuple[TrialR
             at = f" at index {[int(i) for i in np.argwhere(bad)[0]]}" if value.ndim else ""
             trial.problems[key] = f"{key} has {kind}{at}"
             continue
-        want = shapes[key]
-        if value.shape != want and not (value.ndim == 2 and value.shape == want[::-1]):
-            trial.problems[key] = f"{key} has shape {tuple(value.shape)}, expected {want}"
+        accepted = accepted_shapes(case.convention, key, shapes[key])
+        if value.shape not in accepted and not (value.ndim == 2 and value.shape == accepted[0][::-1]):
+            trial.problems[key] = (f"{key} has shape {tuple(value.shape)}, expected "
+                                   f"{shape_text(case.convention, key, shapes[key])}")
             trial.wrong_shapes[key] = tuple(int(s) for s in value.shape)
             continue
         if value.ndim and value.dtype != net.np_dtype:
@@ -715,7 +721,7 @@ def _run_trial(code: _Code, name: str, purpose: str, case: Case) -> tuple[TrialR
                            f"{net.dtype}'s precision")
     if claims:
         trial.validation = validate(Case(net, case.params, case.X, case.Y, case.title, case.seed, claims,
-                                         None, case.source))
+                                         None, case.source, convention=case.convention))
     elif not trial.problems:
         trial.error = f"{code.label} returned no tensor of this network to judge"
     return trial, shape
@@ -743,7 +749,7 @@ def _your_loss_differences(code: _Code, case: Case, trial: TrialResult, directio
     if v is None or "L" not in v.claims:
         trial.fd_note = "not run: your code returns no loss L to differentiate"
         return
-    grads = {n: v.claims[n].check.claimed for n in v.claims
+    grads = {n: case.in_engine_form(n, v.claims[n].check.claimed) for n in v.claims  # as the engine holds them
              if n[:2] in ("dW", "db") and n[2:].isdigit() and v.claims[n].check.status in ("right", "wrong")}
     if not grads:
         trial.fd_note = "not run: your code returns no parameter gradient (dW1, db1, ...) of the right shape"
@@ -821,7 +827,8 @@ def _confirm_truth(case: Case) -> tuple[bool, str]:
 
 
 def check_network(fn: Any, network: Any, *, seed: int = 0, batch: int = 4, float32: bool = True,
-                  directions: int = DIRECTIONS, name: str | None = None) -> NetworkReport:
+                  directions: int = DIRECTIONS, name: str | None = None, layout: str | None = None,
+                  deltas: str | None = None) -> NetworkReport:
     """Run the user's network code on every trial and judge it against the truth (see the module).
 
     ``network``: a :class:`Network` (parameters and data drawn from ``seed``, ``batch`` rows), a
@@ -829,6 +836,12 @@ def check_network(fn: Any, network: Any, *, seed: int = 0, batch: int = 4, float
     shipped example's name. ``float32``: run the float32 trial too. ``directions``: random
     directions per parameter for the finite differences of your own loss. ``name``: what the
     report calls the code (default: its ``__name__``).
+
+    ``layout`` and ``deltas`` (default: the network file's, else ``"row"`` and ``"gradient"``) say how
+    the code takes and gives its arrays: ``layout="column"`` hands it ``X`` (n0, N), ``Wl`` (nl, n(l-1)),
+    ``bl`` (nl, 1), ``Y`` (K, N) and reads its tensors in those shapes; ``deltas="per_sample"`` reads
+    its ``dZl``, ``dAl`` as summed over the samples, the 1/N in ``dWl`` and ``dbl``
+    (:mod:`~manual_backprop.description.convention`).
 
     A bad option, network or form is an :class:`InputError`; whatever the user's code raises or
     returns is in the report (status ``error``), never an exception from here.
@@ -839,7 +852,14 @@ def check_network(fn: Any, network: Any, *, seed: int = 0, batch: int = 4, float
     if not isinstance(float32, bool):
         raise InputError(f"check_network: float32 must be True or False, got {_short(float32)}")
     case, source = _case_of(network, int(seed), int(batch))
-    code = _Code(fn, _with_dtype(case.network, "float64"), name)
+    if layout is not None or deltas is not None:
+        try:
+            view = Convention(layout or case.convention.layout, deltas or case.convention.deltas,
+                              case.convention.biases)
+        except InputError as exc:
+            raise InputError(f"check_network: {exc}") from None
+        case = dataclasses.replace(case, convention=view)
+    code = _Code(fn, _with_dtype(case.network, "float64"), name, case.convention)
     report = NetworkReport(code.label, code.form, case.network, source=source)
     error = code.setup()
     if error is not None:
@@ -851,6 +871,7 @@ def check_network(fn: Any, network: Any, *, seed: int = 0, batch: int = 4, float
     for trial_name, purpose, trial_case in _trials(case, float32):
         if isinstance(trial_case, str):
             continue
+        trial_case = dataclasses.replace(trial_case, convention=case.convention)
         code.network = trial_case.network
         trial, shape = _run_trial(code, trial_name, purpose, trial_case)
         first_shape = first_shape or shape
@@ -861,8 +882,9 @@ def check_network(fn: Any, network: Any, *, seed: int = 0, batch: int = 4, float
         n = _follow_up_batch(trial, trial_case.network)
         if n is not None and all(t.batch != n for t in report.trials):
             rows = np.resize(np.arange(trial_case.batch), n)  # the trial's own rows, repeated if need be
-            again = make_case(trial_case.network, trial_case.params, trial_case.X[rows], trial_case.Y[rows],
-                              seed=trial_case.seed, source=trial_case.source)
+            again = dataclasses.replace(
+                make_case(trial_case.network, trial_case.params, trial_case.X[rows], trial_case.Y[rows],
+                          seed=trial_case.seed, source=trial_case.source), convention=case.convention)
             follow, _ = _run_trial(code, f"batch {n}", f"a tensor had shape (N,): N = {n} gives it its shape",
                                    again)
             report.trials.append(follow)

@@ -18,6 +18,12 @@ resolution in the same tensor, else in the whole ``[claimed]`` table; a
 derivation written in whole numbers only keeps ± 0.5. Seed 003's
 ``dZ3 = [0.5, -0.5, 0]`` thus reads ``0`` as 0.0 ± 0.05, and seed 000's
 ``h = [0, 0]`` as 0.00000 ± 0.000005.
+
+Exact claims have resolution 0 and are judged with the tolerance alone:
+``exact = true`` in ``[claimed]`` (every claim), ``dZ1 = { value = [...],
+exact = true }`` (one tensor, overriding the table's), and every array passed
+from Python (``make_case(..., claimed={"dW1": array})``). Borrowing never
+touches them, and they lend nothing to the whole numbers elsewhere.
 """
 
 from __future__ import annotations
@@ -35,8 +41,13 @@ WHOLE = 0.5
 
 
 def judged_resolutions(claims: Mapping[str, Claim]) -> dict[str, np.ndarray]:
-    """The resolution each claimed element is judged at (whole numbers read as above)."""
-    decimal = [np.asarray(c.resolution)[np.asarray(c.resolution) != WHOLE] for c in claims.values()]
+    """The resolution each claimed element is judged at (whole numbers read as above).
+
+    An exact element (resolution 0: ``exact = true`` in the file, or an array passed from Python)
+    stays exact, and lends nothing: it says nothing about how the numbers beside it were rounded,
+    so a whole number borrows only from decimals *written* beside it (> 0), else keeps ± 0.5.
+    """
+    decimal = [np.asarray(c.resolution)[_written(np.asarray(c.resolution))] for c in claims.values()]
     decimal = [d for d in decimal if d.size]
     table = max(float(d.max()) for d in decimal) if decimal else WHOLE
     out = {}
@@ -44,10 +55,15 @@ def judged_resolutions(claims: Mapping[str, Claim]) -> dict[str, np.ndarray]:
         res = np.array(claim.resolution, dtype=np.float64)
         whole = res == WHOLE
         if whole.any():
-            beside = res[~whole]
+            beside = res[_written(res)]
             res[whole] = float(beside.max()) if beside.size else table
         out[name] = res
     return out
+
+
+def _written(res: np.ndarray) -> np.ndarray:
+    """Which elements were written with decimals: neither a whole number (``WHOLE``) nor exact (0)."""
+    return (res != WHOLE) & (res > 0)
 
 
 def is_transposed(claimed: np.ndarray, true: np.ndarray) -> bool:

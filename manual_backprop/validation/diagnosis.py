@@ -71,6 +71,8 @@ def _fits_at(site: str, check: ClaimCheck, steps: Mapping[str, Step], case: Case
              claimed: set[str], u: float) -> list[Fit]:
     fits = []
     for mistake in MISTAKES:
+        if site != check.name and not mistake.upstream:
+            continue
         for candidate in mistake.candidates(steps[site], case):
             value = _value(candidate, site, check.name, steps, student, claimed, u)
             if value is not None and reproduces(check.claimed, check.resolution, check.tolerance, *value, u):

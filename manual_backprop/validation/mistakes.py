@@ -45,9 +45,15 @@ class Mistake:
     title: str
     sentence: str
     candidates: Callable[[Step, Case], list[Candidate]]
+    #: The sentence in the column layout's terms, where the row one speaks of products or axes.
+    column: str | None = None
+    #: Whether it may be named at a step not written down, upstream of the claim it explains (a convention
+    #: is only ever seen in a tensor written in it).
+    upstream: bool = True
 
     def explain(self, step: Step, case: Case, candidate: Candidate) -> str:
-        return self.sentence.format(**{**words(step, case), **candidate.words})
+        sentence = self.column if self.column and case.convention.layout == "column" else self.sentence
+        return sentence.format(**{**words(step, case), **candidate.words})
 
     def say(self, **names: str) -> str:
         """The sentence with the names given (the layer and loss checkers' words: ``n="db"``, ``dZ="dout"``)."""
@@ -155,8 +161,28 @@ SCALED_GRADIENTS = ("weight_gradient", "bias_gradient", "per_sample_weight", "pe
 
 
 def _missing_1_over_N(step: Step, case: Case) -> list[Candidate]:
-    return _when(step.kind in TOP and case.network.reduction == "mean" and case.batch > 1,
+    """N times the right value: at the loss, or (under per-sample deltas, where the 1/N lives there) at
+    a parameter's gradient."""
+    kinds = TOP + (("weight_gradient", "bias_gradient") if case.convention.deltas == "per_sample" else ())
+    return _when(step.kind in kinds and case.network.reduction == "mean" and case.batch > 1,
                  Candidate(_scaled(step, case.batch)))
+
+
+def _deltas_other_placement(step: Step, case: Case) -> list[Candidate]:
+    """A delta (dZl, dAl, dX) in the other convention's placement of the 1/N: N times ∂L/∂· where the file
+    declares gradients, ∂L/∂· itself where it declares per-sample deltas. The rule works in the engine's
+    form (gradients), so the candidate is the right rule times N, or divided by N."""
+    if step.kind not in ("loss_gradient", "activation_backward", "input_gradient") \
+            or case.network.reduction != "mean" or case.batch < 2:
+        return []
+    N = case.batch
+    if case.convention.deltas == "gradient":
+        how = {"how": f"N = {N} times ∂L/∂{step.name[1:]}: the per-sample convention (the 1/N applied in dW and "
+                      f"db); declare it with deltas = \"per_sample\" in [network] (--deltas per_sample)"}
+        return [Candidate(_scaled(step, N), how)]
+    how = {"how": f"∂L/∂{step.name[1:]} itself, the 1/N of the mean inside: the gradient convention, but this "
+                  f"file declares deltas = \"per_sample\" (N = {N} times that, the 1/N applied in dW and db)"}
+    return [Candidate(_scaled(step, 1 / N), how)]
 
 
 def _extra_1_over_N(step: Step, case: Case) -> list[Candidate]:
@@ -195,13 +221,32 @@ HALF_MSE_VS_MSE = {
 def _flipped_sign(step: Step, case: Case) -> list[Candidate]:
     if step.kind not in ("loss_gradient", "activation_backward", "input_gradient") + SCALED_GRADIENTS:
         return []
-    how = " (Y - A instead of A - Y)" if step.kind == "loss_gradient" else ""
+    how = " (Y - A instead of A - Y)" if step.kind == "loss_gradient" and not _unfused(step, case) else ""
     return [Candidate(_scaled(step, -1.0), {"how": how})]
+
+
+def _unfused(step: Step, case: Case) -> bool:
+    """Whether ``step`` is a fused loss's dL/dA_L, the loss differentiated as a function of A_L."""
+    return (step.kind == "loss_gradient" and LOSSES[case.network.loss].fused_with is not None
+            and step.name == f"dA{case.network.depth}")
+
+
+def _bce_second_term_missing(step: Step, case: Case) -> list[Candidate]:
+    """``dA = −c Y/A``: bce's dL/dŷ with only the y/ŷ term (the (1 − y)/(1 − ŷ) one left out)."""
+    if not _unfused(step, case) or case.network.loss != "bce":
+        return []
+    L, K = case.network.depth, case.network.sizes[-1]
+    c = LOSSES["bce"].scale(case.batch, K, case.network.reduction)
+
+    def rule(v):
+        with np.errstate(divide="ignore", invalid="ignore"):  # A == 0: an Inf, which matches no claim
+            return -c * case.T / v[f"A{L}"]
+    return [Candidate(rule)]
 
 
 def _without_Y(step: Step, case: Case) -> list[Candidate]:
     loss = LOSSES[case.network.loss]
-    if step.kind != "loss_gradient" or loss.fused_with is None:
+    if step.kind != "loss_gradient" or loss.fused_with is None or _unfused(step, case):
         return []
     L, K = case.network.depth, case.network.sizes[-1]
     c = loss.scale(case.batch, K, case.network.reduction)
@@ -429,6 +474,8 @@ MISTAKES: tuple[Mistake, ...] = (
             lambda s, c: _when(s.kind == "activation" and _act(s, c) != "identity",
                                Candidate(lambda v: v[f"Z{s.layer}"]))),
     # the loss and its gradient
+    Mistake("deltas_other_placement", "the other convention's placement of the 1/N",
+            "Your {n} is {how}.", _deltas_other_placement, upstream=False),
     Mistake("missing_1_over_N", "a missing 1/N",
             "{n} is missing the 1/N of the mean: it is N = {N} times too large ({right}).", _missing_1_over_N),
     Mistake("extra_1_over_N", "an extra 1/N",
@@ -437,23 +484,31 @@ MISTAKES: tuple[Mistake, ...] = (
             "{n} is {how}; it should be {right}.", _half_mse_vs_mse),
     Mistake("flipped_sign", "a flipped sign",
             "{n} has the opposite sign{how}; it should be {right}.", _flipped_sign),
+    Mistake("bce_second_term_missing", "bce's dL/dŷ with only the y/ŷ term",
+            "{n} keeps only the y/ŷ term of dL/d{A} (−Y/{A}); the (1 − Y)/(1 − {A}) term belongs too: {right}.",
+            _bce_second_term_missing),
     Mistake("cross_entropy_without_Y", "the cross-entropy gradient without Y subtracted",
             "{n} is the {output} without Y subtracted; the fused gradient is {right}.", _without_Y),
     # the Linear layer's backward
     Mistake("transposed_weight_gradient", "a transposed product (dZ.T @ A instead of A.T @ dZ)",
-            "{n} is {dZ}.T @ {A_prev}, the transposed product; it should be {A_prev}.T @ {dZ}.", _transposed_dW),
+            "{n} is {dZ}.T @ {A_prev}, the transposed product; it should be {A_prev}.T @ {dZ}.", _transposed_dW,
+            column="{n} is {A_prev} @ {dZ}.T, the transposed product; it should be {dZ} @ {A_prev}.T."),
     Mistake("weight_gradient_from_Z", "the weight gradient from Z instead of A",
             "{n} uses the pre-activation {Zp} where the activation belongs: it should be {right}.", _dW_from_Z),
     Mistake("db_wrong_axis", "db summed over the wrong axis",
-            "{n} sums {dZ} over the units (axis 1) instead of over the samples (axis 0): {right}.", _db_wrong_axis),
+            "{n} sums {dZ} over the units (axis 1) instead of over the samples (axis 0): {right}.", _db_wrong_axis,
+            column="{n} sums {dZ} over the units (axis 0) instead of over the samples (axis 1): {right}."),
     Mistake("transposed_product", "a transposed product (dZ @ W instead of dZ @ W.T)",
-            "{n} is {dZ} @ {W}, the transposed product; it should be {right}.", _transposed_dA),
+            "{n} is {dZ} @ {W}, the transposed product; it should be {right}.", _transposed_dA,
+            column="{n} is {W} @ {dZ}, the transposed product; it should be {right}."),
     Mistake("relu_mask_on_dA", "the ReLU mask applied to dA instead of dZ",
             "{n} already has the ReLU mask ({Zp} > 0) applied; the mask belongs in {dZp}, and {right}.",
             _mask_on_dA),
     Mistake("transposed_layout", "the transposed layout",
             "{n} holds the right numbers in the transposed layout (one sample per column); "
-            "in the row-vector convention it is (N, n), one sample per row.", _transposed_layout),
+            "in the row-vector convention it is (N, n), one sample per row.", _transposed_layout,
+            column="{n} holds the right numbers in the transposed layout (one sample per row); "
+                   "in the column-vector convention it is (n, N), one sample per column."),
     # the descent step
     Mistake("sgd_ascent", "a step up the gradient",
             "{n} adds the gradient (a step up the slope); it should be {right}.",
@@ -535,7 +590,10 @@ class LayerCandidate:
     scale: float = 1.0                 # how much larger the user's rounding is than the right tensor's (a factor N)
     tolerance_of: str | None = None    # whose tolerance the user's rounding is (another slot's values), if not its own
 
-    def sentence(self) -> str:
+    def sentence(self, column: bool = False) -> str:
+        """The mistake's sentence with this candidate's names (in the column layout's terms if ``column``)."""
+        if column and self.mistake.column:
+            return self.mistake.column.format(**self.words)
         return self.mistake.say(**self.words)
 
 

@@ -56,11 +56,32 @@ def input_gradient(l: int) -> str:
 
 
 def scale_text(case: Case) -> str:
-    """How the loss is normalised, as written after a sum: ``""``, ``" / N"`` or ``" / (N·K)"``."""
+    """How the loss gradient is normalised, as written after it: ``""``, ``" / N"`` or ``" / (N·K)"``;
+    under per-sample deltas the 1/N is not there (``""`` or ``" / K"``)."""
     net = case.network
     if net.reduction == "sum":
         return ""
-    return " / (N·K)" if LOSSES[net.loss].mean_divides_by_K else " / N"
+    per_sample = case.convention.deltas == "per_sample"
+    if LOSSES[net.loss].mean_divides_by_K:
+        return " / K" if per_sample else " / (N·K)"
+    return "" if per_sample else " / N"
+
+
+def linear_texts(case: Case, l: int) -> dict[str, str]:
+    """Layer l's four rules as the user writes them: their layout, and the 1/N where their deltas put it::
+
+        row      Zl = A(l-1) @ Wl + bl    dWl = A(l-1).T @ dZl    dbl = 1.T @ dZl    dA(l-1) = dZl @ Wl.T
+        column   Zl = Wl @ A(l-1) + bl    dWl = dZl @ A(l-1).T    dbl = dZl @ 1      dA(l-1) = Wl.T @ dZl
+
+    with ``(1/N) ·`` before dWl and dbl under per-sample deltas (and a mean).
+    """
+    a_prev, column = previous(l), case.convention.layout == "column"
+    mean = "(1/N) · " if case.convention.delta_factor(case.network.reduction, 2) != 1 else ""
+    if column:
+        return {"Z": f"Z{l} = W{l} @ {a_prev} + b{l}", "dW": f"dW{l} = {mean}dZ{l} @ {a_prev}.T",
+                "db": f"db{l} = {mean}dZ{l} @ 1 (row sums)", "dA": f"{input_gradient(l)} = W{l}.T @ dZ{l}"}
+    return {"Z": f"Z{l} = {a_prev} @ W{l} + b{l}", "dW": f"dW{l} = {mean}{a_prev}.T @ dZ{l}",
+            "db": f"db{l} = {mean}1.T @ dZ{l} (column sums)", "dA": f"{input_gradient(l)} = dZ{l} @ W{l}.T"}
 
 
 def derivation_steps(case: Case) -> dict[str, Step]:
@@ -78,7 +99,7 @@ def derivation_steps(case: Case) -> dict[str, Step]:
         a_prev = previous(l)
         add(f"Z{l}", "linear", (a_prev,), l,
             lambda v, a_prev=a_prev, W=params[f"W{l}"], b=params[f"b{l}"]: linear_forward(v[a_prev], W, b),
-            f"Z{l} = {a_prev} @ W{l} + b{l}")
+            linear_texts(case, l)["Z"])
         add(f"A{l}", "activation", (f"Z{l}",), l,
             lambda v, l=l, f=ACTIVATIONS[act].forward: f(v[f"Z{l}"]), f"A{l} = {act}(Z{l})")
     out_name = f"Z{L}" if loss.fused_with else f"A{L}"
@@ -95,13 +116,21 @@ def derivation_steps(case: Case) -> dict[str, Step]:
         add("L", "total_loss", ("L_data", "L_reg"), None, lambda v: v["L_data"] + v["L_reg"], "L = L_data + L_reg")
     g = "" if net.l2_convention == "half" else "2·"  # the penalty's gradient: λW (half) or 2λW (full)
 
-    top = f"dZ{L}" if loss.fused_with else f"dA{L}"
-    add(top, "loss_gradient", (f"Z{L}", f"A{L}"), L,
-        lambda v: loss.gradient(v[f"Z{L}"], v[f"A{L}"], T, net.reduction),
-        f"{top} = {loss.grad_text.format(Z=f'Z{L}', A=f'A{L}')}{scale_text(case)}")
+    # A fused loss with dAL claimed: the derivation went through dL/dAL (the loss written from AL), then
+    # the output activation's backward, and is modelled so; otherwise the fused step dZL = c (AL - Y).
+    through_dA = bool(loss.fused_with) and f"dA{L}" in case.claimed
+    if through_dA:
+        add(f"dA{L}", "loss_gradient", (f"Z{L}", f"A{L}"), L,
+            lambda v: loss.unfused_gradient(v[f"Z{L}"], v[f"A{L}"], T, net.reduction),
+            f"dA{L} = {loss.unfused_text.format(A=f'A{L}')}{scale_text(case)}")
+    else:
+        top = f"dZ{L}" if loss.fused_with else f"dA{L}"
+        add(top, "loss_gradient", (f"Z{L}", f"A{L}"), L,
+            lambda v: loss.gradient(v[f"Z{L}"], v[f"A{L}"], T, net.reduction),
+            f"{top} = {loss.grad_text.format(Z=f'Z{L}', A=f'A{L}')}{scale_text(case)}")
     for l in range(L, 0, -1):
         act = ACTIVATIONS[net.activations[l - 1]]
-        if l < L or not loss.fused_with:
+        if l < L or not loss.fused_with or through_dA:
             add(f"dZ{l}", "activation_backward", (f"dA{l}", f"Z{l}", f"A{l}"), l,
                 lambda v, l=l, b=act.backward: b(v[f"dA{l}"], v[f"Z{l}"], v[f"A{l}"]),
                 f"dZ{l} = " + act.backward_text.format(dA=f"dA{l}", Z=f"Z{l}", A=f"A{l}"))
@@ -111,23 +140,28 @@ def derivation_steps(case: Case) -> dict[str, Step]:
         reg_b = l2_gradient(b, net.l2, net.l2_convention) if net.regularized and net.l2_biases else None
         add(f"dW{l}", "weight_gradient", (a_prev, f"dZ{l}"), l,
             lambda v, l=l, a_prev=a_prev, r=reg_W: linear_dW(v[a_prev], v[f"dZ{l}"]) + (0 if r is None else r),
-            f"dW{l} = {a_prev}.T @ dZ{l}" + (f" + {g}{net.l2:g}·W{l}" if reg_W is not None else ""))
+            linear_texts(case, l)["dW"] + (f" + {g}{net.l2:g}·W{l}" if reg_W is not None else ""))
         add(f"db{l}", "bias_gradient", (f"dZ{l}",), l,
             lambda v, l=l, r=reg_b: linear_db(v[f"dZ{l}"]) + (0 if r is None else r),
-            f"db{l} = 1.T @ dZ{l} (column sums)" + (f" + {g}{net.l2:g}·b{l}" if reg_b is not None else ""))
+            linear_texts(case, l)["db"] + (f" + {g}{net.l2:g}·b{l}" if reg_b is not None else ""))
         add(input_gradient(l), "input_gradient", (f"dZ{l}",), l,
             lambda v, l=l, W=params[f"W{l}"]: linear_dA_prev(v[f"dZ{l}"], W),
-            f"{input_gradient(l)} = dZ{l} @ W{l}.T")
+            linear_texts(case, l)["dA"])
 
-    inverse_c = round(1 / normalisation(net, case.batch))
+    # the user's dZ is the engine's times the deltas' factor: what remains of 1/c multiplies it
+    inverse_c = round(1 / normalisation(net, case.batch) / case.convention.delta_factor(net.reduction, case.batch))
+    column = case.convention.layout == "column"
     for l in range(1, L + 1):
         a_prev = previous(l)
         times = f" * {inverse_c}" if inverse_c != 1 else ""
+        sample = (lambda t: f"{t}[:, i]") if column else (lambda t: f"{t}[i]")
+        outer = (f"outer({sample(f'dZ{l}')}{times}, {sample(a_prev)})" if column
+                 else f"outer({sample(a_prev)}, {sample(f'dZ{l}')}{times})")
         add(f"dW{l}_per_sample", "per_sample_weight", (a_prev, f"dZ{l}"), l,
             lambda v, l=l, a_prev=a_prev: np.einsum("ni,nj->nij", v[a_prev], per_sample_dZ(net, v, l)),
-            f"dW{l}_per_sample[i] = outer({a_prev}[i], dZ{l}[i]{times})")
+            f"dW{l}_per_sample[i] = {outer}")
         add(f"db{l}_per_sample", "per_sample_bias", (f"dZ{l}",), l,
-            lambda v, l=l: per_sample_dZ(net, v, l), f"db{l}_per_sample[i] = dZ{l}[i]{times}")
+            lambda v, l=l: per_sample_dZ(net, v, l), f"db{l}_per_sample[i] = {sample(f'dZ{l}')}{times}")
     step = case.step
     if step is not None and step.steps > 1:  # after k steps: where step 1's gradients lead
         grads = tuple(f"d{p}" for p in net.parameter_shapes())

@@ -10,13 +10,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..compare import tolerance
-from ..description.case import Case
+from ..description.case import Case, Claim
+from ..description.convention import is_delta
 from ..environment import describe
 from ..errors import InputError
 from .claims import ClaimCheck, in_layout, judge, judged_resolutions
@@ -132,7 +134,8 @@ class Validation:
         for name in self.steps:
             if name not in self.truth.values:
                 continue
-            value = self.truth.values[name]
+            like = np.shape(self.case.claimed[name].value) if name in self.case.claimed else None
+            value = self.case.shown(name, self.truth.values[name], like)
             entry: dict[str, Any] = {"shape": list(value.shape), "value": value.tolist(), "checks": {}}
             if name in self.claims:
                 entry["checks"]["claimed"] = self.claims[name].to_json()
@@ -144,7 +147,7 @@ class Validation:
             "carried_errors": self.carried_errors,
             "claims": list(self.claims),
             "summary": self.summary(),
-            "network": self.case.network.describe(),
+            "network": self.case.describe_network(),
             "title": self.case.title,
             "source": self.case.source,
             "tensors": tensors,
@@ -186,6 +189,23 @@ class Validation:
         return text
 
 
+def _refuse_unjudgeable_dAL(case: Case) -> None:
+    """A claimed dA_L of a fused loss where it is infinite (the output saturated in the network's dtype): exit 2."""
+    from ..checking.overflow import run_quietly, unfused_gradient_left_out
+    from ..compare import error_scales
+
+    net = case.network
+    name = f"dA{net.depth}"
+    if not net.fused or name not in case.claimed:
+        return
+    trace = run_quietly(case)
+    with np.errstate(all="ignore"):
+        E = error_scales(net, case.params, trace, case.T)
+    why = unfused_gradient_left_out(case, trace, E)
+    if why is not None:
+        raise InputError(f"{case.source}: [claimed] {name} cannot be judged: {why}; claim dZ{net.depth} instead")
+
+
 def validate(case: Case) -> Validation:
     """Judge every claim of ``case`` (``case.claimed``) against the engine's float64 truth."""
     if not case.claimed:
@@ -201,11 +221,14 @@ def validate(case: Case) -> Validation:
         keeps = ", ".join(case.step.optimizer.state) if case.step and case.step.optimizer.state else "no state"
         raise InputError(f"{case.source}: [claimed] {made[0]} is not made by this step: "
                          f"{case.step.rule if case.step else 'the network'} keeps {keeps}")
+    _refuse_unjudgeable_dAL(case)
     truth = true_values(case)
     net, u = case.network, truth.u
-    resolution = judged_resolutions(case.claimed)
+    resolution = judged_resolutions(case.claimed)  # as written: whole numbers read beside their decimals
     claimed = [n for n in steps if n in case.claimed]
-    checks = {n: judge(n, case.claimed[n], truth.values[n], truth.E[n], net.dtype, resolution[n]) for n in claimed}
+    engine = {n: Claim(case.in_engine_form(n, case.claimed[n].value), case.in_engine_form(n, resolution[n]))
+              for n in claimed}  # judged in the engine's form; shown back in the user's at the end
+    checks = {n: judge(n, engine[n], truth.values[n], truth.E[n], net.dtype, engine[n].resolution) for n in claimed}
     as_written = {n: (in_layout(checks[n].claimed, truth.values[n]), in_layout(checks[n].resolution, truth.values[n]))
                   for n in claimed}
     # A right claim stands for the true value: the student made it from the same right inputs, and its
@@ -228,7 +251,34 @@ def validate(case: Case) -> Validation:
         if not report.ok:
             _explain(report, steps, case, truth, traces, set(claimed), wrong_in)
         reports[name] = report
+    for name, report in reports.items():  # shown as written: the file's layout, bias shapes and 1/N
+        _as_written(report, case, resolution[name])
     return Validation(case, truth, steps, reports)
+
+
+def _as_written(report: ClaimReport, case: Case, resolution: np.ndarray) -> None:
+    """``report`` shown in the user's convention (:mod:`~manual_backprop.description.convention`): the claim as
+    written, the true value, the tolerance and the wrong elements in its layout, its bias shape, its 1/N."""
+    check, claim = report.check, case.claimed[report.name]
+    name, like = check.name, np.shape(claim.value)
+
+    def show(a):
+        return case.shown(name, a, like)
+
+    where = np.arange(check.claimed.size).reshape(check.claimed.shape)  # where each element goes
+    worst = check.worst
+    if worst is not None and check.claimed.shape == check.true.shape:
+        flat = int(where[worst]) if where.ndim else 0
+        at = np.argwhere(show(where) == flat)
+        worst = tuple(int(i) for i in at[0]) if at.size else ()
+    factor = case.convention.delta_factor(case.network.reduction, case.batch) if is_delta(name) else 1.0
+    report.check = dataclasses.replace(
+        check, claimed=np.asarray(claim.value, dtype=np.float64), true=show(check.true),
+        written=np.asarray(claim.resolution, dtype=np.float64), resolution=resolution,
+        tolerance=show(check.tolerance), wrong=None if check.wrong is None else show(check.wrong),
+        max_abs_err=None if check.max_abs_err is None else check.max_abs_err * factor, worst=worst)
+    if report.from_your_inputs is not None:
+        report.from_your_inputs = show(report.from_your_inputs)
 
 
 class _Traces:
@@ -264,7 +314,8 @@ def _explain(report: ClaimReport, steps, case: Case, truth: Truth, traces: _Trac
     check, step, u = report.check, report.step, truth.u
     if check.status == "shape":
         report.error = "own"
-        report.notes.append(f"{check.name} has shape {check.claimed.shape}, expected {check.true.shape}.")
+        written = np.shape(case.claimed[check.name].value)
+        report.notes.append(f"{check.name} has shape {written}, expected {case.shown(check.name, check.true).shape}.")
         return
     # the student's inputs as written: one with fewer digits than this claim (a 0.5 beside a claim to
     # 8 decimals) is read as exact to the claim's precision, not as anything within its own rounding
@@ -293,10 +344,11 @@ def _explain(report: ClaimReport, steps, case: Case, truth: Truth, traces: _Trac
                                 f"{', '.join(report.carried_from)} allows, but not at its own.")
             return
     if check.status == "transposed":
-        report.notes.append(f"{check.name} is written with shape {check.claimed.shape}; "
-                            f"the row-vector convention makes it {check.true.shape}.")
+        written = np.shape(case.claimed[check.name].value)
+        report.notes.append(f"{check.name} is written with shape {written}; the {case.convention.layout}-vector "
+                            f"convention makes it {case.shown(check.name, check.true).shape}.")
     if not report.fits:
-        report.notes.append(_does_not_follow(report, wrong))
+        report.notes.append(_does_not_follow(report, wrong, case))
         report.notes += _short_inputs(check, step, steps, traces, claimed, finest, u)
     report.notes += _equal_inputs_differ(check, step, case)
 
@@ -354,9 +406,14 @@ def _imprecise(step: Step, written: StudentTrace, student: StudentTrace) -> list
             or not np.array_equal(written.values[i], student.values[i])]
 
 
-def _does_not_follow(report: ClaimReport, wrong) -> str:
-    """What the right rule gives, from the true inputs and from the student's (when they differ)."""
+def _does_not_follow(report: ClaimReport, wrong, case: Case) -> str:
+    """What the right rule gives, from the true inputs and from the student's (when they differ), in the
+    user's convention."""
     step = report.step
+
+    def _short(a):
+        return _short_array(case.shown(step.name, a, np.shape(case.claimed[step.name].value)))
+
     if step.kind == "data":
         return f"{step.name} is not the data the file gives."
     bad = [i for i in step.inputs if wrong(i)]
@@ -389,7 +446,7 @@ def _equal_inputs_differ(check: ClaimCheck, step: Step, case: Case) -> list[str]
     return []
 
 
-def _short(a: np.ndarray) -> str:
+def _short_array(a: np.ndarray) -> str:
     """A small array the way a student writes it: ``[[0.25, 0.05], [0.25, 0.05]]``."""
     a = np.asarray(a, dtype=np.float64)
     if a.size > 12:
