@@ -293,3 +293,12 @@ def test_a_dL_dyhat_without_its_second_term_is_named_and_carried_into_dZ3():
     report = validate(dataclasses.replace(case, claimed=claims))
     assert report.own_errors == ["dA3"] and report.carried_errors == ["dZ3"]
     assert report.claims["dA3"].fits[0].mistake.id == "bce_second_term_missing"
+
+
+def test_validate_reads_a_file_in_the_layout_and_deltas_its_options_name(capsys):
+    assert main(["validate", "--example", "course-2-4-1-column"]) == 0
+    assert main(["validate", "--example", "course-2-4-1-column", "--deltas", "gradient"]) == 1
+    out = capsys.readouterr().out
+    assert "Your dZ2 is N = 3 times ∂L/∂Z2: the per-sample convention" in out
+    err = _one_line_exit_2(["validate", "--example", "course-2-4-1-column", "--layout", "row"], capsys)
+    assert "[parameters] W1 has shape (4, 2), expected (2, 4)" in err

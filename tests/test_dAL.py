@@ -169,3 +169,33 @@ def test_the_formula_reads_as_a_person_writes_it():
 
 def test_the_seed_004_example_file_exists():
     assert (Path(manual_backprop.__file__).parent / "examples" / "seed-004.toml").exists()
+
+
+def test_the_unfused_kernels_give_the_arithmetic_values():
+    # bce at Z = 0 (A = 1/2): dL/dA of -[T log A + (1-T) log(1-A)] is -T/A + (1-T)/(1-A) = -2T + 2(1-T),
+    # so T = 1 -> -2, T = 0 -> 2, T = 1/4 -> -1/2 + 3/2 = 1; at Z = ln 3 (A = 3/4), T = 1 -> -4/3, T = 0 -> 4.
+    from manual_backprop.kernels import LOSSES
+
+    bce = LOSSES["bce"]
+    Z = np.array([[0.0, 0.0, 0.0], [np.log(3), np.log(3), 0.0]])
+    A = 1 / (1 + np.exp(-Z))
+    T = np.array([[1.0, 0.0, 0.25], [1.0, 0.0, 1.0]])
+    np.testing.assert_allclose(bce.unfused_grad(Z, A, T), [[-2, 2, 1], [-4 / 3, 4, -2]], rtol=1e-14)
+    # mean over N·K = 6 entries: c = 1/6
+    np.testing.assert_allclose(bce.unfused_gradient(Z, A, T, "mean"), np.array([[-2, 2, 1], [-4 / 3, 4, -2]]) / 6,
+                               rtol=1e-14)
+    # saturated logits: at Z = 800, e^Z is Inf, yet T = 1 leaves only -T/A = -(1 + e^-800) = -1; at Z = -800 with
+    # T = 0 only (1-T)/(1-A) = 1 + e^-800 = 1 is left: a term of weight 0 is 0, never 0 * Inf = NaN
+    Z = np.array([[800.0, -800.0]])
+    with np.errstate(over="ignore"):
+        A = 1 / (1 + np.exp(-Z))
+    np.testing.assert_array_equal(bce.unfused_grad(Z, A, np.array([[1.0, 0.0]])), [[-1.0, 1.0]])
+    # softmax CE: Z = [0, ln 3] -> A = [1/4, 3/4]; dL/dA = -T/A: label 1 -> [0, -4/3], label 0 -> [-4, 0],
+    # the probability row [1/2, 1/2] -> [-2, -2/3]; three rows, two classes
+    ce = LOSSES["softmax_cross_entropy"]
+    Z = np.array([[0.0, np.log(3)]] * 3) + np.array([[0.0], [5.0], [-2.0]])  # a shift per row changes no A
+    A = np.exp(Z) / np.exp(Z).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(ce.unfused_grad(Z, A, np.array([1, 0, 1])), [[0, -4 / 3], [-4, 0], [0, -4 / 3]],
+                               rtol=1e-14)
+    T = np.array([[0.5, 0.5], [0.0, 1.0], [1.0, 0.0]])
+    np.testing.assert_allclose(ce.unfused_grad(Z, A, T), [[-2, -2 / 3], [0, -4 / 3], [-4, 0]], rtol=1e-14)

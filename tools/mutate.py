@@ -57,7 +57,8 @@ COPIED = ("manual_backprop", "tests", "pyproject.toml")
 KERNEL_OWN = ["tests/test_fast.py::test_every_activation_backward_is_the_derivative_of_its_forward",
               "tests/test_fast.py::test_every_loss_gradient_is_the_derivative_of_its_terms",
               "tests/test_fast.py::test_every_activation_kernel_writes_into_out_in_place_and_with_scratch",
-              "tests/test_fast.py::test_every_loss_kernel_writes_into_out_and_takes_labels"]
+              "tests/test_fast.py::test_every_loss_kernel_writes_into_out_and_takes_labels",
+              "tests/test_dAL.py::test_the_unfused_kernels_give_the_arithmetic_values"]
 AUTOGRAD_TESTS = ["tests/test_every_backward_rule.py", "tests/test_seeds.py"]
 KERNEL_TESTS = KERNEL_OWN + AUTOGRAD_TESTS
 REGULARIZATION_TESTS = ["tests/test_regularization_kernels.py",

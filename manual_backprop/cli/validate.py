@@ -39,9 +39,19 @@ def add_parser(sub) -> None:
     p.add_argument("--code", metavar="FILE.py:NAME",
                    help="judge your own code instead of [claimed]: NAME is fn(params, X, Y), a class, or an "
                         "object with params and loss(X, y), imported from FILE.py")
+    p.add_argument("--layout", choices=("row", "column"),
+                   help="read the file's tensors in this layout (overrides its [network] layout)")
+    p.add_argument("--deltas", choices=("gradient", "per_sample"),
+                   help="where the file's deltas keep the mean's 1/N (overrides its [network] deltas)")
     p.add_argument("--json", action="store_true", help="one JSON object on standard output")
     add_output_options(p)
     p.set_defaults(run=run)
+
+
+def _load(args: argparse.Namespace):
+    """The file or example, read in the layout and deltas the options name (the file's own otherwise)."""
+    overrides = {k: getattr(args, k) for k in ("layout", "deltas") if getattr(args, k, None) is not None} or None
+    return load_case(args.file, overrides) if args.file else load_example(args.example, overrides)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_options(args)
     if args.code is not None:
         return run_code(args)
-    case = load_case(args.file) if args.file else load_example(args.example)
+    case = _load(args)
     report = validate(case)
     write_outputs(report, args)
     if args.json:
@@ -69,7 +79,7 @@ def run_code(args: argparse.Namespace) -> int:
     from ..testing.network import check_network
 
     path, name = _code_option(args.code)
-    case = load_case(args.file) if args.file else load_example(args.example)
+    case = _load(args)
     with contextlib.redirect_stdout(sys.stderr):  # the user's prints must not mix with the report (--json)
         code = load_code(path, name)
         report = check_network(code, case, name=name)
