@@ -61,6 +61,12 @@ def derive(case: Case, wrong: Mapping[str, Callable[[dict, Case], np.ndarray]] |
     prev = "X"
     for l, act in enumerate(net.activations, start=1):
         Z = put(f"Z{l}", t[prev] @ p[f"W{l}"] + p[f"b{l}"])
+        if net.norms[l - 1] != "none":  # batch norm (over the samples) or layer norm (over the features)
+            axis = 0 if net.norms[l - 1] == "batchnorm" else 1
+            mu = Z.mean(axis=axis, keepdims=True)
+            var = ((Z - mu) ** 2).mean(axis=axis, keepdims=True)
+            Nl = put(f"N{l}", (Z - mu) / np.sqrt(var + net.eps))
+            Z = put(f"S{l}", p[f"gamma{l}"] * Nl + p[f"beta{l}"])
         put(f"A{l}", FORWARD[act](Z))
         prev = f"A{l}"
     L = net.depth
@@ -98,7 +104,14 @@ def derive(case: Case, wrong: Mapping[str, Callable[[dict, Case], np.ndarray]] |
     else:
         put(f"dA{L}", c * (2 if net.loss == "mse" else 1) * (A - T))
     for l in range(L, 0, -1):
-        if l < L or not fused and not from_dA:
+        if net.norms[l - 1] != "none":
+            put(f"dS{l}", backward_through(net.activations[l - 1], t[f"dA{l}"], t[f"S{l}"], t[f"A{l}"]))
+            put(f"dgamma{l}", (t[f"dS{l}"] * t[f"N{l}"]).sum(axis=0))
+            put(f"dbeta{l}", t[f"dS{l}"].sum(axis=0))
+            put(f"dN{l}", t[f"dS{l}"] * p[f"gamma{l}"])
+            put(f"dZ{l}", _norm_backward_long_form(t[f"Z{l}"], t[f"dN{l}"], net.eps,
+                                                   0 if net.norms[l - 1] == "batchnorm" else 1))
+        elif l < L or not fused and not from_dA:
             put(f"dZ{l}", backward_through(net.activations[l - 1], t[f"dA{l}"], t[f"Z{l}"], t[f"A{l}"]))
         A_prev = t[f"A{l - 1}"] if l > 1 else t["X"]
         reg = {q: 2 * f * net.l2 * p[q] if q in covered and net.l2 > 0 else 0.0 for q in (f"W{l}", f"b{l}")}
@@ -112,6 +125,18 @@ def derive(case: Case, wrong: Mapping[str, Callable[[dict, Case], np.ndarray]] |
     if case.optimizer is not None:
         _optimizer_step(case, t, put)
     return t
+
+
+def _norm_backward_long_form(Z, dN, eps, axis):
+    """dZ through the three paths, as the course's batchnorm_backward writes it step by step:
+    x̂ = (Z - mu) / sqrt(var + eps), so dvar, then dmu, then dZ (m the length of ``axis``)."""
+    m = Z.shape[axis]
+    mu = Z.mean(axis=axis, keepdims=True)
+    var = ((Z - mu) ** 2).mean(axis=axis, keepdims=True)
+    std = np.sqrt(var + eps)
+    dvar = (dN * (Z - mu)).sum(axis=axis, keepdims=True) * -0.5 * std ** -3
+    dmu = (-dN / std).sum(axis=axis, keepdims=True) + dvar * (-2 * (Z - mu)).mean(axis=axis, keepdims=True)
+    return dN / std + dvar * 2 * (Z - mu) / m + dmu / m
 
 
 def derive_steps(case: Case, zero_grad: bool = True) -> dict[str, np.ndarray]:

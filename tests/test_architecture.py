@@ -36,7 +36,7 @@ LAYERS = {
     "engine": 3,
     "references": 4,
     "compare": 5,
-    "checking": 6, "validation": 6, "testing": 6, "training": 6, "bench": 6, "display": 6,
+    "checking": 6, "validation": 6, "testing": 6, "training": 6, "bench": 6, "display": 6, "grading": 6,
     "cli": 7,
     "__init__": 8, "__main__": 8, "pytest_plugin": 8,
 }
@@ -101,7 +101,9 @@ def folder_of(module: str) -> str:
     return parts[1] if len(parts) > 1 else "__init__"
 
 
-MODULES = sorted(PACKAGE.rglob("*.py"))
+#: Data shipped in the package, not its code: the sample class's student submissions (some crash on purpose).
+DATA = PACKAGE / "classes"
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if DATA not in p.parents)
 GRAPH = {module_name(p): {m for m in imported_modules(p) if m.startswith("manual_backprop")} for p in MODULES}
 
 

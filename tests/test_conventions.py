@@ -16,7 +16,6 @@ import pytest
 from manual_backprop import Network, check, check_layer, check_network, load_example, make_case, validate
 from manual_backprop.cli import main
 from manual_backprop.description.case import Claim
-from manual_backprop.description.netfile import parse_case
 
 from .student import claims_of
 

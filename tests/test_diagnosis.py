@@ -64,6 +64,23 @@ def stepping(rule, t=0, **constants):
     return make
 
 
+def batchnorm_net(eps=1e-5):
+    """3-4-2, batch norm before a tanh, batch 4: as wide as the batch (dgamma over the wrong axis fits)."""
+    return case_of((3, 4, 2), ("tanh", "identity"), "half_mse", batch=4, seed=2, norms=("batchnorm", "none"),
+                   eps=eps)
+
+
+def layernorm_net():
+    return case_of((3, 5, 2), ("sigmoid", "identity"), "half_mse", batch=4, seed=3, norms=("layernorm", "none"))
+
+
+def _normalised(Z, axis, eps, m_minus_1=False, eps_outside=False):
+    """x̂ as a student writes it, over ``axis``: with Bessel's m - 1, or with eps outside the root if asked."""
+    mu = Z.mean(axis=axis, keepdims=True)
+    var = ((Z - mu) ** 2).sum(axis=axis, keepdims=True) / (Z.shape[axis] - (1 if m_minus_1 else 0))
+    return (Z - mu) / (np.sqrt(var) + eps if eps_outside else np.sqrt(var + eps))
+
+
 def two_relu_layers_of_equal_width():
     return case_of((3, 4, 4, 2), ("relu", "relu", "identity"), "half_mse", batch=5, seed=2)
 
@@ -129,6 +146,15 @@ MADE = {
                                {"dA1": lambda t, c: t["dZ2"] @ (c.params["W2"] - 0.3 * t["dW2"]).T}, "dA1"),
     # a whole loop without zero_grad, not one step written wrong: tested on its own below
     "gradients_accumulated_across_steps": None,
+    # batch norm and layer norm (tests/test_norms.py has more: the shipped derivation, the layer check)
+    "norm_statistics_constant": (batchnorm_net, {"dZ1": lambda t, c: t["dN1"] / np.sqrt(t["Z1"].var(axis=0) + 1e-5)},
+                                 "dZ1"),
+    "norm_bessel_variance": (batchnorm_net, {"N1": lambda t, c: _normalised(t["Z1"], 0, 1e-5, m_minus_1=True)}, "N1"),
+    "norm_eps_outside_root": (lambda: batchnorm_net(eps=1e-2),
+                              {"N1": lambda t, c: _normalised(t["Z1"], 0, 1e-2, eps_outside=True)}, "N1"),
+    "norm_parameter_gradient_wrong_axis": (batchnorm_net, {"dgamma1": lambda t, c: (t["dS1"] * t["N1"]).sum(axis=1)},
+                                           "dgamma1"),
+    "layernorm_batch_statistics": (layernorm_net, {"N1": lambda t, c: _normalised(t["Z1"], 0, 1e-5)}, "N1"),
 }
 
 

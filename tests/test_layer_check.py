@@ -113,8 +113,37 @@ def linear_then(act):
     return forward, backward
 
 
+def norm_layer(axis, linear=False):
+    """Batch norm (axis 0) or layer norm (axis 1), optionally after a Linear part and before a ReLU, the
+    backward in the compact form (tests/test_norms.py checks the course's staged one)."""
+    def forward(x, params):
+        z = x @ params["W"] + params["b"] if linear else x
+        mu, var = z.mean(axis=axis, keepdims=True), z.var(axis=axis, keepdims=True)
+        xhat = (z - mu) / np.sqrt(var + 1e-5)
+        s = params["gamma"] * xhat + params["beta"]
+        return (np.maximum(s, 0) if linear else s), (x, params, xhat, var, s)
+
+    def backward(dout, cache):
+        x, params, xhat, var, s = cache
+        ds = dout * (s > 0) if linear else dout
+        m = x.shape[0] if axis == 0 else xhat.shape[1]
+        dxhat = ds * params["gamma"]
+        dz = (m * dxhat - dxhat.sum(axis=axis, keepdims=True)
+              - xhat * (dxhat * xhat).sum(axis=axis, keepdims=True)) / (m * np.sqrt(var + 1e-5))
+        grads = {"gamma": (ds * xhat).sum(axis=0), "beta": ds.sum(axis=0)}
+        if linear:
+            grads.update(x=dz @ params["W"].T, W=x.T @ dz, b=dz.sum(axis=0))
+        else:
+            grads["x"] = dz
+        return grads
+
+    return forward, backward
+
+
 RIGHT = {"linear": (linear_forward, linear_backward), **ACTIVATION_LAYERS,
-         **{f"linear+{a}": linear_then(a) for a in ACTIVATION_LAYERS}}
+         **{f"linear+{a}": linear_then(a) for a in ACTIVATION_LAYERS},
+         "batchnorm": norm_layer(0), "layernorm": norm_layer(1),
+         "linear+batchnorm+relu": norm_layer(0, linear=True), "linear+layernorm+relu": norm_layer(1, linear=True)}
 
 
 # --- right layers pass -----------------------------------------------------------------------------
@@ -127,7 +156,7 @@ def test_every_layer_the_checker_knows_has_a_right_implementation_here():
 def test_a_right_layer_passes_against_torch_and_jax(layer):
     report = assert_layer_matches(*RIGHT[layer], layer=layer)
     assert report.ok and report.references == ["torch", "jax"]
-    expected_trials = ["random", "kink"] if "relu" in layer else ["random"]
+    expected_trials = ["random", "kink"] if "relu" in layer and "norm" not in layer else ["random"]  # a norm: no kink trial
     assert report.trials == expected_trials
 
 
@@ -484,7 +513,7 @@ def test_a_forward_that_is_not_a_function_or_a_layer_that_is_not_a_name_is_an_in
 
 def test_assert_layer_matches_names_an_unknown_option():
     with pytest.raises(InputError, match=r"^assert_layer_matches: unknown option 'bach'; known: batch, n_in, "
-                                         r"n_out, seed, dtype, against, layout$"):
+                                         r"n_out, seed, dtype, against, layout, eps$"):
         assert_layer_matches(relu_forward, relu_backward, layer="relu", bach=5)
 
 

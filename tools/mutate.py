@@ -65,7 +65,9 @@ REGULARIZATION_TESTS = ["tests/test_regularization_kernels.py",
                         "tests/test_regularization.py::test_the_course_network_gives_its_published_regularised_loss",
                         "tests/test_regularization.py::test_the_penalty_reaches_every_gradient_it_covers_as_torch_says",
                         "tests/test_regularization.py::test_accumulated_micro_batches_add_the_penalty_once"]
-ENGINE_TESTS = AUTOGRAD_TESTS + REGULARIZATION_TESTS + ["tests/test_accumulation.py", "-k", "not jax"]
+NORM_TESTS = ["tests/test_norms.py::test_the_engine_matches_the_students_long_form_derivation",
+              "tests/test_norms.py::test_every_tensor_agrees_with_torch_jax_and_finite_differences"]
+ENGINE_TESTS = AUTOGRAD_TESTS + REGULARIZATION_TESTS + NORM_TESTS + ["tests/test_accumulation.py", "-k", "not jax"]
 FAST_TESTS = ["tests/test_fast.py",
               "tests/test_extremes.py::test_the_fast_engine_stays_finite_at_saturated_logits_and_equals_the_engine",
               "tests/test_regularization.py::test_the_fast_engine_adds_the_same_penalty"]
@@ -98,6 +100,8 @@ TARGETS = [
            REGULARIZATION_TESTS),
     Target("manual_backprop/kernels/optimizers.py",
            lambda q: q.endswith(("_update", "_state", "_step")) and q != "_state", OPTIMIZER_TESTS),
+    Target("manual_backprop/kernels/normalization.py",
+           lambda q: q in {"norm_backward", "norm_dgamma", "norm_dbeta", "norm_dN", "norm_dZ"}, NORM_TESTS),
     Target("manual_backprop/engine/trace.py", lambda q: q in {"backward", "_accumulate"}, ENGINE_TESTS),
     Target("manual_backprop/engine/fast.py", lambda q: q in {"_run", "_loss_and_dZ"}, FAST_TESTS,
            after={"_run": "_loss_and_dZ("}),
@@ -120,7 +124,8 @@ HANDWRITTEN = [
      "out=out), c / Z.shape[0], out=out)"),
     ("manual_backprop/kernels/losses.py", "Loss.scale", "1.0 / N", "1.0 / (N - 1)"),
     ("manual_backprop/kernels/losses.py", "Loss.scale", "1.0 / (N * K)", "1.0 / N"),
-    ("manual_backprop/engine/trace.py", "backward", 'fwd[f"Z{l}"], fwd[f"A{l}"])', 'fwd[f"Z{l}"], fwd[f"Z{l}"])'),
+    ("manual_backprop/engine/trace.py", "backward", 'fwd[network.pre_activation(l)], fwd[f"A{l}"])',
+     'fwd[network.pre_activation(l)], fwd[network.pre_activation(l)])'),
     # A passed for Z even to a backward that needs Z itself (one without the registry's backward_from_A)
     ("manual_backprop/engine/fast.py", "_run", "ws.Z_seen[l - 1], A_prev", "A_prev, A_prev"),
 ]

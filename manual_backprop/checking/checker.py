@@ -224,6 +224,12 @@ def check(case: Case, against: Sequence[str] | None = None, device: str | None =
 
     # --lr asks for the plain step at that rate; otherwise the case's own ([optimizer], else [sgd])
     step = sgd(check_learning_rate(learning_rate, "--lr")) if learning_rate is not None else case.step
+    if per_sample:
+        from ..engine.per_sample import refuse_batchnorm
+        refuse_batchnorm(case.network)
+    if step is not None and case.network.has_norm:
+        raise InputError(f"{case.source}: an optimiser step ([sgd], [optimizer], --lr) is not checked on a network "
+                         f"with a norm yet: its Wl_next, gammal_next are not named; check the gradients alone")
     with blas_threads_for(case):
         report = _check(case, names, explicit, device, engine_trace, describe)
         if per_sample or step is not None:

@@ -17,6 +17,8 @@ from ..errors import InputError
 from ..kernels import ACTIVATIONS, LOSSES
 
 INLINE = ("sizes", "activations", "loss", "reduction", "batch", "seed")
+NORM_HELP = ("one per Linear layer: none, batchnorm, layernorm (between the Linear part and the activation); "
+             "overrides a file's [network] norms")
 
 
 def add_case_options(p: argparse.ArgumentParser, default_note: str = "the seed-002 network") -> None:
@@ -31,6 +33,8 @@ def add_case_options(p: argparse.ArgumentParser, default_note: str = "the seed-0
     g.add_argument("--batch", type=int, help="rows of random data (default 4)")
     g.add_argument("--seed", type=int, help="seed for random parameters and data (default 0)")
     p.add_argument("--dtype", choices=("float64", "float32"), help="override the network's dtype")
+    p.add_argument("--norms", metavar="N1,N2,...", help=NORM_HELP)
+    p.add_argument("--eps", type=float, help="the norms' eps, added to the variance inside the root (default 1e-5)")
     p.add_argument("--layout", choices=("row", "column"),
                    help="how the tensors are written: row (one sample per row, Z = X @ W + b; the default) or "
                         "column (one sample per column, Z = W @ X + b)")
@@ -63,6 +67,11 @@ def case_from_args(args: argparse.Namespace, default_example: str = DEFAULT_EXAM
     overrides = {"dtype": args.dtype} if args.dtype else {}
     view = {k: getattr(args, k, None) for k in ("layout", "deltas") if getattr(args, k, None) is not None}
     overrides.update(view)
+    norms = getattr(args, "norms", None)
+    if norms is not None:
+        overrides["norms"] = split_list(norms, "--norms")
+    if getattr(args, "eps", None) is not None:
+        overrides["eps"] = args.eps
     l2, convention = getattr(args, "l2", None), getattr(args, "l2_convention", None)
     if l2 is not None and not (math.isfinite(l2) and l2 >= 0):
         raise InputError(f"--l2 must be a finite number >= 0 (λ of the L2 penalty), got {l2!r}")
@@ -81,7 +90,9 @@ def case_from_args(args: argparse.Namespace, default_example: str = DEFAULT_EXAM
         sizes = _int_list(args.sizes, "--sizes")
         acts = split_list(args.activations, "--activations")
         network = Network(tuple(sizes), tuple(acts), args.loss.strip(), (args.reduction or "mean").strip(),
-                          args.dtype or "float64", l2=0.0 if l2 is None else l2, l2_convention=convention or "half")
+                          args.dtype or "float64", l2=0.0 if l2 is None else l2, l2_convention=convention or "half",
+                          norms=tuple(overrides.get("norms", ()) if overrides else ()),
+                          eps=overrides.get("eps") if overrides else None)
         seed, batch = getattr(args, "seed", None), getattr(args, "batch", None)
         return make_case(network, seed=seed if seed is not None else 0, batch=batch if batch is not None else 4,
                          **view)

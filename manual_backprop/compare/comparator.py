@@ -251,7 +251,7 @@ def flipped_units(network: Network, engine: Mapping[str, np.ndarray], ref: Mappi
     out = {}
     for l, act in enumerate(network.activations, start=1):
         kink = ACTIVATIONS[act].kink
-        if kink is None or f"Z{l}" not in ref:
+        if kink is None or f"Z{l}" not in ref or network.normed(l):  # a normed layer is never excused a flip
             continue
         a = np.asarray(engine[f"Z{l}"], np.float64) - kink
         b = np.asarray(ref[f"Z{l}"], np.float64) - kink
@@ -291,7 +291,7 @@ def possible_flips(network: Network, trace: Mapping[str, np.ndarray],
     out = {}
     for l, act in enumerate(network.activations, start=1):
         kink = ACTIVATIONS[act].kink
-        if kink is None:
+        if kink is None or network.normed(l):
             continue
         near = may_flip(trace[f"Z{l}"], E[f"Z{l}"], kink, network.dtype)
         if near.any():

@@ -29,6 +29,8 @@ step, each taking its operands' errors and returning its result's::
                                                                 + E_A_prev.T @ |dZ|
                                db = sum_rows dZ      E_db = gamma(N) sum|dZ| + sum E_dZ
                                dA_prev = dZ @ W.T    E_dA = gamma(n_out) |dZ| @ |W|.T + E_dZ @ |W|.T
+    norm_forward_error         N = (Z - mu) inv, S = gamma N + beta (a sum over m: the batch, or the features)
+    norm_backward_error        dgamma, dbeta, dN, dZ = (1/m) inv (m dN - sum dN - N sum dN N)
 
 Two errors that are a reference's own, not rounding of the same arithmetic, are
 part of ``E`` too: a correct engine is never rejected for them.
@@ -77,7 +79,7 @@ import numpy as np
 
 from ..description.network import Network
 from ..engine.per_sample import normalisation
-from ..kernels import ACTIVATIONS, LOSSES
+from ..kernels import ACTIVATIONS, LOSSES, NORMS
 
 #: Safety factor over the rounding estimate, the same for every dtype.
 K = 8.0
@@ -400,6 +402,74 @@ def linear_backward_error(A_prev, E_A_prev, W, dZ, E_dZ, u: float,
     return E_dW, E_db, E_dA_prev
 
 
+def norm_forward_error(Z, E_Z, N, scale, shift, inv_std, axis: int, u: float,
+                       flush: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(E_N, E_S, E_inv)`` of a norm over ``axis`` of length m (batch norm: 0, the N samples; layer norm: 1).
+
+    Z, N (N, n); ``scale``, ``shift`` the layer's gamma, beta (n,); inv_std as the kernel returns it. With ``C = Z - mu`` and means over
+    the axis (``mean|x|`` written ``<|x|>``)::
+
+        E_mu  = gamma(m) <|Z|> + <E_Z>                      the mean, a sum of m terms
+        E_C   = E_Z + E_mu + u |C|
+        E_var = gamma(m) <C²> + 2 <|C| E_C> + u <C²>         a sum of m squares
+        E_inv = inv (E_var / (2 (var + eps)) + ULPS u)     1/sqrt, relative error halved
+        E_N   = inv E_C + |C| E_inv + u |N|
+        E_S   = |gamma| E_N + 2u |gamma N| + u |S|           (+ fl for each result below the normal range)
+    """
+    Z, N = np.asarray(Z, np.float64), np.asarray(N, np.float64)
+    inv = np.asarray(inv_std, np.float64)
+    inv = inv[None, :] if axis == 0 else inv
+    m = Z.shape[axis]
+    mean = lambda a: np.mean(a, axis=axis, keepdims=True)  # noqa: E731
+    C = Z - mean(Z)
+    E_mu = gamma(m, u) * mean(np.abs(Z)) + mean(E_Z)
+    E_C = E_Z + E_mu + u * np.abs(C)
+    var_eps = 1 / (inv * inv)
+    E_var = (gamma(m, u) + u) * mean(C * C) + 2 * mean(np.abs(C) * E_C)
+    E_inv = inv * (E_var / (2 * var_eps) + ELEMENTWISE_ULPS * u)
+    E_N = inv * E_C + np.abs(C) * E_inv + u * np.abs(N) + _flushable(N, flush)
+    g = _abs(scale)
+    S = g * N + _abs(shift)
+    E_S = g * E_N + 2 * u * np.abs(g * N) + u * S + _flushable(np.asarray(scale, np.float64) * N + shift, flush)
+    return E_N, E_S, E_inv[0] if axis == 0 else E_inv
+
+
+def norm_backward_error(N, E_N, scale, inv_std, E_inv, dS, E_dS, axis: int, u: float,
+                        flush: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(E_dgamma, E_dbeta, E_dN, E_dZ)`` of the norm's backward, the sums of dgamma and dbeta over the N
+    samples, those of dZ over ``axis`` (length m)::
+
+        E_dbeta  = gamma(N) sum|dS| + sum E_dS
+        E_dgamma = gamma(N) sum|dS N| + sum (E_dS |N| + |dS| E_N)
+        E_dN     = |gamma| E_dS + u |dN|
+        dZ = inv (dN - <dN> - N <dN N>):   M = |dN| + <|dN|> + |N| <|dN N|>
+        E_dZ     = inv (gamma(m) (<|dN|> + |N| <|dN N|>) + ULPS u M + E_dN + <E_dN>
+                        + E_N <|dN N|> + |N| <E_dN |N| + |dN| E_N>) + E_inv M     (+ fl)
+    """
+    N, dS = np.asarray(N, np.float64), np.asarray(dS, np.float64)
+    inv = np.asarray(inv_std, np.float64)
+    inv = inv[None, :] if axis == 0 else inv
+    E_inv = np.asarray(E_inv, np.float64)
+    E_inv = E_inv[None, :] if axis == 0 else E_inv
+    n_rows, m = N.shape[0], N.shape[axis]
+    mean = lambda a: np.mean(a, axis=axis, keepdims=True)  # noqa: E731
+    E_dbeta = gamma(n_rows, u) * np.abs(dS).sum(axis=0) + E_dS.sum(axis=0)
+    E_dgamma = gamma(n_rows, u) * np.abs(dS * N).sum(axis=0) + (E_dS * np.abs(N) + np.abs(dS) * E_N).sum(axis=0)
+    g = _abs(scale)
+    dN = np.asarray(scale, np.float64) * dS
+    E_dN = g * E_dS + u * np.abs(dN) + _flushable(dN, flush)
+    adN = np.abs(dN)
+    M = adN + mean(adN) + np.abs(N) * mean(np.abs(dN * N))
+    E_dZ = (inv * (gamma(m, u) * (mean(adN) + np.abs(N) * mean(np.abs(dN * N))) + ELEMENTWISE_ULPS * u * M
+                   + E_dN + mean(E_dN) + E_N * mean(np.abs(dN * N)) + np.abs(N) * mean(E_dN * np.abs(N) + adN * E_N))
+            + E_inv * M)
+    if flush:
+        E_dbeta = E_dbeta + flush * (dS != 0).sum(axis=0)
+        E_dgamma = E_dgamma + flush * (dS * N != 0).sum(axis=0)
+        E_dZ = E_dZ + flush * m * inv
+    return E_dgamma, E_dbeta, E_dN, E_dZ
+
+
 # --- composed -----------------------------------------------------------------------------------
 
 def error_scales(network: Network, params: Mapping[str, np.ndarray], trace: Mapping[str, np.ndarray],
@@ -431,8 +501,15 @@ def _composed(network: Network, params: Mapping[str, np.ndarray], trace: Mapping
     A_prev, E_prev = trace["X"], E["X"]
     for l in range(1, L + 1):
         E_Z = linear_forward_error(A_prev, E_prev, params[f"W{l}"], params[f"b{l}"], u, flush)
-        E_A = activation_error(network.activations[l - 1], trace[f"Z{l}"], trace[f"A{l}"], E_Z, u, flush)
-        E[f"Z{l}"], E[f"A{l}"] = E_Z, E_A
+        E[f"Z{l}"] = E_in = E_Z
+        if network.normed(l):
+            E[f"N{l}"], E[f"S{l}"], E[f"inv{l}"] = norm_forward_error(
+                trace[f"Z{l}"], E_Z, trace[f"N{l}"], params[f"gamma{l}"], params[f"beta{l}"],
+                _inv_std(network, params, trace, l), NORMS[network.norm(l)].axis, u, flush)
+            E_in = E[f"S{l}"]
+        E_A = activation_error(network.activations[l - 1], trace[network.pre_activation(l)], trace[f"A{l}"], E_in,
+                               u, flush)
+        E[f"A{l}"] = E_A
         A_prev, E_prev = trace[f"A{l}"], E_A
 
     Z_L, A_L = trace[f"Z{L}"], trace[f"A{L}"]
@@ -446,8 +523,13 @@ def _composed(network: Network, params: Mapping[str, np.ndarray], trace: Mapping
     for l in range(L, 0, -1):
         if l < L or not fused:
             E[f"dA{l}"] = E_dA
-            E_dZ = activation_backward_error(network.activations[l - 1], trace[f"Z{l}"], trace[f"A{l}"],
-                                             trace[f"dA{l}"], E_dA, E[f"A{l}"], u, flush)
+            E_dZ = activation_backward_error(network.activations[l - 1], trace[network.pre_activation(l)],
+                                             trace[f"A{l}"], trace[f"dA{l}"], E_dA, E[f"A{l}"], u, flush)
+            if network.normed(l):
+                E[f"dS{l}"] = E_dZ
+                E[f"dgamma{l}"], E[f"dbeta{l}"], E[f"dN{l}"], E_dZ = norm_backward_error(
+                    trace[f"N{l}"], E[f"N{l}"], params[f"gamma{l}"], _inv_std(network, params, trace, l),
+                    E.pop(f"inv{l}"), trace[f"dS{l}"], E_dZ, NORMS[network.norm(l)].axis, u, flush)
         else:
             E_dZ = E_top  # the fused loss gives dZ_L directly
             with np.errstate(invalid="ignore", over="ignore"):  # inf where dA_L cannot be judged (checking says so)
@@ -463,6 +545,12 @@ def _composed(network: Network, params: Mapping[str, np.ndarray], trace: Mapping
                 E[f"db{l}"] = E[f"db{l}"] + l2_gradient_error(network, params[f"b{l}"], trace[f"db{l}"], u, flush)
     E["dX"] = E_dA
     return E
+
+
+def _inv_std(network: Network, params, trace, l: int) -> np.ndarray:
+    """Layer l's ``1/sqrt(var + eps)`` in float64, from its Z in the trace."""
+    Z = np.asarray(trace[f"Z{l}"], np.float64)
+    return NORMS[network.norm(l)].forward(Z, np.ones(Z.shape[1]), np.zeros(Z.shape[1]), network.eps)[2]
 
 
 def l2_penalty_error(network: Network, params: Mapping[str, np.ndarray], u: float, flush: float = 0.0) -> np.ndarray:
@@ -493,23 +581,38 @@ def l2_gradient_error(network: Network, W, total, u: float, flush: float = 0.0) 
 
 
 def layer_error_scales(activation: str, x: np.ndarray, params: Mapping[str, np.ndarray],
-                       values: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
+                       values: Mapping[str, np.ndarray], dtype: str,
+                       norm_axis: int | None = None) -> dict[str, np.ndarray]:
     """``E`` of one layer ``out = act(x @ W + b)`` (or ``act(x)`` when ``params`` is empty).
 
     x (N, n_in), W (n_in, n_out), b (n_out,) and the upstream ``dout`` (N, n_out)
     are exact inputs (E = 0, but for subnormal values, which a reference may read
     as 0). ``values`` holds the layer's float64 ``Z``, ``out``, ``dout`` and ``dZ``.
     Returns ``E`` for ``Z``, ``out``, ``dZ``, ``dx`` and, with parameters, ``dW``,
-    ``db``: the same steps as :func:`error_scales`.
+    ``db``: the same steps as :func:`error_scales`. With ``norm_axis`` (a batch norm: 0, a layer norm: 1)
+    the activation reads ``S = gamma * N + beta`` (``values`` holds ``N``, ``S``, ``dS``, ``inv_std``,
+    ``params`` ``gamma``, ``beta``), and ``E`` has ``dgamma``, ``dbeta`` too
+    (:func:`norm_forward_error`, :func:`norm_backward_error`).
     """
     u, flush = UNIT_ROUNDOFF[dtype], FLUSH[dtype]
     E_x = _subnormal(_abs(x), flush)
     E_dout = _subnormal(_abs(values["dout"]), flush)
-    E = {"Z": linear_forward_error(x, E_x, params["W"], params["b"], u, flush) if params else E_x}
-    E["out"] = activation_error(activation, values["Z"], values["out"], E["Z"], u, flush)
-    E["dZ"] = activation_backward_error(activation, values["Z"], values["out"], values["dout"],
-                                        E_dout, E["out"], u, flush)
-    if params:
+    linear = "W" in params
+    E = {"Z": linear_forward_error(x, E_x, params["W"], params["b"], u, flush) if linear else E_x}
+    pre, E_pre = values["Z"], E["Z"]
+    if norm_axis is not None:
+        _, E_S, E_inv = norm_forward_error(values["Z"], E["Z"], values["N"], params["gamma"], params["beta"],
+                                           values["inv_std"], norm_axis, u, flush)
+        pre, E_pre = values["S"], E_S
+    E["out"] = activation_error(activation, pre, values["out"], E_pre, u, flush)
+    E["dZ"] = activation_backward_error(activation, pre, values["out"], values["dout"], E_dout, E["out"], u, flush)
+    if norm_axis is not None:
+        E_N = norm_forward_error(values["Z"], E["Z"], values["N"], params["gamma"], params["beta"],
+                                 values["inv_std"], norm_axis, u, flush)[0]
+        E["dgamma"], E["dbeta"], _, E["dZ"] = norm_backward_error(values["N"], E_N, params["gamma"],
+                                                                  values["inv_std"], E_inv, values["dS"], E["dZ"],
+                                                                  norm_axis, u, flush)
+    if linear:
         E["dW"], E["db"], E["dx"] = linear_backward_error(x, E_x, params["W"], values["dZ"], E["dZ"], u, flush)
     else:
         E["dx"] = E["dZ"]

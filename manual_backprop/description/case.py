@@ -166,6 +166,8 @@ def make_case(
     for name in shapes:
         if name not in params:
             full[name] = drawn[name]
+            if params and name.startswith(("gamma", "beta")):  # given weights: a norm's defaults, 1 and 0
+                full[name] = (np.ones if name.startswith("gamma") else np.zeros)(shapes[name], network.np_dtype)
             continue
         given = _float_array(params[name], network, name, in_params)
         full[name] = np.ascontiguousarray(to_engine(convention, name, given))
@@ -192,10 +194,19 @@ def make_case(
             f"{in_data}X has shape {given}, expected {expected} for input width {network.sizes[0]}"
             + (" (the column layout: one sample per column)" if column else "")
         )
+    if network.has_batchnorm and X.shape[0] == 1:
+        layers = ", ".join(str(l) for l in range(1, network.depth + 1) if network.norm(l) == "batchnorm")
+        raise InputError(f"{in_data}X is a batch of one (N = 1), but layer {layers} has batch norm: its variance "
+                         f"over one sample is 0, so x̂ = 0 for every input and no gradient reaches the layer; "
+                         f"give at least 2 rows")
     check_memory(network, X.shape[0], source)  # the given batch: its activations are not allocated yet
     Y = _targets(Y, network, X.shape[0], in_data, column)
     claims = _claims(claimed, network, X.shape[0], Y, f"{source}: [claimed] " if from_file else f"{source}: claimed ",
                      convention)
+    if network.has_norm and (learning_rate is not None or optimizer is not None):
+        raise InputError(f"{source}: an optimiser step ([sgd], [optimizer]) is not supported on a network with a "
+                         f"norm ({'/'.join(network.norms)}) yet: its gammal_next, betal_next are not named; "
+                         f"leave the step out and judge the gradients")
     if optimizer is not None:
         if learning_rate is not None:
             raise InputError(f"{source}: give [sgd] or [optimizer], not both")
@@ -287,7 +298,8 @@ def as_float64(case: Case) -> Case:
 
 
 def random_parameters(network: Network, seed: int) -> dict[str, np.ndarray]:
-    """W_l ~ N(0, 1/n_{l-1}) and b_l ~ ±U(0.05, 0.5), from stream 0 of ``seed``."""
+    """W_l ~ N(0, 1/n_{l-1}) and b_l ~ ±U(0.05, 0.5), from stream 0 of ``seed``; a norm's gamma_l ~ U(0.5, 1.5)
+    and beta_l ~ ±U(0.05, 0.5) from stream 5 (make_case uses 1 and 0 instead when other parameters are given)."""
     rng = np.random.default_rng([seed, 0])
     out = {}
     for l in range(1, network.depth + 1):
@@ -295,6 +307,13 @@ def random_parameters(network: Network, seed: int) -> dict[str, np.ndarray]:
         out[f"W{l}"] = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(network.np_dtype)
         b = rng.uniform(0.05, 0.5, n_out) * rng.choice([-1.0, 1.0], n_out)
         out[f"b{l}"] = b.astype(network.np_dtype)
+    norm_rng = np.random.default_rng([seed, 5])  # its own stream: a norm changes no other draw
+    for l in range(1, network.depth + 1):
+        if network.normed(l):
+            n = network.sizes[l]
+            out[f"gamma{l}"] = norm_rng.uniform(0.5, 1.5, n).astype(network.np_dtype)
+            out[f"beta{l}"] = (norm_rng.uniform(0.05, 0.5, n) * norm_rng.choice([-1.0, 1.0], n)).astype(
+                network.np_dtype)
     return out
 
 

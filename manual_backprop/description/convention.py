@@ -55,7 +55,9 @@ def kind(name: str) -> str:
     base = name.removesuffix("_next")
     if base[:1] in ("v", "m") and base[1:2] in ("W", "b"):
         base = base[1:]
-    base = base[1:] if base.startswith("d") and len(base) > 1 and base[1] in "WbZAX" else base
+    base = base[1:] if base.startswith("d") and len(base) > 1 and base[1] in "WbZAXNSg" else base
+    if base.startswith(("gamma", "beta")):  # a norm's scale and shift: flat vectors, like a bias
+        return "bias"
     if base[:1] == "W":
         return "weight"
     if base[:1] == "b":
@@ -64,8 +66,8 @@ def kind(name: str) -> str:
 
 
 def is_delta(name: str) -> bool:
-    """``dZl``, ``dAl``, ``dX``: the tensors whose 1/N ``deltas`` places."""
-    return bool(re.fullmatch(r"d(Z\d+|A\d+|X)", name))
+    """``dZl``, ``dAl``, ``dX`` (and a norm's ``dNl``, ``dSl``): the tensors whose 1/N ``deltas`` places."""
+    return bool(re.fullmatch(r"d(Z\d+|A\d+|N\d+|S\d+|X)", name))
 
 
 def bias_shapes(layout: str, n: int) -> tuple[tuple[int, ...], ...]:
@@ -111,7 +113,7 @@ class Convention:
     def bias_shape(self, name: str, n: int) -> tuple[int, ...]:
         """The shape bias-like ``name`` (``db2``, ``b2_next``, ``vb2_next``) is shown in: as its bias was
         written, else flat in the row layout and a column ``(n, 1)`` in the column layout."""
-        param = "b" + re.sub(r"\D", "", name)
+        param = ("gamma" if "gamma" in name else "beta" if "beta" in name else "b") + re.sub(r"\D", "", name)
         if param in self.biases:
             return tuple(self.biases[param])
         return (n,) if self.layout == "row" else (n, 1)

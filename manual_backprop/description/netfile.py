@@ -25,6 +25,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from ..errors import InputError
+from ..kernels import DEFAULT_VARIANCE_SHIFT
 from .case import MAX_DIMENSION, Case, Claim, available_memory, check_claim_shape, make_case
 from .convention import Convention
 from .network import Network
@@ -33,7 +34,7 @@ from .optimizer import make_optimizer
 TOP_KEYS = {"title", "seed", "batch", "network", "parameters", "data", "claimed", "sgd", "notes", "regularization",
             "optimizer", "state"}
 REGULARIZATION_KEYS = {"l2", "convention", "biases"}
-NETWORK_KEYS = {"sizes", "activations", "loss", "reduction", "dtype", "layout", "deltas"}
+NETWORK_KEYS = {"sizes", "activations", "loss", "reduction", "dtype", "layout", "deltas", "norms", "eps"}
 SGD_KEYS = {"learning_rate"}
 
 #: The largest network file read (a 1000-1000-1000 network written out in full is about 40 MiB).
@@ -140,6 +141,46 @@ def load_case(path: str | Path, overrides: dict[str, Any] | None = None) -> Case
 
 def parse_case(text: str, source: str = "<text>", overrides: dict[str, Any] | None = None) -> Case:
     """Parse the TOML text of a network file into a checked :class:`Case`."""
+    doc = _parse_toml(text, source)
+    if overrides:
+        overrides = dict(overrides)
+        l2 = {k: overrides.pop(k) for k in ("l2", "convention") if k in overrides}
+        if isinstance(doc.get("network"), dict):
+            doc["network"].update(overrides)
+        if l2:  # --l2, --l2-convention: the [regularization] table's keys
+            if "regularization" in doc and not isinstance(doc["regularization"], dict):
+                raise InputError(f"{source}: [regularization] must be a table")
+            doc.setdefault("regularization", {}).update(l2)
+    return case_from_dict(doc, source)
+
+
+def claims_from_text(text: str, case: Case, source: str = "<text>") -> tuple[dict[str, Claim], dict[str, str]]:
+    """The ``[claimed]`` table of a TOML text (a student's answers: that table, and perhaps ``title`` and
+    ``notes``), each claim read at its written precision and checked against ``case``'s network, as a
+    network file's own ``[claimed]`` is; claim by claim, so that one bad claim costs only itself:
+    ``(claims, {name: the one-line error of a claim that could not be read})``. A text that is not
+    TOML, or has no ``[claimed]``, is an :class:`InputError`."""
+    doc = _parse_toml(text, source)
+    _only(doc, {"claimed", "title", "notes"}, source, "the top level")
+    if "claimed" not in doc:
+        raise InputError(f"{source}: has no [claimed] table; write the values under [claimed]")
+    table = _table(doc, "claimed", source)
+    shared = {"exact": table["exact"]} if "exact" in table else {}
+    claims: dict[str, Claim] = {}
+    errors: dict[str, str] = {}
+    for name, raw in table.items():
+        if name == "exact":
+            continue
+        try:
+            claims.update(_claims({**shared, name: raw}, case, source))
+        except InputError as exc:
+            errors[str(name)] = str(exc)
+    return claims, errors
+
+
+def _parse_toml(text: str, source: str) -> dict[str, Any]:
+    """The TOML text parsed, every float a :class:`WrittenFloat`; malformed text or a number no float64
+    holds is an :class:`InputError` saying where."""
     lost: list[tuple[WrittenFloat, str, str]] = []  # literals too large or too small for a float64
 
     def parse_float(literal: str) -> WrittenFloat:
@@ -165,16 +206,7 @@ def parse_case(text: str, source: str = "<text>", overrides: dict[str, Any] | No
     if lost:
         value, literal, why = lost[0]
         raise InputError(f"{source}: {_number_at(_location(doc, value), literal)}, {why}")
-    if overrides:
-        overrides = dict(overrides)
-        l2 = {k: overrides.pop(k) for k in ("l2", "convention") if k in overrides}
-        if isinstance(doc.get("network"), dict):
-            doc["network"].update(overrides)
-        if l2:  # --l2, --l2-convention: the [regularization] table's keys
-            if "regularization" in doc and not isinstance(doc["regularization"], dict):
-                raise InputError(f"{source}: [regularization] must be a table")
-            doc.setdefault("regularization", {}).update(l2)
-    return case_from_dict(doc, source)
+    return doc
 
 
 def case_from_dict(doc: dict[str, Any], source: str = "<dict>") -> Case:
@@ -206,10 +238,19 @@ def case_from_dict(doc: dict[str, Any], source: str = "<dict>") -> Case:
     except InputError as exc:
         raise InputError(f"{source}: [network] {exc}") from None
     reg = _regularization(doc, source)
+    norms = net_table.get("norms", [])
+    if not isinstance(norms, list) or not all(isinstance(n, str) for n in norms):
+        raise InputError(f"{source}: [network] norms must be a list of names (one per Linear layer: none, "
+                         f"batchnorm, layernorm), got {_show(norms)}")
+    eps = net_table.get("eps", DEFAULT_VARIANCE_SHIFT)
+    _fits_a_float(eps, f"{source}: [network]", "eps")
+    if type(eps) not in (int, WrittenFloat, float):
+        raise InputError(f"{source}: [network] eps must be a number >= 0, got {_show(eps)}")
     try:
         network = Network(
             tuple(sizes), tuple(acts), net_table["loss"],
             net_table.get("reduction", "mean"), net_table.get("dtype", "float64"), **reg,
+            norms=tuple(norms), eps=float(eps),
         )
     except InputError as exc:  # "network [2, 3]: what" -> "FILE: [network] what"
         what = str(exc).removeprefix(f"network {sizes}: ")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..kernels import ACTIVATIONS, LOSSES
+from ..kernels import ACTIVATIONS, DEFAULT_VARIANCE_SHIFT, LOSSES, NORM_CHOICES
 from ..kernels.losses import REDUCTIONS
 from ..kernels.regularization import CONVENTIONS
 
@@ -29,6 +29,11 @@ class Network:
     ``l2 = λ > 0`` adds ``L_reg = f λ Σ_l ‖W_l‖²`` to the loss (f = ½ under ``l2_convention =
     "half"``, 1 under ``"full"``; biases too with ``l2_biases``): ``L = L_data + L_reg``, and
     every ``dWl`` gains ``2 f λ Wl`` (:mod:`manual_backprop.kernels.regularization`).
+
+    ``norms``, one per Linear layer (``"none"``, ``"batchnorm"``, ``"layernorm"``; empty: all
+    ``"none"``), puts a normalisation between a layer's Linear part and its activation
+    (:mod:`manual_backprop.kernels.normalization`, ``eps`` inside the root): ``Zl = A(l-1) @ Wl + bl``,
+    ``Nl`` = x̂, ``Sl = gammal * Nl + betal``, ``Al = act(Sl)``.
     """
 
     sizes: tuple[int, ...]
@@ -39,11 +44,37 @@ class Network:
     l2: float = 0.0
     l2_convention: str = "half"
     l2_biases: bool = False
+    norms: tuple[str, ...] = ()
+    #: The norms' eps (None: DEFAULT_VARIANCE_SHIFT, 1e-5).
+    eps: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sizes", tuple(self.sizes))
         object.__setattr__(self, "activations", tuple(self.activations))
+        norms = tuple(self.norms) if self.norms else ("none",) * max(len(self.sizes) - 1, 0)
+        object.__setattr__(self, "norms", norms)
+        if self.eps is None:
+            object.__setattr__(self, "eps", DEFAULT_VARIANCE_SHIFT)
         _check_network(self)
+
+    def norm(self, l: int) -> str:
+        """Layer l's normalisation: ``"none"``, ``"batchnorm"`` or ``"layernorm"``."""
+        return self.norms[l - 1]
+
+    def normed(self, l: int) -> bool:
+        return self.norms[l - 1] != "none"
+
+    @property
+    def has_norm(self) -> bool:
+        return any(n != "none" for n in self.norms)
+
+    @property
+    def has_batchnorm(self) -> bool:
+        return "batchnorm" in self.norms
+
+    def pre_activation(self, l: int) -> str:
+        """The name of what layer l's activation reads: ``Sl`` after a normalisation, else ``Zl``."""
+        return f"S{l}" if self.normed(l) else f"Z{l}"
 
     @property
     def depth(self) -> int:
@@ -90,13 +121,15 @@ class Network:
         for l in range(1, self.depth + 1):
             shapes[f"W{l}"] = (self.sizes[l - 1], self.sizes[l])
             shapes[f"b{l}"] = (self.sizes[l],)
+            if self.normed(l):
+                shapes[f"gamma{l}"] = shapes[f"beta{l}"] = (self.sizes[l],)
         return shapes
 
     def forward_names(self) -> list[str]:
         """``X, Y, Z1, A1, ..., ZL, AL, L``: the order the forward makes them (``L_data, L_reg, L`` with L2)."""
         names = ["X", "Y"]
         for l in range(1, self.depth + 1):
-            names += [f"Z{l}", f"A{l}"]
+            names += [f"Z{l}", f"N{l}", f"S{l}", f"A{l}"] if self.normed(l) else [f"Z{l}", f"A{l}"]
         return names + (["L_data", "L_reg", "L"] if self.regularized else ["L"])
 
     def backward_names(self) -> list[str]:
@@ -108,7 +141,10 @@ class Network:
         """
         names: list[str] = []
         for l in range(self.depth, 0, -1):
-            names += [f"dA{l}", f"dZ{l}", f"dW{l}", f"db{l}"]
+            if self.normed(l):
+                names += [f"dA{l}", f"dS{l}", f"dgamma{l}", f"dbeta{l}", f"dN{l}", f"dZ{l}", f"dW{l}", f"db{l}"]
+            else:
+                names += [f"dA{l}", f"dZ{l}", f"dW{l}", f"db{l}"]
         return names + ["dX"]
 
     def names(self) -> list[str]:
@@ -119,7 +155,7 @@ class Network:
         """Per-sample gradients and the tensors after one optimiser step: ``dW1_per_sample, ..., W1_next, ...,
         vW1_next, ..., mW1_next, ...`` (which state names a step makes depends on its optimiser)."""
         names = []
-        for l in range(1, self.depth + 1):
+        for l in range(1, self.depth + 1 if not self.has_batchnorm else 1):  # batch norm: samples interact
             names += [f"dW{l}_per_sample", f"db{l}_per_sample"]
         for l in range(1, self.depth + 1):
             names += [f"W{l}_next", f"b{l}_next"]
@@ -135,8 +171,10 @@ class Network:
                                               "L_data": (), "L_reg": ()}
         for l in range(1, self.depth + 1):
             n_in, n_out = self.sizes[l - 1], self.sizes[l]
-            for t in ("Z", "A", "dZ", "dA"):
+            for t in ("Z", "A", "dZ", "dA", "N", "S", "dN", "dS"):
                 shapes[f"{t}{l}"] = (N, n_out)
+            for t in ("gamma", "beta", "dgamma", "dbeta"):
+                shapes[f"{t}{l}"] = (n_out,)
             shapes[f"dW{l}"] = shapes[f"W{l}_next"] = shapes[f"vW{l}_next"] = shapes[f"mW{l}_next"] = (n_in, n_out)
             shapes[f"db{l}"] = shapes[f"b{l}_next"] = shapes[f"vb{l}_next"] = shapes[f"mb{l}_next"] = (n_out,)
             shapes[f"dW{l}_per_sample"] = (N, n_in, n_out)
@@ -148,7 +186,9 @@ class Network:
         l2 = ""
         if self.regularized:
             l2 = f" + L2 λ={self.l2:g} ({self.l2_convention}{', biases too' if self.l2_biases else ''})"
-        return (f"{'-'.join(map(str, self.sizes))} {'/'.join(self.activations)}, "
+        acts = [a if n == "none" else f"{n}+{a}" for n, a in zip(self.norms, self.activations)]
+        eps = f" (eps {self.eps:g})" if self.has_norm else ""
+        return (f"{'-'.join(map(str, self.sizes))} {'/'.join(acts)}{eps}, "
                 f"{self.loss} ({self.reduction}){l2}, {self.dtype}")
 
 
@@ -203,5 +243,19 @@ def _check_network(net: Network) -> None:
                          f"{', '.join(CONVENTIONS)} (half: ½λΣ‖W‖², gradient λW; full: λΣ‖W‖², gradient 2λW)")
     if not isinstance(net.l2_biases, (bool, np.bool_)):
         raise InputError(f"{where}: l2 biases must be true or false, got {net.l2_biases!r}")
+    if len(net.norms) != net.depth:
+        raise InputError(f"{where}: {net.depth} Linear layer(s) need {net.depth} norm(s) (\"none\" for none), "
+                         f"got {len(net.norms)}")
+    for l, n in enumerate(net.norms, start=1):
+        if n not in NORM_CHOICES:
+            raise InputError(f"{where}: unknown norm {n!r} for layer {l}; known: {', '.join(NORM_CHOICES)}")
+    if net.depth and net.norms[-1] != "none":
+        raise InputError(f"{where}: a norm on the output layer ({net.norms[-1]} on layer {net.depth}) is not "
+                         f"supported: the loss reads the output layer's own Z; normalise a hidden layer")
+    if isinstance(net.eps, (bool, np.bool_)) or not isinstance(net.eps, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(net.eps) or net.eps < 0:
+        raise InputError(f"{where}: eps must be a finite number >= 0 (added to the variance inside the root), "
+                         f"got {net.eps!r}")
+    object.__setattr__(net, "eps", float(net.eps))
     if needs == "softmax" and net.sizes[-1] < 2:
         raise InputError(f"{where}: softmax_cross_entropy needs at least 2 output classes, got {net.sizes[-1]}")

@@ -66,6 +66,15 @@ OPENBLAS_SMALL = 262_144
 WIDE_OUTPUT = 64
 
 
+def refuse_norms(network: Network) -> None:
+    """An :class:`InputError` for a network with a norm: the fast engine has no norm kernels and would leave
+    it out, so it refuses rather than compute another network's gradients."""
+    if network.has_norm:
+        raise InputError(f"the fast engine has no norms (network {network.describe()}): it would leave them "
+                         f"out; use the checking engine (manual_backprop.run) for a network with batchnorm or "
+                         f"layernorm")
+
+
 class Workspace:
     """Preallocated buffers for one network and one batch size N, and the plan that uses them.
 
@@ -78,6 +87,7 @@ class Workspace:
         if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N < 1:
             raise InputError(f"workspace batch size must be a positive integer, got {N!r}")
         N = int(N)
+        refuse_norms(network)
         dt = network.np_dtype
         sizes, depth = network.sizes, network.depth
         K = sizes[-1]
@@ -238,6 +248,7 @@ def _largest_product(sizes: tuple[int, ...], N: int) -> int:
 def _check_inputs(network: Network, params: Mapping[str, np.ndarray], X, T,
                   ws: Workspace | None = None) -> int:
     """N, after checking every array's type, dtype and shape (no casts, no broadcasting)."""
+    refuse_norms(network)
     dt = network.np_dtype if ws is None else ws.dtype
     shapes = network.parameter_shapes() if ws is None else ws.shapes
     for name, shape in shapes.items():

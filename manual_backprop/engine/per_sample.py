@@ -29,6 +29,7 @@ import numpy as np
 
 from ..description.case import Case
 from ..description.network import Network
+from ..errors import InputError
 from ..kernels import LOSSES
 from .trace import Trace, run
 
@@ -45,8 +46,25 @@ def per_sample_dZ(network: Network, trace: Trace, l: int) -> np.ndarray:
     return dZ * dZ.dtype.type(inverse_c)
 
 
+def refuse_batchnorm(network: Network) -> None:
+    """An :class:`InputError` for a network with batch norm: its per-sample gradients are not defined.
+
+    Batch norm's mean and variance are taken over the batch, so each sample's output depends on every
+    other sample: ``L`` is not a sum of terms ``l_i`` of sample i alone, and "the gradient of sample i's
+    own term" has no meaning (row i of ``dZl`` mixes every sample). Layer norm's statistics are each
+    sample's own, so its per-sample gradients are defined and computed as for any other layer.
+    """
+    if network.has_batchnorm:
+        layers = ", ".join(str(l) for l in range(1, network.depth + 1) if network.norm(l) == "batchnorm")
+        raise InputError(f"per-sample gradients are not defined with batch norm (layer {layers}): its mean and "
+                         f"variance are taken over the batch, so every sample's loss depends on every other "
+                         f"sample; drop --per-sample, or use layernorm (per sample)")
+
+
 def per_sample_from_trace(network: Network, trace: Trace) -> dict[str, np.ndarray]:
-    """``dW1_per_sample, db1_per_sample, ..., dWL_per_sample, dbL_per_sample`` from a run's trace."""
+    """``dW1_per_sample, db1_per_sample, ..., dWL_per_sample, dbL_per_sample`` from a run's trace
+    (refused with batch norm: :func:`refuse_batchnorm`)."""
+    refuse_batchnorm(network)
     out: dict[str, np.ndarray] = {}
     for l in range(1, network.depth + 1):
         A_prev = trace[f"A{l - 1}"] if l > 1 else trace["X"]            # (N, n_{l-1})
@@ -89,7 +107,11 @@ def per_sample_rows(network: Network, trace: Trace) -> list[dict[str, np.ndarray
     per_sample = per_sample_from_trace(network, trace)
     rows: list[dict[str, np.ndarray]] = [{} for _ in range(N)]
     for name in network.backward_names():
-        if name.startswith(("dW", "db")):
+        if name.startswith(("dgamma", "dbeta")):  # layer norm's: sample i's own rows of dS * N and dS
+            l = name.removeprefix("dgamma").removeprefix("dbeta")
+            dS = trace[f"dS{l}"] * trace[f"dS{l}"].dtype.type(inverse_c)
+            full = dS * trace[f"N{l}"] if name.startswith("dgamma") else dS
+        elif name.startswith(("dW", "db")):
             full = per_sample[f"{name}_per_sample"]
         else:
             full = trace[name] * trace[name].dtype.type(inverse_c)

@@ -9,6 +9,13 @@ The backward is the forward read in reverse, one named step per line::
     Al = act_l(Zl)                       dbl = 1.T @ dZl
     L  = loss(AL or ZL, Y)               dA(l-1) = dZl @ Wl.T ;  dZ(l-1) = dA(l-1) * act'(Z(l-1))
 
+A layer with a norm (``network.norms``, :mod:`~manual_backprop.kernels.normalization`) reads::
+
+    Zl = A(l-1) @ Wl + bl                dSl = dAl * act'(Sl)
+    Nl = (Zl - mean) / sqrt(var + eps)   dgammal = 1.T @ (dSl * Nl) ;  dbetal = 1.T @ dSl ;  dNl = dSl * gammal
+    Sl = gammal * Nl + betal             dZl = (1/m) inv_std (m dNl - sum(dNl) - Nl sum(dNl * Nl))
+    Al = act_l(Sl)                       dWl, dbl, dA(l-1) from dZl as above
+
 With an L2 penalty (``network.l2 = λ``) the loss is ``L = L_data + L_reg``,
 ``L_reg = f λ Σ ‖Wl‖²``, and its gradient ``2 f λ Wl`` is added to each ``dWl``
 (:mod:`~manual_backprop.kernels.regularization`); the deltas ``dZl``, ``dAl``
@@ -27,7 +34,7 @@ import numpy as np
 from ..description.case import Case
 from ..description.network import Network, layer_of
 from ..errors import InputError
-from ..kernels import ACTIVATIONS, LOSSES, linear_backward, linear_forward
+from ..kernels import ACTIVATIONS, LOSSES, NORMS, linear_backward, linear_forward
 from ..kernels.regularization import l2_gradient, l2_penalty
 
 Trace = dict  # name -> np.ndarray, in the order the run made them
@@ -55,7 +62,8 @@ def forward(
     A = X + p["X"] if "X" in p else X
     first = min((layer_of(name) or 0 for name in p), default=0) if reuse is not None else 0
     for l in range(1, first):
-        trace[f"Z{l}"], trace[f"A{l}"] = reuse[f"Z{l}"], reuse[f"A{l}"]
+        for t in ("Z", "N", "S", "A") if network.normed(l) else ("Z", "A"):
+            trace[f"{t}{l}"] = reuse[f"{t}{l}"]
     if first > 1:
         A = reuse[f"A{first - 1}"]
     for l, act_name in enumerate(network.activations, start=1):
@@ -69,11 +77,22 @@ def forward(
         Z = linear_forward(A, W, b)
         if f"Z{l}" in p:
             Z = Z + p[f"Z{l}"]
-        A = ACTIVATIONS[act_name].forward(Z)
+        trace[f"Z{l}"] = Z
+        S = Z
+        if network.normed(l):
+            gamma, beta = (params[n] + p[n] if n in p else params[n] for n in (f"gamma{l}", f"beta{l}"))
+            Nl, S, _ = NORMS[network.norm(l)].forward(Z, params[f"gamma{l}"], params[f"beta{l}"], network.eps)
+            if f"N{l}" in p or f"gamma{l}" in p or f"beta{l}" in p:  # S from the perturbed x̂ and parameters
+                Nl = Nl + p[f"N{l}"] if f"N{l}" in p else Nl
+                S = gamma * Nl + beta
+            if f"S{l}" in p:
+                S = S + p[f"S{l}"]
+            trace[f"N{l}"], trace[f"S{l}"] = Nl, S
+        A = ACTIVATIONS[act_name].forward(S)
         if f"A{l}" in p:
             A = A + p[f"A{l}"]
-        trace[f"Z{l}"], trace[f"A{l}"] = Z, A
-    L = LOSSES[network.loss].value(Z, A, T, network.reduction)
+        trace[f"A{l}"] = A
+    L = LOSSES[network.loss].value(S, A, T, network.reduction)
     if network.regularized:
         weights = [params[n] + p[n] if n in p else params[n] for n in network.l2_names()]
         trace["L_data"] = L
@@ -118,7 +137,12 @@ def backward(
     for l in range(Ldepth, 0, -1):
         if l < Ldepth or loss.fused_with is None:
             grads[f"dA{l}"] = dA
-            dZ = ACTIVATIONS[network.activations[l - 1]].backward(dA, fwd[f"Z{l}"], fwd[f"A{l}"])
+            dZ = ACTIVATIONS[network.activations[l - 1]].backward(dA, fwd[network.pre_activation(l)], fwd[f"A{l}"])
+        if network.normed(l):
+            dS, Nl, gamma = dZ, fwd[f"N{l}"], params[f"gamma{l}"]
+            inv_std = NORMS[network.norm(l)].forward(fwd[f"Z{l}"], gamma, params[f"beta{l}"], network.eps)[2]
+            dgamma, dbeta, dN, dZ = NORMS[network.norm(l)].backward(dS, Nl, gamma, inv_std)
+            grads[f"dS{l}"], grads[f"dgamma{l}"], grads[f"dbeta{l}"], grads[f"dN{l}"] = dS, dgamma, dbeta, dN
         A_prev = fwd[f"A{l - 1}"] if l > 1 else fwd["X"]
         dA, dW, db = linear_backward(dZ, A_prev, params[f"W{l}"])
         if network.regularized:

@@ -3,7 +3,8 @@
 from .activations import ACTIVATIONS, Activation
 from .linear import linear_backward, linear_forward
 from .losses import LOSSES, Loss
+from .normalization import DEFAULT_VARIANCE_SHIFT, NORM_CHOICES, NORMS, Norm, norm_backward, norm_forward
 from .optimizers import OPTIMIZERS, Optimizer
 
-__all__ = ["ACTIVATIONS", "LOSSES", "OPTIMIZERS", "Activation", "Loss", "Optimizer", "linear_backward",
-           "linear_forward"]
+__all__ = ["ACTIVATIONS", "DEFAULT_VARIANCE_SHIFT", "LOSSES", "NORMS", "NORM_CHOICES", "OPTIMIZERS", "Activation", "Loss", "Norm", "Optimizer",
+           "linear_backward", "linear_forward", "norm_backward", "norm_forward"]

@@ -128,8 +128,9 @@ def _run(case: Case, directions: int, seed: int | None) -> dict[str, list[Projec
     base = forward(net64, params, X, Y, T)
     kinks = {l: ACTIVATIONS[a].kink for l, a in enumerate(net.activations, start=1)
              if ACTIVATIONS[a].kink is not None}
-    gaps = {l: np.abs(base[f"Z{l}"] - k) for l, k in kinks.items()}  # how far each unit is from its kink
-    sides = {l: base[f"Z{l}"] > k for l, k in kinks.items()}
+    pre = {l: net.pre_activation(l) for l in range(1, net.depth + 1)}  # what each activation reads: Zl, or Sl
+    gaps = {l: np.abs(base[pre[l]] - k) for l, k in kinks.items()}  # how far each unit is from its kink
+    sides = {l: base[pre[l]] > k for l, k in kinks.items()}
 
     rng = np.random.default_rng([case.seed if seed is None else seed, 2])
     out: dict[str, list[Projection]] = {}
@@ -148,7 +149,7 @@ def _run(case: Case, directions: int, seed: int | None) -> dict[str, list[Projec
         for _ in range(directions):
             v = rng.standard_normal(value.shape)
             v /= np.linalg.norm(v)
-            p = _directional(net64, params, X, Y, T, base, target, v, h0, moved, gaps, sides, kinks)
+            p = _directional(net64, params, X, Y, T, base, target, v, h0, moved, gaps, sides, kinks, pre)
             if p.estimate == 0 and p.truncation == 0 and p.flat:
                 # the loss never moved: a zero derivative, if the step really moved every entry of v
                 half = 0.5 * p.step * v
@@ -193,7 +194,7 @@ def _through_unfused_loss(net64, base, T, rng) -> Projection:
     return richardson(delta / h, h, at(1.0), at(-1.0), at(0.5), at(-0.5), at(0.0), reach)
 
 
-def _directional(net64, params, X, Y, T, base, target, v, h0, moved, gaps, sides, kinks) -> Projection:
+def _directional(net64, params, X, Y, T, base, target, v, h0, moved, gaps, sides, kinks, pre) -> Projection:
     """One direction: find a step that crosses no kink and stays in the asymptotic regime, and difference.
 
     The first evaluation, at ``+h``, measures how fast every pre-activation
@@ -213,13 +214,13 @@ def _directional(net64, params, X, Y, T, base, target, v, h0, moved, gaps, sides
         tr = forward(net64, params, X, Y, T, {target: t * v}, reuse=base)
         crossed, reach, move = False, float("inf"), 0.0
         if not measure:
-            crossed = any(not np.array_equal(tr[f"Z{l}"] > kinks[l], sides[l]) for l in moved if l in kinks)
+            crossed = any(not np.array_equal(tr[pre[l]] > kinks[l], sides[l]) for l in moved if l in kinks)
             return float(tr["L"]), crossed, reach, move
         for l in moved:
-            shift = np.abs(tr[f"Z{l}"] - base[f"Z{l}"])  # how far each unit moved over the step
+            shift = np.abs(tr[pre[l]] - base[pre[l]])  # how far each unit moved over the step
             move = max(move, float(shift.max()) if shift.size else 0.0)
             if l in kinks:
-                crossed = crossed or not np.array_equal(tr[f"Z{l}"] > kinks[l], sides[l])
+                crossed = crossed or not np.array_equal(tr[pre[l]] > kinks[l], sides[l])
                 reach = min(reach, _reach(shift, abs(t), gaps[l]))
         return float(tr["L"]), crossed, reach, move
 

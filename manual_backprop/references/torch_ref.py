@@ -3,7 +3,9 @@
 One forward and one loss serve everything here::
 
     Z_l = A_(l-1) @ W_l + b_l        torch.addmm(b_l, A_(l-1), W_l): not nn.Linear (whose weight is W_l.T)
-    A_l = act_l(Z_l)                 l = 1..L, A_0 = X (N, n_0)
+    N_l = norm(Z_l)                  a normed layer: F.batch_norm(training=True) or F.layer_norm, no affine
+    S_l = gamma_l * N_l + beta_l     (so that N_l keeps its own gradient)
+    A_l = act_l(Z_l or S_l)          l = 1..L, A_0 = X (N, n_0)
     L   = c * sum(terms(Z_L or A_L, Y))
 
 with ``c = network.normaliser(N)`` (1 under "sum"; 1/N, or 1/(N·K) for mse
@@ -50,6 +52,14 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "softmax": lambda Z: torch.softmax(Z, dim=-1),
     "leaky_relu": lambda Z: F.leaky_relu(Z, 0.01),
     "softplus": lambda Z: torch.logaddexp(Z, Z.new_zeros(())),
+}
+
+#: ``x̂ = norm(Z)`` without the affine part (gamma, beta are applied after, so that x̂ keeps its gradient):
+#: batch norm in training mode (the batch's own mean and biased variance; no running statistics),
+#: layer norm over the features of each row.
+NORMS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
+    "batchnorm": lambda Z, eps: F.batch_norm(Z, None, None, training=True, eps=eps),
+    "layernorm": lambda Z, eps: F.layer_norm(Z, Z.shape[-1:], eps=eps),
 }
 
 #: ``c * sum(terms)`` of the output (N, K), for the factor c the caller gives (1: the plain sum).
@@ -109,17 +119,24 @@ def _entry(table: dict, kind: str, name: str) -> Callable:
 # --- the maths, once ---------------------------------------------------------------------------
 
 def forward(network: Network, params: dict[str, torch.Tensor], X: torch.Tensor,
-            last_activation: bool = True) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+            last_activation: bool = True, extras: dict | None = None
+            ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
     """``([Z_1, ..., Z_L], [A_1, ..., A_L])``, each (N, n_l), for a batch X (N, n_0) of rows.
 
     ``last_activation=False`` leaves A_L uncomputed (None): a loss fused with the output
-    activation reads Z_L only.
+    activation reads Z_L only. ``extras``, a dict, receives a normed layer's ``N_l`` and ``S_l``.
     """
     acts = [_entry(ACTIVATIONS, "activation", a) for a in network.activations]
     Zs, As, A = [], [], X
     for l, act in enumerate(acts, start=1):
         Z = torch.addmm(params[f"b{l}"], A, params[f"W{l}"])  # b + A @ W, one op and one autograd node
-        A = act(Z) if last_activation or l < network.depth else None
+        S = Z
+        if network.normed(l):
+            N = _entry(NORMS, "norm", network.norm(l))(Z, network.eps)
+            S = N * params[f"gamma{l}"] + params[f"beta{l}"]
+            if extras is not None:
+                extras[f"N{l}"], extras[f"S{l}"] = N, S
+        A = act(S) if last_activation or l < network.depth else None
         Zs.append(Z)
         As.append(A)
     return Zs, As
@@ -159,7 +176,10 @@ def run(case: Case, device: str | None = None) -> dict[str, np.ndarray]:
     with torch.enable_grad():
         X = _tensor(case.X, dev).requires_grad_()
         params = {k: _tensor(v, dev).requires_grad_() for k, v in case.params.items()}
-        Zs, As = forward(net, params, X)
+        extras: dict[str, torch.Tensor] = {}
+        Zs, As = forward(net, params, X, extras=extras)
+        for t in extras.values():
+            t.retain_grad()
         for l, (Z, A) in enumerate(zip(Zs, As), start=1):
             Z.retain_grad()
             if not (net.fused and l == net.depth):  # a fused loss never sees A_L: no dA_L
@@ -171,7 +191,7 @@ def run(case: Case, device: str | None = None) -> dict[str, np.ndarray]:
     # a fused loss never sees A_L: dA_L comes from the loss written as a function of A_L
     dA_L = unfused_dA(net, As[-1], _tensor(case.Y, dev)) if net.fused else None
 
-    tensors = {"X": X, **params, "L": L, "L_data": L_data, "L_reg": L_reg}
+    tensors = {"X": X, **params, **extras, "L": L, "L_data": L_data, "L_reg": L_reg}
     for l, (Z, A) in enumerate(zip(Zs, As), start=1):
         tensors[f"Z{l}"], tensors[f"A{l}"] = Z, A
     trace = {}
@@ -313,18 +333,23 @@ def _numpy(t: torch.Tensor | None, name: str, dtype: np.dtype) -> np.ndarray:
 # --- one layer alone ---------------------------------------------------------------------------
 
 def layer_gradients(linear: bool, activation: str, x: np.ndarray, params: dict[str, np.ndarray],
-                    dout: np.ndarray) -> dict[str, np.ndarray]:
+                    dout: np.ndarray, norm: str = "none", eps: float = 1e-5) -> dict[str, np.ndarray]:
     """One layer ``out = act(x @ W + b)`` (or ``act(x)``) and the gradients of ``(out * dout).sum()``, in float64.
 
     Returns ``out``, ``dx`` and, for a Linear layer, ``dW`` and ``db``: what a
-    user's ``backward(dout, cache)`` must return for that upstream ``dout``.
+    user's ``backward(dout, cache)`` must return for that upstream ``dout``. With a ``norm``
+    (``batchnorm``, ``layernorm``) the activation reads ``gamma * norm(Z) + beta`` and ``dgamma``,
+    ``dbeta`` come back too.
     """
     act = _entry(ACTIVATIONS, "activation", activation)
     t = lambda a: torch.from_numpy(np.array(a, dtype=np.float64))  # noqa: E731  (a writable copy)
     with torch.enable_grad():
         X = t(x).requires_grad_()
         p = {k: t(v).requires_grad_() for k, v in params.items()}
-        out = act(X @ p["W"] + p["b"] if linear else X)
+        Z = X @ p["W"] + p["b"] if linear else X
+        if norm != "none":
+            Z = _entry(NORMS, "norm", norm)(Z, eps) * p["gamma"] + p["beta"]
+        out = act(Z)
         (out * t(dout)).sum().backward()
     grads = {"out": out, "dx": X.grad, **{f"d{k}": v.grad for k, v in p.items()}}
     return {k: v.detach().numpy() for k, v in grads.items()}

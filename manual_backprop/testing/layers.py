@@ -77,11 +77,13 @@ from ..compare import (
     may_flip,
     tolerance,
 )
-from ..compare.tolerance import kink_layer_scales
+from ..compare.tolerance import REPLAY_ULPS, kink_layer_scales
 from ..description.convention import ROW, Convention, index_to_user, shape_text, to_engine, to_user
 from ..errors import InputError
-from ..kernels import ACTIVATIONS
+from ..kernels import ACTIVATIONS, NORMS
 from ..kernels.linear import linear_dA_prev, linear_db, linear_dW
+from ..kernels.normalization import norm_dN
+from ..validation.mistakes import BY_ID as MISTAKE_BY_ID
 from ..validation.mistakes import fitting, layer_candidates
 from .signatures import (
     PARAMS_FORM,
@@ -100,16 +102,18 @@ from .signatures import (
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """A layer the references know: an optional Linear part, then an activation."""
+    """A layer the references know: an optional Linear part, an optional norm, then an activation."""
 
     name: str
     linear: bool
     activation: str
+    norm: str = "none"
 
     @property
     def has_kink(self) -> bool:
-        """The activation's derivative jumps at a point (the registry's ``kink``): the layer gets a kink trial."""
-        return ACTIVATIONS[self.activation].kink is not None
+        """The activation's derivative jumps at a point (the registry's ``kink``): the layer gets a kink trial
+        (not after a norm, whose output the trial's zero inputs do not put on the kink)."""
+        return ACTIVATIONS[self.activation].kink is not None and self.norm == "none"
 
     @property
     def kink_words(self) -> str:
@@ -121,7 +125,7 @@ class LayerSpec:
 
     @property
     def params(self) -> tuple[str, ...]:
-        return ("W", "b") if self.linear else ()
+        return (("W", "b") if self.linear else ()) + (("gamma", "beta") if self.norm != "none" else ())
 
 
 #: Every layer the references know, from the registry: ``linear``, each activation alone, and
@@ -132,6 +136,8 @@ LAYERS: dict[str, LayerSpec] = {
         LayerSpec("linear", True, "identity"),
         *(LayerSpec(a, False, a) for a in ACTIVATIONS if a != "identity"),
         *(LayerSpec(f"linear+{a}", True, a) for a in ACTIVATIONS if a != "identity"),
+        *(LayerSpec(n, False, "identity", n) for n in NORMS),
+        *(LayerSpec(f"linear+{n}+relu", True, "relu", n) for n in NORMS),
     )
 }
 
@@ -145,6 +151,7 @@ class Trial:
     params: dict[str, np.ndarray]
     dout: np.ndarray
     on_kink: np.ndarray | None = None  # where the pre-activation is exactly 0
+    eps: float | None = None  # a norm's (check_layer sets it)
 
 
 class _Verdict:
@@ -234,7 +241,7 @@ class LayerReport(_Verdict):
 
 def check_layer(forward: Any, backward: Callable | str | None = None, layer: str | None = None, *,
                 batch: int = 5, n_in: int = 4, n_out: int = 3, seed: int = 0, dtype: str = "float64",
-                against: tuple[str, ...] | None = None, layout: str = "row") -> LayerReport:
+                against: tuple[str, ...] | None = None, layout: str = "row", eps: float = 1e-5) -> LayerReport:
     """Run the user's layer on ``layer``'s trials and compare with the references.
 
     ``check_layer(forward, backward, "linear")`` for a pair of functions, in any
@@ -259,6 +266,12 @@ def check_layer(forward: Any, backward: Callable | str | None = None, layer: str
     ``x`` (n_in, N), ``W`` (n_out, n_in), ``b`` (n_out, 1), ``dout`` (n_out, N), and reads ``out``, ``dx``,
     ``dW`` in those shapes (``db`` as ``(n_out, 1)`` or flat); the report's shapes and element indices are
     the column layout's too.
+
+    ``batchnorm``, ``layernorm`` (and ``linear+batchnorm+relu``, ``linear+layernorm+relu``) have the
+    parameters gamma, beta (after W, b): ``forward(x, params)`` with ``{"gamma", "beta"}``, or the course's
+    ``batchnorm_forward(x, gamma, beta, bn_param)`` / ``batchnorm_backward(dout, cache) -> (dx, dgamma,
+    dbeta)`` (``bn_param = {"mode": "train", "eps": eps}``; ``layernorm_forward(x, gamma, beta, ln_param)``
+    the same). Batch norm is in training mode: the batch's own mean and biased variance, eps inside the root.
     """
     from .. import references
 
@@ -272,7 +285,12 @@ def check_layer(forward: Any, backward: Callable | str | None = None, layer: str
         view = Convention(layout)
     except InputError as exc:
         raise InputError(f"check_layer: {exc}") from None
-    calls = layer_calls(forward, backward, spec.name, spec.linear)
+    if spec.norm == "batchnorm" and isinstance(batch, int) and batch == 1:
+        raise InputError("check_layer: batch norm on a batch of one (batch=1) has variance 0: x̂ = 0 for every "
+                         "input and no gradient reaches x; use batch >= 2")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0 or not np.isfinite(eps):
+        raise InputError(f"check_layer: eps must be a finite number >= 0, got {short(eps)}")
+    calls = layer_calls(forward, backward, spec.name, spec.linear, spec.norm, float(eps))
     batch, n_in, n_out = (_positive(k, v) for k, v in (("batch", batch), ("n_in", n_in), ("n_out", n_out)))
     if not spec.linear:
         n_out = n_in  # the layer keeps its width
@@ -292,6 +310,7 @@ def check_layer(forward: Any, backward: Callable | str | None = None, layer: str
     for r in names:
         references.load(r)  # a missing framework is an InputError with the install hint
     trials = make_trials(spec, batch, n_in, n_out, int(seed), np.dtype(dtype))
+    trials = [dataclasses.replace(t, eps=float(eps)) for t in trials]
     report = LayerReport(spec.name, names, [t.name for t in trials], form=calls.form)
     for trial in trials:
         extra = {"trial": trial.name}
@@ -324,6 +343,10 @@ def make_trials(spec: LayerSpec, N: int, n_in: int, n_out: int, seed: int, dtype
         params = {"W": rng.standard_normal((n_in, n_out)) / np.sqrt(n_in),
                   "b": rng.uniform(0.05, 0.5, n_out) * rng.choice([-1.0, 1.0], n_out)}
     dout = rng.standard_normal((N, n_out))
+    if spec.norm != "none":  # a stream of its own: the other layers' draws do not change
+        norm_rng = np.random.default_rng([seed, 5])
+        params.update(gamma=norm_rng.uniform(0.5, 1.5, n_out),
+                      beta=norm_rng.uniform(0.05, 0.5, n_out) * norm_rng.choice([-1.0, 1.0], n_out))
     cast = lambda a: np.array(a, dtype=dtype, order="C")  # noqa: E731  (a copy: no two trials share one)
     trials = [Trial("random", cast(x), {k: cast(v) for k, v in params.items()}, cast(dout))]
     if spec.has_kink:
@@ -349,7 +372,8 @@ def _spec(layer: str) -> LayerSpec:
 
 
 #: The names the convention's view knows the layer's tensors by.
-_AS = {"x": "X", "dout": "dZ1", "out": "Z1", "dx": "dX", "W": "W1", "b": "b1", "dW": "dW1", "db": "db1"}
+_AS = {"x": "X", "dout": "dZ1", "out": "Z1", "dx": "dX", "W": "W1", "b": "b1", "dW": "dW1", "db": "db1",
+       "gamma": "gamma1", "beta": "beta1", "dgamma": "dgamma1", "dbeta": "dbeta1"}
 
 
 def _run_user(calls: Calls, spec: LayerSpec, trial: Trial,
@@ -393,8 +417,8 @@ def _run_in_view(calls: Calls, spec: LayerSpec, trial: Trial, view: Convention):
                  if ("forward", p.replace("backward", "forward", 1)) not in problems]
     wanted = ("x",) + spec.params
     gradients = ", ".join(f"d{k}" for k in wanted)
-    usage = ('the gradients {"x": dx, "W": dW, "b": db} or (dx, dW, db)' if spec.linear
-             else 'the gradient dx (or {"x": dx})')
+    usage = ('the gradient dx (or {"x": dx})' if not spec.params else
+             "the gradients {" + ", ".join(f'"{k}": d{k}' for k in wanted) + "} or (" + gradients + ")")
     if grads is None or isinstance(grads, (str, bytes)):
         raise UserError("backward", f"backward returned {describe(grads)}; it must return {usage}")
     if isinstance(grads, Mapping):
@@ -431,6 +455,8 @@ IN_PLACE_WHY = {
     "x": "; x is the previous layer's output, still needed (by its own backward, or a second branch)",
     "W": "; the parameters change only in the optimiser's step",
     "b": "; the parameters change only in the optimiser's step",
+    "gamma": "; the parameters change only in the optimiser's step",
+    "beta": "; the parameters change only in the optimiser's step",
 }
 
 
@@ -459,6 +485,8 @@ def _hints(spec: LayerSpec, trial: Trial, yours: Mapping[str, Any], checks: list
     Each candidate is computed from this trial's own x, W, b and dout in float64 and must give the
     user's numbers within the right gradient's tolerance (the policy's), as validate decides.
     """
+    if spec.norm != "none":
+        return _norm_hints(spec, trial, yours, checks, E, dtype)
     failed = {c.name for c in checks if not c.ok and c.status in ("fail", "shape")} - {"out"}
     mine = {g: np.asarray(yours[g], dtype=np.float64) for g in failed
             if isinstance(yours.get(g), np.ndarray) and yours[g].dtype.kind in "biuf"}
@@ -479,6 +507,28 @@ def _hints(spec: LayerSpec, trial: Trial, yours: Mapping[str, Any], checks: list
     found = fitting(layer_candidates(spec.linear, spec.activation, trial.x.shape[0]), values, mine, tol,
                     UNIT_ROUNDOFF[dtype])
     return [found[g].sentence(column=view.layout == "column") for g in ("dx", "dW", "db") if g in found]
+
+
+def _norm_hints(spec: LayerSpec, trial: Trial, yours: Mapping[str, Any], checks: list[TensorCheck],
+                E: Mapping[str, np.ndarray], dtype: str) -> list[str]:
+    """A norm layer's dx that is ``dxhat * inv_std`` (the mean and variance taken as constants), named in
+    validate's words when it reproduces the user's numbers within dx's tolerance."""
+    if spec.linear or not any(c.name == "dx" and not c.ok and c.status == "fail" for c in checks):
+        return []
+    mine = yours.get("dx")
+    if not isinstance(mine, np.ndarray) or mine.dtype.kind not in "biuf":
+        return []
+    f64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
+    x, p, dout = f64(trial.x), {k: f64(v) for k, v in trial.params.items()}, f64(trial.dout)
+    norm = NORMS[spec.norm]
+    N, _, inv_std = norm.forward(x, p["gamma"], p["beta"], trial.eps)
+    constant = norm_dN(dout, p["gamma"]) * (inv_std if norm.axis == 1 else inv_std[None, :])
+    if np.all(np.abs(f64(mine) - constant) <= tolerance(E["dx"], dtype) + np.abs(constant) * REPLAY_ULPS * UNIT_ROUNDOFF[dtype]):
+        m = "N" if norm.axis == 0 else "D"
+        return [MISTAKE_BY_ID["norm_statistics_constant"].say(
+            n="dx", dxhat="dxhat", Z="x",
+            right=f"dx = (1/{m}) * inv_std * ({m}*dxhat - dxhat.sum({norm.axis}) - xhat * (dxhat*xhat).sum({norm.axis}))")]
+    return []
 
 
 #: The status of a check whose tensor the user's code did not give as an array to compare (it raised, or
@@ -574,6 +624,14 @@ def _scales(spec: LayerSpec, trial: Trial, dtype: str) -> tuple[dict[str, np.nda
     x, params, dout = f64(trial.x), {k: f64(v) for k, v in trial.params.items()}, f64(trial.dout)
     act = ACTIVATIONS[spec.activation]
     Z = x @ params["W"] + params["b"] if spec.linear else x
+    if spec.norm != "none":
+        norm = NORMS[spec.norm]
+        N, S, inv_std = norm.forward(Z, params["gamma"], params["beta"], trial.eps)
+        out = act.forward(S)
+        dS = act.backward(dout, S, out)
+        dZ = norm.backward(dS, N, params["gamma"], inv_std)[3]
+        values = {"Z": Z, "N": N, "S": S, "inv_std": inv_std, "out": out, "dout": dout, "dS": dS, "dZ": dZ}
+        return layer_error_scales(spec.activation, x, params, values, dtype, norm.axis), {}
     out = act.forward(Z)
     values = {"Z": Z, "out": out, "dout": dout, "dZ": act.backward(dout, Z, out)}
     E = layer_error_scales(spec.activation, x, params, values, dtype)
@@ -627,6 +685,9 @@ def _reference(name: str, spec: LayerSpec, trial: Trial) -> dict[str, np.ndarray
     """``out`` and the gradients of ``(out * dout).sum()`` by reference ``name``, in float64."""
     from .. import references
 
+    if spec.norm != "none":
+        return references.load(name).layer_gradients(spec.linear, spec.activation, trial.x, trial.params,
+                                                     trial.dout, norm=spec.norm, eps=trial.eps)
     return references.load(name).layer_gradients(spec.linear, spec.activation, trial.x, trial.params, trial.dout)
 
 

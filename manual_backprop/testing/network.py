@@ -852,6 +852,10 @@ def check_network(fn: Any, network: Any, *, seed: int = 0, batch: int = 4, float
     if not isinstance(float32, bool):
         raise InputError(f"check_network: float32 must be True or False, got {_short(float32)}")
     case, source = _case_of(network, int(seed), int(batch))
+    if case.network.has_norm:  # its trials (batch 1, the kink on Z1) and gradients (no dgamma) know no norm yet
+        raise InputError(f"check_network: {source}: a network with a norm ({'/'.join(case.network.norms)}) is not "
+                         f"checked as whole-network code yet; check the layer with check_layer(..., 'batchnorm') "
+                         f"or write the numbers under [claimed] for validate")
     if layout is not None or deltas is not None:
         try:
             view = Convention(layout or case.convention.layout, deltas or case.convention.deltas,
@@ -860,6 +864,17 @@ def check_network(fn: Any, network: Any, *, seed: int = 0, batch: int = 4, float
             raise InputError(f"check_network: {exc}") from None
         case = dataclasses.replace(case, convention=view)
     code = _Code(fn, _with_dtype(case.network, "float64"), name, case.convention)
+    return judge_code(code, case, source, float32=float32, directions=int(directions))
+
+
+def judge_code(code: Any, case: Case, source: str, *, float32: bool = True, directions: int = DIRECTIONS,
+               confirm: bool = True) -> NetworkReport:
+    """The trials of :func:`check_network` for ``code``: the user's code as an object with ``label``,
+    ``form``, ``kind``, ``network`` (set per trial), ``setup() -> error or None`` and ``call(params, X, Y)
+    -> (shape, values, problems, notes)`` raising ``UserError`` (a :class:`_Code`, or the grader's code run
+    in a process of its own, which also has ``prepare(cases)``: every planned trial's inputs, at once).
+    ``directions = 0`` leaves out the finite differences of the user's own loss; ``confirm = False`` the
+    frameworks' confirmation of the truth (a grader confirms it once for the class)."""
     report = NetworkReport(code.label, code.form, case.network, source=source)
     error = code.setup()
     if error is not None:
@@ -868,16 +883,19 @@ def check_network(fn: Any, network: Any, *, seed: int = 0, batch: int = 4, float
         return report
     report.name = code.label
     first_shape = None
-    for trial_name, purpose, trial_case in _trials(case, float32):
-        if isinstance(trial_case, str):
-            continue
-        trial_case = dataclasses.replace(trial_case, convention=case.convention)
+    planned = [(n, purpose, dataclasses.replace(c, convention=case.convention))
+               for n, purpose, c in _trials(case, float32) if not isinstance(c, str)]
+    if hasattr(code, "prepare"):
+        code.prepare([c for _, _, c in planned])
+    for trial_name, purpose, trial_case in planned:
         code.network = trial_case.network
         trial, shape = _run_trial(code, trial_name, purpose, trial_case)
         first_shape = first_shape or shape
         if trial_name == "random" and trial.validation is not None:
-            _your_loss_differences(code, trial_case, trial, int(directions))
-            report.truth_confirmed, report.truth = _confirm_truth(trial_case)
+            if directions:
+                _your_loss_differences(code, trial_case, trial, int(directions))
+            if confirm:
+                report.truth_confirmed, report.truth = _confirm_truth(trial_case)
         report.trials.append(trial)
         n = _follow_up_batch(trial, trial_case.network)
         if n is not None and all(t.batch != n for t in report.trials):

@@ -64,7 +64,12 @@ from ..errors import InputError
 PARAMS_FORM = "forward(x, params)"
 WB_FORM = "forward(x, w, b)"
 X_FORM = "forward(x)"
+NORM_FORM = "forward(x, gamma, beta, bn_param)"
+LINEAR_NORM_FORM = "forward(x, w, b, gamma, beta, bn_param)"
 FUNCTION_FORMS = {2: PARAMS_FORM, 3: WB_FORM, 1: X_FORM}
+#: The course's norm forms (``batchnorm_forward(x, gamma, beta, bn_param)``, ``affine_bn_relu_forward(x, w, b,
+#: gamma, beta, bn_param)``), by the number of arguments forward requires: for a layer with a norm only.
+NORM_FORMS = {4: NORM_FORM, 6: LINEAR_NORM_FORM}
 
 #: Where an object keeps its parameters, searched in this order: ``(dict attribute, its gradients' dict)``,
 #: then ``{parameter: ((attribute, its gradient's attribute), ...)}``.
@@ -103,8 +108,13 @@ class Calls:
     pair: bool = True
 
 
-def layer_calls(forward: Any, backward: Any, layer: str, linear: bool) -> Calls:
+def layer_calls(forward: Any, backward: Any, layer: str, linear: bool, norm: str = "none",
+                eps: float = 1e-5) -> Calls:
     """The :class:`Calls` of the user's ``forward``/``backward`` (or of a layer object in ``forward``).
+
+    A layer with a ``norm`` also takes the course's ``forward(x, gamma, beta, bn_param)`` (after a Linear
+    part, ``forward(x, w, b, gamma, beta, bn_param)``), called with ``bn_param = {"mode": "train", "eps": eps}``
+    (a new dict each call: the course's code stores running statistics in it).
 
     A form that cannot be the layer's (``forward(x, w, b)`` for a layer
     without parameters, an object with no parameters to be found) is an
@@ -123,6 +133,8 @@ def layer_calls(forward: Any, backward: Any, layer: str, linear: bool) -> Calls:
         if not callable(value):
             raise InputError(f"check_layer: {name} must be a function {shape}, got {type_name(value)}")
     n = required_positional(forward)
+    if norm != "none":
+        return _norm_calls(forward, backward, layer, linear, n, eps)
     form = FUNCTION_FORMS.get(n, PARAMS_FORM) if n is not None else PARAMS_FORM
     if n is not None and n not in FUNCTION_FORMS:
         raise InputError(f"check_layer: forward requires {count(n, 'argument')}; the forms known are "
@@ -140,6 +152,27 @@ def layer_calls(forward: Any, backward: Any, layer: str, linear: bool) -> Calls:
         return Calls(form, lambda x, p: call("forward", forward, x),
                      lambda dout, cache: call("backward", backward, dout, cache))
     return Calls(form, lambda x, p: call("forward", forward, x, p),
+                 lambda dout, cache: call("backward", backward, dout, cache))
+
+
+def _norm_calls(forward: Any, backward: Any, layer: str, linear: bool, n: int | None, eps: float) -> Calls:
+    """The calls of a layer with a norm: ``forward(x, params)`` or the course's form with ``bn_param``."""
+    course = LINEAR_NORM_FORM if linear else NORM_FORM
+    if "layernorm" in layer:
+        course = course.replace("bn_param", "ln_param")
+    wanted = 6 if linear else 4
+    if n is None or n == 2:
+        return Calls(PARAMS_FORM, lambda x, p: call("forward", forward, x, p),
+                     lambda dout, cache: call("backward", backward, dout, cache))
+    if n != wanted:
+        raise InputError(f"check_layer: forward requires {count(n, 'argument')}; the {layer} layer is called as "
+                         f"{PARAMS_FORM} or {course}")
+    bn_param = lambda: {"mode": "train", "eps": eps}  # noqa: E731
+    if linear:
+        return Calls(course, lambda x, p: call("forward", forward, x, p["W"], p["b"], p["gamma"], p["beta"],
+                                               bn_param()),
+                     lambda dout, cache: call("backward", backward, dout, cache))
+    return Calls(course, lambda x, p: call("forward", forward, x, p["gamma"], p["beta"], bn_param()),
                  lambda dout, cache: call("backward", backward, dout, cache))
 
 

@@ -57,7 +57,7 @@ def decision_boundary(result: TrainResult, path: Path) -> Path:
     lo, hi = pts.min(axis=0) - 0.3, pts.max(axis=0) + 0.3
     g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 300), np.linspace(lo[1], hi[1], 300))
     grid = np.c_[g0.ravel(), g1.ravel()].astype(net.np_dtype)
-    P = probability_inside(outputs(net, result.params, grid)).reshape(g0.shape).astype(np.float64)
+    P = probability_inside(outputs(net, result.params, grid, result.data.X_train)).reshape(g0.shape).astype(np.float64)
 
     filled = ax.contourf(g0, g1, P, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.35, vmin=0, vmax=1)
     ax.contour(g0, g1, P, levels=[0.5], colors="k", linewidths=2)
@@ -70,7 +70,7 @@ def decision_boundary(result: TrainResult, path: Path) -> Path:
             sel = labels == cls
             ax.scatter(X[sel, 0], X[sel, 1], s=size, marker=marker, c=colour, edgecolors="white",
                        linewidths=0.4, label=f"{what}, {name}")
-    wrong = predicted_class(outputs(net, result.params, data.X_held)) != data.labels_held
+    wrong = predicted_class(outputs(net, result.params, data.X_held, data.X_train)) != data.labels_held
     if wrong.any():
         ax.scatter(data.X_held[wrong, 0], data.X_held[wrong, 1], s=110, facecolors="none",
                    edgecolors="k", linewidths=1.2, label=f"held-out, misclassified ({int(wrong.sum())})")

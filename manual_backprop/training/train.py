@@ -39,9 +39,10 @@ from ..description.network import Network
 from ..description.optimizer import OptimizerStep
 from ..engine import fast
 from ..engine.sgd import check_learning_rate
-from ..engine.trace import forward, run
+from ..engine.trace import backward, forward, run
 from ..errors import InputError
-from ..kernels import ACTIVATIONS, OPTIMIZERS, linear_forward
+from ..kernels import ACTIVATIONS, LOSSES, NORMS, OPTIMIZERS, linear_forward
+from ..kernels.normalization import norm_apply
 from ..kernels.losses import one_hot
 
 INNER_RADIUS = 1.0            # class 1: the unit disc (ball)
@@ -140,12 +141,37 @@ def initial_parameters(network: Network, seed: int) -> dict[str, np.ndarray]:
     return params
 
 
-def outputs(network: Network, params: Mapping[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+def outputs(network: Network, params: Mapping[str, np.ndarray], X: np.ndarray,
+            population: np.ndarray | None = None) -> np.ndarray:
     """A_L for inputs X (no targets needed): the forward without the loss."""
-    A = X
+    return _outputs(network, params, X, population)[1]
+
+
+def _outputs(network: Network, params: Mapping[str, np.ndarray], X: np.ndarray,
+             population: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(Z_L, A_L)`` for inputs X. A layer norm normalises each row by itself; a batch norm uses the
+    statistics of ``population`` (the training set, the batch full-batch training normalised: inference
+    mode), so that a point's output does not depend on the points queried with it."""
+    A, P = X, population
     for l, act in enumerate(network.activations, start=1):
-        A = ACTIVATIONS[act].forward(linear_forward(A, params[f"W{l}"], params[f"b{l}"]))
-    return A
+        Z = S = linear_forward(A, params[f"W{l}"], params[f"b{l}"])
+        if network.normed(l):
+            norm, gamma, beta = NORMS[network.norm(l)], params[f"gamma{l}"], params[f"beta{l}"]
+            if norm.name == "batchnorm":
+                if P is None:
+                    raise InputError("a batch-norm network's outputs need the training set's statistics")
+                ZP = linear_forward(P, params[f"W{l}"], params[f"b{l}"])
+                _, SP, inv_std = norm.forward(ZP, gamma, beta, network.eps)
+                S = norm_apply(Z, ZP.mean(axis=0), inv_std, gamma, beta)
+                P = ACTIVATIONS[act].forward(SP)
+            else:
+                S = norm.forward(Z, gamma, beta, network.eps)[1]
+                P = None if P is None else ACTIVATIONS[act].forward(norm.forward(
+                    linear_forward(P, params[f"W{l}"], params[f"b{l}"]), gamma, beta, network.eps)[1])
+        elif P is not None:
+            P = ACTIVATIONS[act].forward(linear_forward(P, params[f"W{l}"], params[f"b{l}"]))
+        A = ACTIVATIONS[act].forward(S)
+    return Z, A
 
 
 def predicted_class(A: np.ndarray) -> np.ndarray:
@@ -159,9 +185,13 @@ def probability_inside(A: np.ndarray) -> np.ndarray:
 
 
 def evaluate(network: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
-             labels: np.ndarray) -> tuple[float, float]:
-    """``(loss, accuracy)`` on a set of points."""
+             labels: np.ndarray, population: np.ndarray | None = None) -> tuple[float, float]:
+    """``(loss, accuracy)`` on a set of points (a batch norm with the statistics of ``population``)."""
     T = _as_matrix(Y, X.dtype)
+    if network.has_norm:
+        Z, A = _outputs(network, params, X, population)
+        L = LOSSES[network.loss].value(Z, A, T, network.reduction)
+        return float(L), float((predicted_class(A) == labels).mean())
     fwd = forward(network, params, X, Y, T)
     return float(fwd["L"]), float((predicted_class(fwd[f"A{network.depth}"]) == labels).mean())
 
@@ -191,7 +221,7 @@ def compare_gradients(case: Case, ours: Mapping[str, np.ndarray], ref: Mapping[s
     with np.errstate(all="ignore"):
         flips = possible_flips(network, trace, E)
         kinks = kink_scales(network, case.params, trace, flips) if flips else {}
-    names = [n for n in network.backward_names() if n.startswith(("dW", "db"))]
+    names = [n for n in network.backward_names() if n.startswith(("dW", "db", "dgamma"))]
     return _first_disagreement(case, {n: ours[n] for n in names}, ref, E, against, step, kinks)
 
 
@@ -370,6 +400,9 @@ def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, 
     B = n if batch_size is None else batch_size
     if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or not 1 <= B <= n:
         raise InputError(f"--batch-size must be an integer between 1 and the {n} training points, got {B!r}")
+    if network.has_batchnorm and (B == 1 or n % B == 1):
+        raise InputError(f"--batch-size {B} leaves a batch of one sample out of {n}, and batch norm's variance over "
+                         f"one sample is 0 (no gradient reaches the layer); choose a batch size that leaves none")
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise InputError(f"the number of steps must be a positive integer, got {steps!r}")
     if check_every is not None and (isinstance(check_every, bool) or not isinstance(check_every, int)
@@ -406,9 +439,12 @@ def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, 
                 rows = batches.pop()
             X_batch, Y_batch = X[rows], Y[rows]
             N = X_batch.shape[0]
-            if N not in workspaces:  # one per batch size: the last batch of an epoch may be short
-                workspaces[N] = fast.Workspace(network, N)
-            L, g = fast.value_and_grad(network, params, X_batch, Y_batch if labels else T[rows], workspaces[N])
+            if network.has_norm:  # the checking engine: the fast one has no norms
+                L, g = _checking_value_and_grad(network, params, X_batch, Y_batch, T[rows])
+            else:
+                if N not in workspaces:  # one per batch size: the last batch of an epoch may be short
+                    workspaces[N] = fast.Workspace(network, N)
+                L, g = fast.value_and_grad(network, params, X_batch, Y_batch if labels else T[rows], workspaces[N])
             what = _loss_problem(float(L), start)
             if what is not None:  # stop before the step: the parameters are those that gave the loss
                 diverged = Divergence(step, what)
@@ -454,12 +490,20 @@ def train(network: Network, params: Mapping[str, np.ndarray], data: Dataset, *, 
                        against if check_every else None, mismatch, diverged, optimizer)
 
 
+def _checking_value_and_grad(network: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
+                             T: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+    """``(L, {W1: dW1, ..., gamma1: dgamma1, ...})`` from the checking engine's forward and backward."""
+    fwd = forward(network, params, X, Y, T)
+    bwd = backward(network, params, fwd, T)
+    return fwd["L"], {name: bwd[f"d{name}"] for name in params}
+
+
 def _record(history: History, network: Network, params: Mapping[str, np.ndarray], data: Dataset,
             step: int) -> None:
     history.eval_steps.append(step)
     for part, X, Y, labels in (("train", data.X_train, data.Y_train, data.labels_train),
                                ("held_out", data.X_held, data.Y_held, data.labels_held)):
-        loss, acc = evaluate(network, params, X, Y, labels)
+        loss, acc = evaluate(network, params, X, Y, labels, data.X_train)
         getattr(history, f"{part}_loss").append(loss)
         getattr(history, f"{part}_accuracy").append(acc)
 

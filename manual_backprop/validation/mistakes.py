@@ -21,7 +21,8 @@ from typing import Callable
 import numpy as np
 
 from ..description.case import Case
-from ..kernels import ACTIVATIONS, LOSSES, OPTIMIZERS, linear_forward
+from ..kernels import ACTIVATIONS, LOSSES, NORMS, OPTIMIZERS, linear_forward
+from ..kernels.normalization import norm_dZ
 from ..kernels.linear import linear_dA_prev, linear_db, linear_dW
 from .replay import reproduces
 from .steps import Step, Values, followed, input_gradient, previous
@@ -70,6 +71,8 @@ def words(step: Step, case: Case) -> dict[str, str]:
                    A_prev=previous(l), dA_prev=input_gradient(l), act=net.activations[l - 1])
         if l > 1:
             out.update(Zp=f"Z{l - 1}", Ap=f"A{l - 1}", dZp=f"dZ{l - 1}")
+        if net.normed(l):
+            out.update(xhat=f"N{l}", S=f"S{l}", dS=f"dS{l}", dxhat=f"dN{l}", gamma=f"gamma{l}", norm=net.norm(l))
     return out
 
 
@@ -272,6 +275,98 @@ def _db_wrong_axis(step: Step, case: Case) -> list[Candidate]:
     l = step.layer
     return _when(step.kind == "bias_gradient" and case.batch == case.network.sizes[l],
                  Candidate(lambda v: v[f"dZ{l}"].sum(axis=1)))
+
+
+# --- a norm: Nl = (Zl - mean) * inv_std, Sl = gammal * Nl + betal, and its backward -----------------
+
+def _norm_of(case: Case, l: int):
+    return NORMS[case.network.norm(l)]
+
+
+def _statistics(Z: np.ndarray, axis: int, eps: float, bessel: bool = False,
+                eps_outside: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, inv_std)`` over ``axis`` (keepdims) as a student might take them: with Bessel's 1/(m - 1),
+    or ``1/(sqrt(var) + eps)``; the right ones otherwise."""
+    m = Z.shape[axis]
+    mu = Z.mean(axis=axis, keepdims=True)
+    var = ((Z - mu) ** 2).sum(axis=axis, keepdims=True) / (m - 1 if bessel else m)
+    return mu, (1 / (np.sqrt(var) + eps) if eps_outside else 1 / np.sqrt(var + eps))
+
+
+def _normalised_as(step: Step, case: Case, axis: int | None = None, **how) -> Rule:
+    """``Nl`` from ``Zl`` with the statistics taken as ``how`` says (over ``axis``, the norm's by default)."""
+    l = step.layer
+    ax = _norm_of(case, l).axis if axis is None else axis
+
+    def rule(v):
+        mu, inv = _statistics(v[f"Z{l}"], ax, case.network.eps, **how)
+        return (v[f"Z{l}"] - mu) * inv
+    return rule
+
+
+def _dZ_with(step: Step, case: Case, axis: int | None = None, **how) -> Rule:
+    """``dZl`` by the compact rule from ``dNl``, ``Nl``, with inv_std taken as ``how`` says."""
+    l = step.layer
+    ax = _norm_of(case, l).axis if axis is None else axis
+
+    def rule(v):
+        _, inv = _statistics(v[f"Z{l}"], ax, case.network.eps, **how)
+        return norm_dZ(v[f"dN{l}"], v[f"N{l}"], inv[0] if ax == 0 else inv, ax)
+    return rule
+
+
+def _norm_statistics_constant(step: Step, case: Case) -> list[Candidate]:
+    """``dZ = dN * inv_std``: the mean and the variance taken as constants (no paths through them)."""
+    if step.kind != "norm_backward":
+        return []
+    l = step.layer
+    ax = _norm_of(case, l).axis
+    return [Candidate(lambda v: v[f"dN{l}"] * _statistics(v[f"Z{l}"], ax, case.network.eps)[1])]
+
+
+def _norm_bessel(step: Step, case: Case) -> list[Candidate]:
+    """The variance with Bessel's 1/(m - 1), where the norm's statistics use 1/m: in N, or in dZ's inv_std."""
+    l = step.layer
+    if not l or not case.network.normed(l):
+        return []
+    m = case.batch if _norm_of(case, l).axis == 0 else case.network.sizes[l]  # the length the statistics run over
+    if step.kind == "norm" and m > 1:
+        return [Candidate(_normalised_as(step, case, bessel=True), {"m": str(m)})]
+    if step.kind == "norm_backward" and m > 1:
+        return [Candidate(_dZ_with(step, case, bessel=True), {"m": str(m)})]
+    return []
+
+
+def _norm_eps_outside(step: Step, case: Case) -> list[Candidate]:
+    """``1/(sqrt(var) + eps)`` for ``1/sqrt(var + eps)``, in N or in dZ's inv_std."""
+    if step.kind == "norm" and case.network.eps > 0:
+        return [Candidate(_normalised_as(step, case, eps_outside=True))]
+    if step.kind == "norm_backward" and case.network.eps > 0:
+        return [Candidate(_dZ_with(step, case, eps_outside=True))]
+    return []
+
+
+def _norm_parameter_wrong_axis(step: Step, case: Case) -> list[Candidate]:
+    """dgamma (dbeta) summed over the features (axis 1) instead of over the samples; same shape only when
+    the batch is as wide as the layer, as for db."""
+    l = step.layer
+    if step.kind not in ("gamma_gradient", "beta_gradient") or case.batch != case.network.sizes[l]:
+        return []
+    if step.kind == "gamma_gradient":
+        return [Candidate(lambda v: (v[f"dS{l}"] * v[f"N{l}"]).sum(axis=1), {"what": f"dS{l} * N{l}"})]
+    return [Candidate(lambda v: v[f"dS{l}"].sum(axis=1), {"what": f"dS{l}"})]
+
+
+def _layernorm_batch_statistics(step: Step, case: Case) -> list[Candidate]:
+    """Layer norm with batch norm's statistics: the mean and variance over the samples (axis 0)."""
+    l = step.layer
+    if not l or not case.network.normed(l) or case.network.norm(l) != "layernorm" or case.batch < 2:
+        return []
+    if step.kind == "norm":
+        return [Candidate(_normalised_as(step, case, axis=0))]
+    if step.kind == "norm_backward":
+        return [Candidate(_dZ_with(step, case, axis=0))]
+    return []
 
 
 def _transposed_dA(step: Step, case: Case) -> list[Candidate]:
@@ -546,6 +641,25 @@ MISTAKES: tuple[Mistake, ...] = (
             "{n} is where {k} steps lead when the gradients add up from step to step (step j moves by "
             "g_1 + ... + g_j, as .grad does without optimizer.zero_grad() between steps); each step moves by its "
             "own gradient.", _gradients_accumulated),
+    # a norm (batch norm, layer norm)
+    Mistake("norm_statistics_constant", "the mean and variance treated as constants",
+            "{n} is {dxhat} * inv_std: the mean and the variance were treated as constants, but both depend on "
+            "{Z}; with their paths, {right}.", _norm_statistics_constant),
+    Mistake("norm_bessel_variance", "Bessel's n − 1 in the variance",
+            "{n} takes the variance with Bessel's 1/(m − 1) (m = {m}); the {norm} statistics use the biased 1/m: "
+            "{right}.", _norm_bessel),
+    Mistake("norm_eps_outside_root", "eps outside the square root",
+            "{n} divides by sqrt(var) + eps; eps goes inside the root: 1/sqrt(var + eps). {right}.",
+            _norm_eps_outside),
+    Mistake("norm_parameter_gradient_wrong_axis", "dgamma or dbeta summed over the wrong axis",
+            "{n} sums {what} over the features (axis 1) instead of over the samples (axis 0): {right}.",
+            _norm_parameter_wrong_axis,
+            column="{n} sums {what} over the features (axis 0) instead of over the samples (axis 1): {right}."),
+    Mistake("layernorm_batch_statistics", "layer norm with the batch's statistics",
+            "{n} takes layer norm's mean and variance over the batch (axis 0, as batch norm does); layer norm "
+            "normalises each sample over its own features (axis 1): {right}.", _layernorm_batch_statistics,
+            column="{n} takes layer norm's mean and variance over the batch (axis 1, as batch norm does); layer "
+                   "norm normalises each sample over its own features (axis 0): {right}."),
 )
 
 BY_ID = {m.id: m for m in MISTAKES}

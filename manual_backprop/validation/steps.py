@@ -9,6 +9,17 @@ backward, then per-sample gradients and the descent step)::
     dZ1 = dA1 * (Z1 > 0)              inputs dA1, Z1, A1     kind "activation_backward"
     dW1 = X.T @ dZ1                   inputs X, dZ1          kind "weight_gradient"
 
+A layer with a norm adds, between Zl and Al (and between dAl and dZl)::
+
+    N1  = (Z1 - mean) / sqrt(var + eps)   inputs Z1              kind "norm"
+    S1  = gamma1 * N1 + beta1             inputs N1              kind "norm_scale"
+    A1  = relu(S1)                        inputs S1              kind "norm_activation"
+    dS1 = dA1 * (S1 > 0)                  inputs dA1, S1, A1     kind "norm_activation_backward"
+    dgamma1 = 1.T @ (dS1 * N1)            inputs dS1, N1         kind "gamma_gradient"
+    dbeta1  = 1.T @ dS1                   inputs dS1             kind "beta_gradient"
+    dN1 = dS1 * gamma1                    inputs dS1             kind "norm_scale_backward"
+    dZ1 = (1/m) inv_std (m dN1 - sum dN1 - N1 sum(dN1 N1))   inputs dN1, Z1 (x̂, inv_std from Z1)   kind "norm_backward"
+
 The parameters, and the targets the loss compares with, are constants of a
 step (a derivation starts from them); every other operand is an input, read
 by name from a mapping of values. That mapping can hold the true values, or
@@ -27,8 +38,9 @@ import numpy as np
 from ..description.case import Case, as_float64
 from ..engine.per_sample import normalisation, per_sample_dZ
 from ..engine.sgd import trajectory
-from ..kernels import ACTIVATIONS, LOSSES, linear_forward
+from ..kernels import ACTIVATIONS, LOSSES, NORMS, linear_forward
 from ..kernels.linear import linear_dA_prev, linear_db, linear_dW
+from ..kernels.normalization import norm_dbeta, norm_dgamma, norm_dN, norm_dZ
 from ..kernels.regularization import l2_gradient, l2_penalty
 
 Values = Mapping[str, np.ndarray]
@@ -100,6 +112,11 @@ def derivation_steps(case: Case) -> dict[str, Step]:
         add(f"Z{l}", "linear", (a_prev,), l,
             lambda v, a_prev=a_prev, W=params[f"W{l}"], b=params[f"b{l}"]: linear_forward(v[a_prev], W, b),
             linear_texts(case, l)["Z"])
+        if net.normed(l):
+            norm_steps(case, l, add)
+            add(f"A{l}", "norm_activation", (f"S{l}",), l,
+                lambda v, l=l, f=ACTIVATIONS[act].forward: f(v[f"S{l}"]), f"A{l} = {act}(S{l})")
+            continue
         add(f"A{l}", "activation", (f"Z{l}",), l,
             lambda v, l=l, f=ACTIVATIONS[act].forward: f(v[f"Z{l}"]), f"A{l} = {act}(Z{l})")
     out_name = f"Z{L}" if loss.fused_with else f"A{L}"
@@ -130,7 +147,12 @@ def derivation_steps(case: Case) -> dict[str, Step]:
             f"{top} = {loss.grad_text.format(Z=f'Z{L}', A=f'A{L}')}{scale_text(case)}")
     for l in range(L, 0, -1):
         act = ACTIVATIONS[net.activations[l - 1]]
-        if l < L or not loss.fused_with or through_dA:
+        if net.normed(l):  # never the output layer
+            add(f"dS{l}", "norm_activation_backward", (f"dA{l}", f"S{l}", f"A{l}"), l,
+                lambda v, l=l, b=act.backward: b(v[f"dA{l}"], v[f"S{l}"], v[f"A{l}"]),
+                f"dS{l} = " + act.backward_text.format(dA=f"dA{l}", Z=f"S{l}", A=f"A{l}"))
+            norm_backward_steps(case, l, add)
+        elif l < L or not loss.fused_with or through_dA:
             add(f"dZ{l}", "activation_backward", (f"dA{l}", f"Z{l}", f"A{l}"), l,
                 lambda v, l=l, b=act.backward: b(v[f"dA{l}"], v[f"Z{l}"], v[f"A{l}"]),
                 f"dZ{l} = " + act.backward_text.format(dA=f"dA{l}", Z=f"Z{l}", A=f"A{l}"))
@@ -151,7 +173,7 @@ def derivation_steps(case: Case) -> dict[str, Step]:
     # the user's dZ is the engine's times the deltas' factor: what remains of 1/c multiplies it
     inverse_c = round(1 / normalisation(net, case.batch) / case.convention.delta_factor(net.reduction, case.batch))
     column = case.convention.layout == "column"
-    for l in range(1, L + 1):
+    for l in range(1, L + 1 if not net.has_batchnorm else 1):  # batch norm: no per-sample gradients
         a_prev = previous(l)
         times = f" * {inverse_c}" if inverse_c != 1 else ""
         sample = (lambda t: f"{t}[:, i]") if column else (lambda t: f"{t}[i]")
@@ -197,6 +219,53 @@ def derivation_steps(case: Case) -> dict[str, Step]:
                 add(f"{p}_next", "optimizer", (f"d{p}", *names), l, parameter,
                     f"{p}_next: {step.describe()} from {p}, d{p}{''.join(', ' + n for n in names)}; {opt.formula}")
     return steps
+
+
+def _normalised(case: Case, l: int, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(x̂, inv_std)`` of layer l's norm, from a Z (the true one, or a student's)."""
+    net = case.network
+    n = Z.shape[1]
+    N, _, inv = NORMS[net.norm(l)].forward(Z, np.ones(n, Z.dtype), np.zeros(n, Z.dtype), net.eps)
+    return N, inv
+
+
+def norm_texts(case: Case, l: int) -> dict[str, str]:
+    """Layer l's norm rules in words: what the statistics run over, in the file's layout."""
+    net = case.network
+    column = case.convention.layout == "column"
+    axis = NORMS[net.norm(l)].axis
+    over = ("samples" if axis == 0 else "features") + f" (axis {1 - axis if column else axis})"
+    sums = f"over the samples (axis {1 if column else 0})"
+    return {"N": f"N{l} = (Z{l} - mean) / sqrt(var + {net.eps:g}), mean and biased var over the {over}",
+            "S": f"S{l} = gamma{l} * N{l} + beta{l}",
+            "dgamma": f"dgamma{l} = sum(dS{l} * N{l}) {sums}", "dbeta": f"dbeta{l} = sum(dS{l}) {sums}",
+            "dN": f"dN{l} = dS{l} * gamma{l}",
+            "dZ": f"dZ{l} = (1/m) * inv_std * (m*dN{l} - sum(dN{l}) - N{l} * sum(dN{l} * N{l})), "
+                  f"m the {over.split(' (')[0]}, the sums over the {over}, inv_std = 1/sqrt(var + {net.eps:g})"}
+
+
+def norm_steps(case: Case, l: int, add) -> None:
+    """The forward steps of layer l's norm: ``Nl`` from ``Zl``, ``Sl`` from ``Nl``."""
+    net, params = case.network, case.params
+    norm, texts = NORMS[net.norm(l)], norm_texts(case, l)
+    gamma, beta = params[f"gamma{l}"], params[f"beta{l}"]
+    add(f"N{l}", "norm", (f"Z{l}",), l,
+        lambda v, l=l: norm.forward(v[f"Z{l}"], np.ones_like(gamma), np.zeros_like(beta), net.eps)[0], texts["N"])
+    add(f"S{l}", "norm_scale", (f"N{l}",), l, lambda v, l=l: gamma * v[f"N{l}"] + beta, texts["S"])
+
+
+def norm_backward_steps(case: Case, l: int, add) -> None:
+    """The backward steps of layer l's norm, from ``dSl``: ``dgammal, dbetal, dNl, dZl`` (the kernel's)."""
+    net, params = case.network, case.params
+    norm, texts, gamma = NORMS[net.norm(l)], norm_texts(case, l), params[f"gamma{l}"]
+
+    add(f"dgamma{l}", "gamma_gradient", (f"dS{l}", f"N{l}"), l,
+        lambda v, l=l: norm_dgamma(v[f"dS{l}"], v[f"N{l}"]), texts["dgamma"])
+    add(f"dbeta{l}", "beta_gradient", (f"dS{l}",), l, lambda v, l=l: norm_dbeta(v[f"dS{l}"]), texts["dbeta"])
+    add(f"dN{l}", "norm_scale_backward", (f"dS{l}",), l, lambda v, l=l: norm_dN(v[f"dS{l}"], gamma), texts["dN"])
+    # from dN and Z: x̂ and inv_std are Z's (a long-form derivation through dvar and dmu never reads x̂)
+    add(f"dZ{l}", "norm_backward", (f"dN{l}", f"Z{l}"), l, lambda v, l=l: norm_dZ(
+        v[f"dN{l}"], *_normalised(case, l, v[f"Z{l}"]), norm.axis), texts["dZ"])
 
 
 def _layer_of(name: str) -> int:

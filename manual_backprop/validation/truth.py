@@ -46,8 +46,9 @@ def true_values(case: Case) -> Truth:
         E = error_scales(net, case64.params, values, case64.T)
     ensure_representable(case64, values, E)  # numbers beyond float64 are the input's fault: exit 2
     with np.errstate(all="ignore"):  # judged below, for the names claimed
-        values.update(per_sample_from_trace(case64.network, values))
-        E.update(per_sample_error_scales(net, values, E))
+        if not net.has_batchnorm:  # batch norm has no per-sample gradients (its samples interact)
+            values.update(per_sample_from_trace(case64.network, values))
+            E.update(per_sample_error_scales(net, values, E))
         if case.step is not None and case.step.steps > 1:  # after k steps: each step's scales, carried on
             steps = trajectory(case64, trace=values)
             per_step = [step_error_scales(net, start.params, trace, error_scales(net, start.params, trace, start.T),

@@ -1,0 +1,112 @@
+"""The student's process: run their code on the trials' inputs, write back data only.
+
+Started by :mod:`.sandbox` as ``python -I -m manual_backprop.grading._runner WORKDIR``, in a
+working folder that holds a copy of the submission, the inputs (``in/<trial>/<name>.npy``) and
+``job.json``; it never holds a true value. For each trial it calls the code the way
+:func:`~manual_backprop.testing.network.check_network` does (the same forms, on copies), and
+writes what came back as ``out/<trial>/<name>.npy`` (``np.save(allow_pickle=False)``: numbers
+only) and ``out/<trial>.json`` (the form, the names, the problems). Whatever the code raises
+is written as the trial's ``error``; ``sys.exit`` too. The grader reads nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _load(path: Path, name: str):
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(f"_submission_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, name):
+        raise AttributeError(f"{path.name} defines no {name!r}")
+    return getattr(module, name)
+
+
+def _write(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _arrays(folder: Path, files: dict) -> dict:
+    return {k: np.load(folder / v, allow_pickle=False) for k, v in files.items()}
+
+
+def main(workdir: str) -> int:
+    from ..description.convention import Convention
+    from ..description.network import Network
+    from ..testing.network import _Code
+    from ..testing.signatures import UserError, exception
+
+    from .sandbox import apply_limits
+
+    root = Path(workdir)
+    job = json.loads((root / "job.json").read_text(encoding="utf-8"))
+    apply_limits(job["limits"])
+    out = root / "out"
+    out.mkdir(exist_ok=True)
+    net = job["network"]
+    network = Network(**{k: tuple(v) if isinstance(v, list) else v for k, v in net.items()})
+    view = job["convention"]
+    convention = Convention(view["layout"], view["deltas"], {k: tuple(v) for k, v in view["biases"].items()})
+    try:
+        fn = _load(root / job["file"], job["name"])
+    except SystemExit as e:
+        _write(out / "setup.json", {"error": f"importing {job['file']} called sys.exit({e.code!r})"})
+        return 0
+    except BaseException as e:  # noqa: BLE001  (the student's import: anything goes)
+        _write(out / "setup.json", {"error": f"importing {job['file']} raised {exception(e)}"})
+        return 0
+    try:
+        code = _Code(fn, network, job["name"], convention)
+        error = code.setup()
+    except SystemExit as e:
+        error = f"{job['name']} called sys.exit({e.code!r}) while being set up"
+    except BaseException as e:  # noqa: BLE001
+        error = f"{job['name']} is not a recognised form: {exception(e)}"
+    _write(out / "setup.json", {"error": error, "label": getattr(code, "label", job["name"]) if error is None else
+                                job["name"], "form": code.form if error is None else "", "kind":
+                                code.kind if error is None else ""})
+    if error is not None:
+        return 0
+    for i, trial in enumerate(job["trials"]):
+        folder = root / trial["folder"]
+        code.network = Network(**{**{k: tuple(v) if isinstance(v, list) else v for k, v in net.items()},
+                                  "dtype": trial["dtype"]})
+        params = _arrays(folder, trial["params"])
+        X, Y = np.load(folder / "X.npy", allow_pickle=False), np.load(folder / "Y.npy", allow_pickle=False)
+        record: dict = {}
+        try:
+            shape, values, problems, notes = code.call(params, X, Y)
+        except UserError as e:
+            record["error"] = str(e)
+        except SystemExit as e:
+            record["error"] = f"{code.label} called sys.exit({e.code!r})"
+        else:
+            (out / str(i)).mkdir(exist_ok=True)
+            saved: dict = {}
+            for key, value in values.items():
+                if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+                    np.save(out / str(i) / f"v{len(saved)}.npy", value, allow_pickle=False)
+                    saved[key] = {"file": f"out/{i}/v{len(saved)}.npy"}
+                elif value is None:
+                    saved[key] = {"none": True}
+                else:
+                    saved[key] = {"unreadable": getattr(value, "note", f"{key} is not an array of numbers")}
+            record.update(shape=shape, values=saved, problems=problems, notes=notes)
+        _write(out / f"{i}.json", record)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - run in the student's process
+    sys.exit(main(sys.argv[1]))
