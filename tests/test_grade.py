@@ -211,3 +211,46 @@ def test_a_degenerate_answer_never_earns_carried_points(tmp_path):
     (zeros / "answers.toml").write_text("\n".join(lines).replace("0.0", "0.0") + "\n")
     _, results, _ = grade_class(tmp_path / "class" / "assignment.toml", zeros, one=True)
     assert results[0].score == 0, [(i.name, i.verdict) for i in results[0].items]
+
+
+# --- a layer pair handed in -----------------------------------------------------------------------
+
+AFFINE = '''
+import numpy as np
+
+
+def affine_forward(x, w, b):
+    return x @ w + b, (x, w, b)
+
+
+def affine_backward(dout, cache):
+    x, w, b = cache
+    return dout @ w.T, {dW}, dout.sum(axis=0)
+'''
+
+
+def _layer_class(tmp_path, bodies: dict[str, str]):
+    shutil.copy(CLASS / "network.toml", tmp_path / "network.toml")
+    (tmp_path / "a.toml").write_text(
+        'network = "network.toml"\n[hand_in]\n'
+        'layer = { file = "layers.py", forward = "affine_forward", backward = "affine_backward", layer = "linear" }\n'
+        '[points.layer]\nout = 1\ndx = 1\ndW = 2\ndb = 1\n[rubric]\ntimeout = 10\n')
+    subs = tmp_path / "subs"
+    for student, body in bodies.items():
+        (subs / student).mkdir(parents=True)
+        (subs / student / "layers.py").write_text(body)
+    _, results, _ = grade_class(tmp_path / "a.toml", subs, jobs=2)
+    return {r.student: r for r in results}
+
+
+def test_a_layer_pair_is_graded_tensor_by_tensor_against_the_frameworks(tmp_path):
+    r = _layer_class(tmp_path, {
+        "right": AFFINE.format(dW="x.T @ dout"),
+        "transposed": AFFINE.format(dW="dout.T @ x"),          # dW (n_out, n_in): a shape check fails
+        "exits": AFFINE.format(dW="x.T @ dout").replace("return x @ w + b", "import sys; sys.exit(1)"),
+    })
+    assert r["right"].score == 5
+    by = {i.name: i for i in r["transposed"].items}
+    assert r["transposed"].score == 3 and by["layer:dW"].points == 0
+    assert "transposed" in by["layer:dW"].diagnosis
+    assert r["exits"].score == 0 and all("sys.exit" in (i.diagnosis or "") for i in r["exits"].items)

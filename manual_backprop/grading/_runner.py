@@ -55,6 +55,8 @@ def main(workdir: str) -> int:
     apply_limits(job["limits"])
     out = root / "out"
     out.mkdir(exist_ok=True)
+    if job.get("kind") == "layer":
+        return _layer(root, job, out)
     net = job["network"]
     network = Network(**{k: tuple(v) if isinstance(v, list) else v for k, v in net.items()})
     view = job["convention"]
@@ -104,6 +106,54 @@ def main(workdir: str) -> int:
                 else:
                     saved[key] = {"unreadable": getattr(value, "note", f"{key} is not an array of numbers")}
             record.update(shape=shape, values=saved, problems=problems, notes=notes)
+        _write(out / f"{i}.json", record)
+    return 0
+
+
+def _layer(root: Path, job: dict, out: Path) -> int:
+    """A layer pair (``check_layer``'s forms) on each trial: its ``out`` and gradients, as data."""
+    from ..description.convention import Convention
+    from ..testing.layers import LAYERS, Trial, _run_user
+    from ..testing.signatures import Missing, Unreadable, UserError, exception, layer_calls
+
+    spec = LAYERS[job["layer"]]
+    try:
+        forward = _load(root / job["file"], job["forward"])
+        backward = _load(root / job["file"], job["backward"]) if job.get("backward") else None
+        calls = layer_calls(forward, backward, spec.name, spec.linear, spec.norm, float(job["eps"]))
+    except SystemExit as e:
+        _write(out / "setup.json", {"error": f"importing {job['file']} called sys.exit({e.code!r})"})
+        return 0
+    except BaseException as e:  # noqa: BLE001
+        _write(out / "setup.json", {"error": f"{job['file']}: {exception(e)}"})
+        return 0
+    _write(out / "setup.json", {"error": None, "form": calls.form})
+    view = Convention(job["layout"])
+    for i, trial in enumerate(job["trials"]):
+        folder = root / trial["folder"]
+        t = Trial(trial["name"], np.load(folder / "x.npy", allow_pickle=False), _arrays(folder, trial["params"]),
+                  np.load(folder / "dout.npy", allow_pickle=False), eps=float(job["eps"]))
+        record: dict = {}
+        try:
+            named, problems = _run_user(calls, spec, t, view)
+        except UserError as e:
+            record["error"], record["function"] = str(e), e.function
+        except SystemExit as e:
+            record["error"], record["function"] = f"the layer called sys.exit({e.code!r})", "forward"
+        else:
+            (out / str(i)).mkdir(exist_ok=True)
+            saved: dict = {}
+            for key, value in named.items():
+                if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+                    np.save(out / str(i) / f"v{len(saved)}.npy", value, allow_pickle=False)
+                    saved[key] = {"file": f"out/{i}/v{len(saved)}.npy"}
+                elif isinstance(value, Missing):
+                    saved[key] = {"missing": value.note}
+                elif value is None:
+                    saved[key] = {"none": True}
+                else:
+                    saved[key] = {"unreadable": value.note if isinstance(value, Unreadable) else f"{key} unreadable"}
+            record.update(values=saved, problems=[list(p) for p in problems])
         _write(out / f"{i}.json", record)
     return 0
 

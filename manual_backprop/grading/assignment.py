@@ -9,6 +9,7 @@
     [hand_in]
     claims = "answers.toml"           # each submission's file with a [claimed] table
     code = "backprop.py:loss_and_grads"   # a whole network in the student's code (check_network's forms)
+    layer = { file = "layers.py", forward = "affine_forward", backward = "affine_backward", layer = "linear" }
 
     [points]                          # per claimed tensor
     Z1 = 1
@@ -16,6 +17,10 @@
 
     [points.code]                     # per tensor the code returns
     dW1 = 2
+
+    [points.layer]                    # per tensor of the layer pair: out, dx, dW, db (dgamma, dbeta)
+    dx = 1
+    dW = 1
 
     [rubric]
     carried = "keep"                  # a step right from the student's own wrong inputs keeps its points
@@ -48,7 +53,8 @@ from ..errors import InputError
 from .sandbox import Limits
 
 KEYS = {"title", "network", "example", "hand_in", "points", "rubric"}
-HAND_IN = {"claims", "code"}
+HAND_IN = {"claims", "code", "layer"}
+LAYER_KEYS = {"file", "forward", "backward", "layer", "layout", "eps"}
 RUBRIC = {"carried", "show_answers", "timeout", "memory", "output"}
 
 
@@ -64,6 +70,8 @@ class Assignment:
     code_name: str | None = None                     # "loss_and_grads"
     points: dict[str, float] = field(default_factory=dict)        # claimed tensor -> points
     code_points: dict[str, float] = field(default_factory=dict)   # tensor the code returns -> points
+    layer: dict[str, Any] | None = None                            # the layer pair handed in, checked
+    layer_points: dict[str, float] = field(default_factory=dict)  # out, dx, dW, db -> points
     carried: str = "keep"
     show_answers: bool = True
     limits: Limits = field(default_factory=Limits)
@@ -71,11 +79,11 @@ class Assignment:
     @property
     def items(self) -> list[str]:
         """Every graded item, in the gradebook's order: ``Z1, dW1, ..., code:dW1, ...``."""
-        return list(self.points) + [f"code:{n}" for n in self.code_points]
+        return list(self.points) + [f"code:{n}" for n in self.code_points] + [f"layer:{n}" for n in self.layer_points]
 
     @property
     def max_score(self) -> float:
-        return float(sum(self.points.values()) + sum(self.code_points.values()))
+        return float(sum(self.points.values()) + sum(self.code_points.values()) + sum(self.layer_points.values()))
 
 
 def load_assignment(path: str | Path) -> Assignment:
@@ -97,7 +105,8 @@ def load_assignment(path: str | Path) -> Assignment:
     hand_in = _table(doc, "hand_in", where)
     _only(hand_in, HAND_IN, where, "[hand_in]")
     claims, code = hand_in.get("claims"), hand_in.get("code")
-    if claims is None and code is None:
+    layer = _layer(hand_in.get("layer"), where) if "layer" in hand_in else None
+    if claims is None and code is None and layer is None:
         raise InputError(f"{where}: [hand_in] names nothing to hand in: give claims = \"answers.toml\" and/or "
                          f"code = \"backprop.py:NAME\"")
     if claims is not None and (not isinstance(claims, str) or not claims.endswith(".toml") or "/" in claims):
@@ -112,6 +121,7 @@ def load_assignment(path: str | Path) -> Assignment:
                              f"name), got {code!r}")
     points = _table(doc, "points", where)
     code_points = points.pop("code", {}) if isinstance(points.get("code"), dict) else {}
+    layer_points = points.pop("layer", {}) if isinstance(points.get("layer"), dict) else {}
     known = case.network.names() + case.network.extra_names()
     per_claim = _points(points, known, where, "[points]")
     per_code = _points(code_points, known, where, "[points.code]")
@@ -119,7 +129,8 @@ def load_assignment(path: str | Path) -> Assignment:
         raise InputError(f"{where}: [points] grades claimed tensors, but [hand_in] has no claims file")
     if per_code and code is None:
         raise InputError(f"{where}: [points.code] grades code, but [hand_in] has no code")
-    if not per_claim and not per_code:
+    per_layer = _layer_points(layer_points, layer, where)
+    if not per_claim and not per_code and not per_layer:
         raise InputError(f"{where}: [points] gives no points: write, e.g., dW1 = 2")
     rubric = _table(doc, "rubric", where)
     _only(rubric, RUBRIC, where, "[rubric]")
@@ -132,7 +143,8 @@ def load_assignment(path: str | Path) -> Assignment:
     limits = Limits(timeout=_positive(rubric, "timeout", 20.0, where, 3600),
                     memory=int(_positive(rubric, "memory", 1024, where, 1 << 20)),
                     output=int(_positive(rubric, "output", 64, where, 1 << 14)))
-    return Assignment(title, case, where, claims, code_file, code_name, per_claim, per_code, carried, show, limits)
+    return Assignment(title, case, where, claims, code_file, code_name, per_claim, per_code, layer, per_layer,
+                      carried, show, limits)
 
 
 def _network(doc: dict[str, Any], path: Path) -> Case:
@@ -153,6 +165,52 @@ def _network(doc: dict[str, Any], path: Path) -> Case:
     import dataclasses
 
     return dataclasses.replace(case, claimed={})
+
+
+def _layer(value: Any, where: str) -> dict[str, Any]:
+    """``layer = { file = "layers.py", forward = "...", backward = "...", layer = "linear" }``, checked."""
+    from .. import references
+    from ..testing.layers import LAYERS
+
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: [hand_in] layer must be a table: {{ file = \"layers.py\", forward = \"...\", "
+                         f"backward = \"...\", layer = \"linear\" }}")
+    _only(value, LAYER_KEYS, where, "[hand_in] layer")
+    for key in ("file", "forward", "layer"):
+        if key not in value:
+            raise InputError(f"{where}: [hand_in] layer is missing {key!r}")
+    file, layer = value["file"], value["layer"]
+    if not isinstance(file, str) or not file.endswith(".py") or "/" in file:
+        raise InputError(f"{where}: [hand_in] layer file must be a file name ending in .py, got {file!r}")
+    for key in ("forward", "backward"):
+        if key in value and (not isinstance(value[key], str) or not value[key].isidentifier()):
+            raise InputError(f"{where}: [hand_in] layer {key} must be a Python name, got {value[key]!r}")
+    if layer not in LAYERS:
+        raise InputError(f"{where}: [hand_in] layer {layer!r} is not a layer check_layer knows; known: "
+                         f"{', '.join(LAYERS)}")
+    layout = value.get("layout", "row")
+    if layout not in ("row", "column"):
+        raise InputError(f"{where}: [hand_in] layer layout must be \"row\" or \"column\", got {layout!r}")
+    eps = value.get("eps", 1e-5)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < math.inf:
+        raise InputError(f"{where}: [hand_in] layer eps must be a number >= 0, got {eps!r}")
+    if not any(references.is_installed(r) for r in ("torch", "jax")):
+        raise InputError(f"{where}: a layer is graded against torch or JAX; install one "
+                         f"(pip install 'manual-backprop[references]')")
+    return {"file": file, "forward": value["forward"], "backward": value.get("backward"), "layer": layer,
+            "layout": layout, "eps": float(eps)}
+
+
+def _layer_points(table: dict[str, Any], layer: dict[str, Any] | None, where: str) -> dict[str, float]:
+    if not table:
+        return {}
+    if layer is None:
+        raise InputError(f"{where}: [points.layer] grades a layer, but [hand_in] has no layer")
+    from ..testing.layers import LAYERS
+
+    spec = LAYERS[layer["layer"]]
+    known = ["out", "dx", *(f"d{p}" for p in spec.params)]
+    return _points(table, known, where, "[points.layer]")
 
 
 def _points(table: dict[str, Any], known: list[str], where: str, section: str) -> dict[str, float]:

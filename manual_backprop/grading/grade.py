@@ -53,6 +53,8 @@ def grade_one(assignment: Assignment, student: str, path: Path) -> StudentResult
         result.items += _claims(assignment, path, result)
     if assignment.code_points:
         result.items += _code(assignment, path, result)
+    if assignment.layer_points:
+        result.items += _layer(assignment, path, result)
     return result
 
 
@@ -133,6 +135,55 @@ def _code(a: Assignment, path: Path, result: StudentResult) -> list[Item]:
                 c = t.validation.claims.get(name) if t.validation else None
                 item.diagnosis = (c.diagnosis if c is not None else None) or t.error or t.problems.get(name)
     return scored
+
+
+def _layer(a: Assignment, path: Path, result: StudentResult) -> list[Item]:
+    """The layer pair on ``check_layer``'s trials, run in the student's process, compared here."""
+    import numpy as np
+
+    from .. import references
+    from ..description.convention import Convention
+    from ..testing.layers import LAYERS, judge_layer, make_trials
+    from .sandbox import SandboxedLayer
+
+    spec, layer = LAYERS[a.layer["layer"]], a.layer
+    items = [Item(f"layer:{n}", most) for n, most in a.layer_points.items()]
+    f = _file(path, layer["file"], ".py")
+    if f is None:
+        result.notes.append(f"no {layer['file']} handed in")
+        return items
+    trials = make_trials(spec, 5, 4, 4 if not spec.linear else 3, a.case.seed, np.dtype("float64"))
+    trials = [dataclasses.replace(t, eps=layer["eps"]) for t in trials]
+    names = [r for r in ("torch", "jax") if references.is_installed(r)]
+    alone = None if path.is_dir() else _alone(f)
+    try:
+        code = SandboxedLayer(alone or path, f.name, layer["forward"], layer["backward"], spec.name, layer["eps"],
+                              layer["layout"], a.limits)
+        run = code.runner(trials)
+    finally:
+        if alone is not None:
+            shutil.rmtree(alone, ignore_errors=True)
+    report = judge_layer(run, spec, trials, names, "float64", Convention(layer["layout"]), code.form)
+    if code.output and not result.output:
+        result.output = code.output
+    if code.failure:
+        result.notes.append(f"{layer['forward']}: {code.failure}")
+    for item in items:
+        name = item.name[len("layer:"):]
+        mine = [c for c in report.checks if c.name == name]
+        failed = [c for c in report.checks if c.failed and (c.name == name or c.name in ("forward", "backward"))]
+        if not mine and not failed:
+            item.verdict = "not returned"
+            continue
+        if not failed:
+            item.points, item.verdict = item.max_points, "right"
+            continue
+        first = failed[0]
+        item.verdict = "wrong" if first.status == "fail" else first.status
+        hints = [h for h in report.hints if h.startswith(name + " ")]
+        item.diagnosis = " ".join([first.message(ours="yours") if first.status == "fail" else
+                                   (first.note or first.status), *hints])
+    return items
 
 
 def _wrong_in(trial, name: str) -> bool:

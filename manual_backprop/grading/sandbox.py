@@ -41,7 +41,7 @@ import numpy as np
 
 from ..description.case import Case
 from ..testing.network import FORMS
-from ..testing.signatures import Unreadable, UserError
+from ..testing.signatures import Missing, Unreadable, UserError
 
 
 @dataclass(frozen=True)
@@ -123,13 +123,7 @@ class SandboxedCode:
         return shape, values, {str(k): str(v) for k, v in problems.items()}, [str(n) for n in notes]
 
     def _array(self, work: Path, name: str) -> Any:
-        path = (work / name).resolve()
-        if work.resolve() not in path.parents:
-            return Unreadable(f"{self.label}'s results point outside its folder")
-        try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            return Unreadable(f"{self.label} returned an array that cannot be read back ({type(e).__name__})")
+        return _load_array(work, name, self.label)
 
     # --- the process ------------------------------------------------------------------------
 
@@ -142,9 +136,7 @@ class SandboxedCode:
             shutil.rmtree(work, ignore_errors=True)
 
     def _run_in(self, work: Path, cases: list[Case]) -> list[dict | None]:
-        for item in self.folder.iterdir():  # a copy of the submission: the student's own files only
-            if item.is_file() and not item.is_symlink() and item.stat().st_size <= self.limits.output << 20:
-                shutil.copy2(item, work / item.name)
+        _copy_submission(self.folder, work, self.limits)
         trials = []
         for i, case in enumerate(cases):
             folder = work / "in" / str(i)
@@ -265,3 +257,98 @@ def _kill(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:  # pragma: no cover - a process that survives SIGKILL
         pass
+
+
+class SandboxedLayer:
+    """A layer pair handed in (``check_layer``'s forms: ``forward``/``backward`` in ``FILE.py``), run on
+    every trial's inputs in one process of its own; :meth:`runner` gives
+    :func:`~manual_backprop.testing.layers.judge_layer` its ``run(trial)``."""
+
+    def __init__(self, folder: Path, file: str, forward: str, backward: str | None, layer: str, eps: float,
+                 layout: str, limits: Limits):
+        self.folder, self.file, self.forward, self.backward = Path(folder), file, forward, backward
+        self.layer, self.eps, self.layout, self.limits = layer, eps, layout, limits
+        self.failure: str | None = None
+        self.output = ""
+        self.form = ""
+
+    def runner(self, trials: list) -> Any:
+        """Run the code on ``trials`` now; the ``run(trial) -> (yours, problems)`` that replays it."""
+        work = Path(tempfile.mkdtemp(prefix="mbp-grade-"))
+        try:
+            answers = self._run_in(work, trials)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+        def run(trial):
+            answer = answers[trial.name]
+            if isinstance(answer, tuple) and len(answer) == 2 and isinstance(answer[0], str) and \
+                    isinstance(answer[1], str):
+                raise UserError(answer[0], answer[1])
+            return answer
+        return run
+
+    def _run_in(self, work: Path, trials: list) -> dict[str, Any]:
+        _copy_submission(self.folder, work, self.limits)
+        listed = []
+        for i, t in enumerate(trials):
+            folder = work / "in" / str(i)
+            folder.mkdir(parents=True)
+            for name, value in t.params.items():
+                np.save(folder / f"{name}.npy", value, allow_pickle=False)
+            np.save(folder / "x.npy", t.x, allow_pickle=False)
+            np.save(folder / "dout.npy", t.dout, allow_pickle=False)
+            listed.append({"folder": f"in/{i}", "name": t.name, "params": {n: f"{n}.npy" for n in t.params}})
+        job = {"kind": "layer", "file": self.file, "forward": self.forward, "backward": self.backward,
+               "layer": self.layer, "eps": self.eps, "layout": self.layout, "trials": listed,
+               "limits": asdict(self.limits)}
+        (work / "job.json").write_text(json.dumps(job), encoding="utf-8")
+        self.failure = _start(work, self.limits)
+        self.output = _captured(work, self.limits.captured)
+        setup = _json(work / "out" / "setup.json")
+        if setup is not None and setup.get("error"):
+            self.failure = str(setup["error"])
+        elif setup is None and self.failure is None:
+            self.failure = "the layer finished without a word (its process wrote no results)"
+        if setup is not None:
+            self.form = str(setup.get("form") or "")
+        out: dict[str, Any] = {}
+        for i, t in enumerate(trials):
+            record = _json(work / "out" / f"{i}.json") if self.failure is None else None
+            if record is None:
+                out[t.name] = ("forward", self.failure or "the layer returned nothing for this trial")
+            elif "error" in record:
+                out[t.name] = (str(record.get("function") or "forward"), str(record["error"]))
+            else:
+                values: dict[str, Any] = {}
+                for key, entry in dict(record.get("values", {})).items():
+                    if isinstance(entry, dict) and "file" in entry:
+                        values[str(key)] = _load_array(work, str(entry["file"]), "the layer")
+                    elif isinstance(entry, dict) and "missing" in entry:
+                        values[str(key)] = Missing(str(entry["missing"]))
+                    elif isinstance(entry, dict) and entry.get("none"):
+                        values[str(key)] = None
+                    else:
+                        note = entry.get("unreadable") if isinstance(entry, dict) else None
+                        values[str(key)] = Unreadable(str(note or f"{key} could not be read"))
+                problems = [(str(p[0]), str(p[1])) for p in record.get("problems", []) if len(p) == 2]
+                out[t.name] = (values, problems)
+        return out
+
+
+def _copy_submission(folder: Path, work: Path, limits: Limits) -> None:
+    """A copy of the submission's own files (no folders, no links) into the student's working folder."""
+    for item in folder.iterdir():
+        if item.is_file() and not item.is_symlink() and item.stat().st_size <= limits.output << 20:
+            shutil.copy2(item, work / item.name)
+
+
+def _load_array(work: Path, name: str, label: str) -> Any:
+    """An array the student's process wrote, read as numbers only (``allow_pickle=False``), from its folder."""
+    path = (work / name).resolve()
+    if work.resolve() not in path.parents:
+        return Unreadable(f"{label}'s results point outside its folder")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        return Unreadable(f"{label} returned an array that cannot be read back ({type(e).__name__})")

@@ -311,11 +311,21 @@ def check_layer(forward: Any, backward: Callable | str | None = None, layer: str
         references.load(r)  # a missing framework is an InputError with the install hint
     trials = make_trials(spec, batch, n_in, n_out, int(seed), np.dtype(dtype))
     trials = [dataclasses.replace(t, eps=float(eps)) for t in trials]
-    report = LayerReport(spec.name, names, [t.name for t in trials], form=calls.form)
+    return judge_layer(lambda trial: _run_user(calls, spec, trial, view), spec, trials, names, dtype, view,
+                       calls.form)
+
+
+def judge_layer(run: Callable[[Trial], tuple[dict[str, Any], list[tuple[str, str]]]], spec: LayerSpec,
+                trials: list[Trial], names: list[str], dtype: str, view: Convention = ROW,
+                form: str = "") -> LayerReport:
+    """The layer's report from ``run(trial) -> (yours, problems)`` on each trial (raising
+    :class:`~.signatures.UserError` when nothing came back): :func:`check_layer`'s comparisons, with the
+    user's code run in this process (``check_layer``) or in one of its own (the grader's)."""
+    report = LayerReport(spec.name, names, [t.name for t in trials], form=form)
     for trial in trials:
         extra = {"trial": trial.name}
         try:
-            yours, problems = _run_user(calls, spec, trial, view)
+            yours, problems = run(trial)
         except UserError as e:
             report.checks.append(TensorCheck(e.function, ", ".join(names), ERROR, note=str(e), extra=extra))
             continue
