@@ -41,29 +41,6 @@ def _close(ours, theirs, scale, dtype, what):
     assert np.all(np.abs(ours - theirs) <= allowed), (what, np.max(np.abs(ours - theirs)), allowed)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", sorted(TORCH))
-def test_five_steps_agree_with_torch_optim_after_every_step(name, dtype):
-    W0, grads = _gradients(dtype)
-    p = torch.tensor(W0.copy(), requires_grad=True)
-    make, state_keys = TORCH[name]
-    opt = make(p)
-    opt_ours = OPTIMIZERS[name]
-    W, state = W0.copy(), {}
-    for t, g in enumerate(grads):
-        p.grad = torch.tensor(g)
-        opt.step()
-        W_prev, state_prev = W, state
-        W, state = opt_ours.update(W, g, state, LR, t=t, **opt_ours.constants)
-        assert W.dtype == np.dtype(dtype) and all(s.dtype == np.dtype(dtype) for s in state.values())
-        # the magnitudes a step adds up: the parameter and the update; a state's previous value and g, g**2
-        _close(W, p.detach().numpy(), np.abs(W_prev) + np.abs(W - W_prev), dtype, f"{name} W after step {t + 1}")
-        for ours_name, key in state_keys.items():
-            previous = np.abs(state_prev.get(ours_name, 0.0))
-            _close(state[ours_name], opt.state[p][key].numpy(), previous + np.abs(g) + g * g, dtype,
-                   f"{name} {ours_name} after step {t + 1}")
-
-
 def test_the_velocity_form_of_momentum_is_the_buffer_form_scaled_by_minus_lr():
     # v_velocity = -lr v_buffer at every step, and the same W (arithmetic: substitute v = -lr b into
     # v' = mu v - lr g  ->  -lr b' = -lr (mu b + g)).
@@ -100,3 +77,27 @@ def test_no_update_writes_into_its_inputs():
         opt.update(W, g, state, LR, **opt.constants)
         assert np.array_equal(W, W0) and np.array_equal(g, grads[0]), name
         assert all(np.array_equal(state[s], before[s]) for s in state), name
+
+
+# last: torch.optim's own steps (the arithmetic tests above kill most wrong rules first, and fast)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", sorted(TORCH))
+def test_five_steps_agree_with_torch_optim_after_every_step(name, dtype):
+    W0, grads = _gradients(dtype)
+    p = torch.tensor(W0.copy(), requires_grad=True)
+    make, state_keys = TORCH[name]
+    opt = make(p)
+    opt_ours = OPTIMIZERS[name]
+    W, state = W0.copy(), {}
+    for t, g in enumerate(grads):
+        p.grad = torch.tensor(g)
+        opt.step()
+        W_prev, state_prev = W, state
+        W, state = opt_ours.update(W, g, state, LR, t=t, **opt_ours.constants)
+        assert W.dtype == np.dtype(dtype) and all(s.dtype == np.dtype(dtype) for s in state.values())
+        # the magnitudes a step adds up: the parameter and the update; a state's previous value and g, g**2
+        _close(W, p.detach().numpy(), np.abs(W_prev) + np.abs(W - W_prev), dtype, f"{name} W after step {t + 1}")
+        for ours_name, key in state_keys.items():
+            previous = np.abs(state_prev.get(ours_name, 0.0))
+            _close(state[ours_name], opt.state[p][key].numpy(), previous + np.abs(g) + g * g, dtype,
+                   f"{name} {ours_name} after step {t + 1}")
