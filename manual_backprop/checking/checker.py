@@ -62,6 +62,8 @@ class CheckReport:
     extra: list[str] = field(default_factory=list)
     #: The rounding scale E of every tensor (compare.tolerance.error_scales).
     scales: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    #: Each reference's framework version, from the process that ran it (``torch 2.13.0+cpu``).
+    versions: dict[str, str] = field(default_factory=dict)
     #: Sentences the report must show (what could not be judged, and why).
     notices: list[str] = field(default_factory=list)
     #: Tensors left out of the check, each with why (a fused network's dA_L where it is infinite): never
@@ -206,7 +208,7 @@ def resolve_references(against: Sequence[str] | None) -> tuple[list[str], bool]:
 
 def check(case: Case, against: Sequence[str] | None = None, device: str | None = None,
           engine_trace: Trace | None = None, per_sample: bool = False,
-          learning_rate: float | None = None) -> CheckReport:
+          learning_rate: float | None = None, parallel: bool = False) -> CheckReport:
     """Run ``case`` through the engine and the references, and compare every tensor.
 
     ``against=None`` means every installed reference (a missing framework is
@@ -216,6 +218,8 @@ def check(case: Case, against: Sequence[str] | None = None, device: str | None =
     rate (or the case's ``[sgd]`` table) adds ``Wl_next`` and ``bl_next``, both
     judged against torch and JAX; with finite differences alone they are
     ``not judged`` (fd sees only the batch gradient), which keeps ``ok`` False.
+    ``parallel`` runs torch and JAX each in a process of its own, their imports overlapping
+    (:mod:`.parallel`; the command line's ``check`` asks for it).
     """
     from ..environment import describe
 
@@ -231,7 +235,8 @@ def check(case: Case, against: Sequence[str] | None = None, device: str | None =
         raise InputError(f"{case.source}: an optimiser step ([sgd], [optimizer], --lr) is not checked on a network "
                          f"with a norm yet: its Wl_next, gammal_next are not named; check the gradients alone")
     with blas_threads_for(case):
-        report = _check(case, names, explicit, device, engine_trace, describe)
+        parallel = parallel and not per_sample and step is None
+        report = _check(case, names, explicit, device, engine_trace, describe, parallel)
         if per_sample or step is not None:
             _check_beyond_the_trace(report, per_sample, step, learning_rate)
         if report.first_divergence is not None and needs_explaining(report):
@@ -357,10 +362,29 @@ def blas_threads_for(case: Case):
     return threadpool_limits(limits=1, user_api="blas") if flops < SMALL_PRODUCT_FLOPS else nullcontext()
 
 
-def _check(case, names, explicit, device, engine_trace, describe) -> CheckReport:
+def _check(case, names, explicit, device, engine_trace, describe, parallel: bool = False) -> CheckReport:
+    from .. import references
+    from .parallel import FRAMEWORKS, start
+
+    frameworks = [r for r in names if r in FRAMEWORKS and references.is_installed(r)]
+    workers = start(frameworks, case, device) if parallel else None
+    try:
+        return _compare_all(case, names, explicit, device, engine_trace, describe, workers)
+    except BaseException:
+        if workers is not None:
+            workers.close(cancel=True)
+            workers = None
+        raise
+    finally:
+        if workers is not None:
+            workers.close()
+
+
+def _compare_all(case, names, explicit, device, engine_trace, describe, workers) -> CheckReport:
     from .. import references
 
     timings: dict[str, float] = {}
+    versions: dict[str, str] = {}
     t0 = time.perf_counter()
     trace = engine_trace if engine_trace is not None else run_quietly(case)
     timings["engine"] = time.perf_counter() - t0
@@ -372,16 +396,32 @@ def _check(case, names, explicit, device, engine_trace, describe) -> CheckReport
 
     checks: dict[str, dict[str, TensorCheck]] = {name: {} for name in compared_names(case.network)}
     used, skipped = [], {}
-    for ref in names:
+    # the references of this process first (finite differences): the workers import meanwhile
+    order = sorted(names, key=lambda r: workers is not None and r in workers.futures)
+    for ref in order:
         if not references.is_installed(ref):
             if explicit:
                 references.load(ref)  # raises MissingReference with the install hint
             skipped[ref] = f"{ref} is not installed ({references.INSTALL_HINTS.get(ref, '')})"
             continue
-        module = references.load(ref)
-        t0 = time.perf_counter()
-        result = module.run(case, device=device)
-        timings[ref] = time.perf_counter() - t0
+        if workers is not None and ref in workers.futures:  # run in its own process, while the engine ran here
+            t0 = time.perf_counter()
+            result, loaded, timings[ref], versions[ref] = workers.result(ref)
+            timings[f"import:{ref} (its own process)"] = loaded
+            timings[f"wait:{ref}"] = time.perf_counter() - t0
+        else:
+            t0 = time.perf_counter()
+            module = references.load(ref)  # its framework's import, the first time in this process
+            loaded = time.perf_counter() - t0
+            if loaded > 1e-3:
+                timings[f"import:{ref}"] = loaded
+            t0 = time.perf_counter()
+            result = module.run(case, device=device)
+            timings[ref] = time.perf_counter() - t0
+            try:
+                versions[ref] = module.version()
+            except Exception:  # noqa: BLE001  (the version is decoration; never fail a report on it)
+                versions[ref] = ""
         t0 = time.perf_counter()
         if ref == "fd":
             per = compare_projections(case.network, trace, result, E, ref, params=case.params)
@@ -391,8 +431,11 @@ def _check(case, names, explicit, device, engine_trace, describe) -> CheckReport
         for name, c in per.items():
             checks[name][ref] = c
         used.append(ref)
+    used = [r for r in names if r in used]
+    checks = {name: {r: per[r] for r in used if r in per} for name, per in checks.items()}
     report = CheckReport(case, trace, used, checks, skipped, timings, describe(case.seed))
     report.scales = E
+    report.versions = versions
     why = unfused_gradient_left_out(case, trace, E)
     if why is not None:  # dL/dA_L is infinite (or undetermined) there: no reference can judge it
         L = case.network.depth

@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_options(args)
     case = case_from_args(args)
     against = args.against.split(",") if args.against is not None else None
-    report = check(case, against=against, device=args.device, per_sample=args.per_sample, learning_rate=args.lr)
+    report = check(case, against=against, device=args.device, per_sample=args.per_sample, learning_rate=args.lr,
+                   parallel=True)
     write_outputs(report, args)
     if args.json:
         print_json(report.to_json())
@@ -101,6 +102,9 @@ def render(report: CheckReport, profile: bool = False, file=None, values: bool =
     console.print(f"network {case.describe_network()} · batch {case.batch} · seed {case.seed} · {escape(printable(case.source))}")
     versions = []
     for r in report.references:
+        if report.versions.get(r):  # from the process that ran it: nothing is imported here for it
+            versions.append(f"{r} {report.versions[r]}")
+            continue
         try:
             versions.append(f"{r} {references.load(r).version()}")
         except Exception:  # the version is decoration; never fail a report on it

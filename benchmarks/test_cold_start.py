@@ -1,0 +1,55 @@
+"""A cold ``manual-backprop check``, whole processes: against the import floor of the frameworks it uses.
+
+The floor is the slower of ``python -c "import torch"`` and ``python -c "import jax"``; the check runs
+torch and JAX each in a process of its own, their imports overlapping (``checking/parallel.py``), and
+JAX's compiled gradient comes from its persistent cache. Rounds are interleaved (check, import torch,
+import jax, check --against fd, ...) so that the machine's drift lands in every ratio alike, and each
+ratio is the median of per-round ratios. Targets (2 cores): cold check <= 1.3 x the floor, and
+``check --against fd`` no slower than the serial check's own fd-only time (about 0.3 s here). With
+``--benchmark-disable`` (CI, beside other tests) one round runs and the ratio is recorded, not judged.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("jax")
+
+TARGET = 1.3
+FD_TARGET_S = 0.6  # check --against fd: about 0.3 s here; twice that is "slower than today"
+
+
+def _seconds(args: list[str]) -> float:
+    env = {k: v for k, v in os.environ.items() if k not in ("MANUAL_BACKPROP_PARALLEL", "MANUAL_BACKPROP_JAX_CACHE")}
+    t0 = time.perf_counter()
+    subprocess.run(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=300)
+    return time.perf_counter() - t0
+
+
+def test_a_cold_check_costs_little_more_than_importing_the_slower_framework(benchmark):
+    rounds = 1 if getattr(benchmark, "disabled", False) else 5
+    cli = [sys.executable, "-m", "manual_backprop", "check"]
+    _seconds(cli)  # JAX's persistent cache filled once, as any user's second run finds it
+    times: dict[str, list[float]] = {"check": [], "torch": [], "jax": [], "fd": []}
+
+    def one_round():
+        times["check"].append(_seconds(cli))
+        times["torch"].append(_seconds([sys.executable, "-c", "import torch"]))
+        times["jax"].append(_seconds([sys.executable, "-c", "import jax"]))
+        times["fd"].append(_seconds([*cli, "--against", "fd"]))
+
+    benchmark.pedantic(one_round, rounds=rounds, iterations=1)
+    ratios = [c / max(t, j) for c, t, j in zip(times["check"], times["torch"], times["jax"])]
+    ratio, fd = statistics.median(ratios), statistics.median(times["fd"])
+    benchmark.extra_info.update(ratio=ratio, spread=[min(ratios), max(ratios)],
+                                **{f"{k}_s": statistics.median(v) for k, v in times.items()})
+    if rounds > 1:
+        assert ratio <= TARGET, f"cold check {ratio:.2f} x the import floor (target {TARGET}); {times}"
+        assert fd <= FD_TARGET_S, f"check --against fd took {fd:.2f} s (target {FD_TARGET_S} s)"
