@@ -38,6 +38,26 @@ def _write(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def _save(out: Path, i: int, values: dict) -> dict:
+    """What trial ``i`` returned, as data: each array as ``out/<i>/v<k>.npy`` (numbers only), anything else
+    as why it is not one (``{"none": true}``, ``{"missing": ...}``, ``{"unreadable": ...}``)."""
+    from ..testing.signatures import Missing
+
+    (out / str(i)).mkdir(exist_ok=True)
+    saved: dict = {}
+    for key, value in values.items():
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+            np.save(out / str(i) / f"v{len(saved)}.npy", value, allow_pickle=False)
+            saved[key] = {"file": f"out/{i}/v{len(saved)}.npy"}
+        elif isinstance(value, Missing):
+            saved[key] = {"missing": value.note}
+        elif value is None:
+            saved[key] = {"none": True}
+        else:
+            saved[key] = {"unreadable": getattr(value, "note", f"{key} is not an array of numbers")}
+    return saved
+
+
 def _arrays(folder: Path, files: dict) -> dict:
     return {k: np.load(folder / v, allow_pickle=False) for k, v in files.items()}
 
@@ -95,17 +115,7 @@ def main(workdir: str) -> int:
         except SystemExit as e:
             record["error"] = f"{code.label} called sys.exit({e.code!r})"
         else:
-            (out / str(i)).mkdir(exist_ok=True)
-            saved: dict = {}
-            for key, value in values.items():
-                if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
-                    np.save(out / str(i) / f"v{len(saved)}.npy", value, allow_pickle=False)
-                    saved[key] = {"file": f"out/{i}/v{len(saved)}.npy"}
-                elif value is None:
-                    saved[key] = {"none": True}
-                else:
-                    saved[key] = {"unreadable": getattr(value, "note", f"{key} is not an array of numbers")}
-            record.update(shape=shape, values=saved, problems=problems, notes=notes)
+            record.update(shape=shape, values=_save(out, i, values), problems=problems, notes=notes)
         _write(out / f"{i}.json", record)
     return 0
 
@@ -114,7 +124,7 @@ def _layer(root: Path, job: dict, out: Path) -> int:
     """A layer pair (``check_layer``'s forms) on each trial: its ``out`` and gradients, as data."""
     from ..description.convention import Convention
     from ..testing.layers import LAYERS, Trial, _run_user
-    from ..testing.signatures import Missing, Unreadable, UserError, exception, layer_calls
+    from ..testing.signatures import UserError, exception, layer_calls
 
     spec = LAYERS[job["layer"]]
     try:
@@ -141,19 +151,7 @@ def _layer(root: Path, job: dict, out: Path) -> int:
         except SystemExit as e:
             record["error"], record["function"] = f"the layer called sys.exit({e.code!r})", "forward"
         else:
-            (out / str(i)).mkdir(exist_ok=True)
-            saved: dict = {}
-            for key, value in named.items():
-                if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
-                    np.save(out / str(i) / f"v{len(saved)}.npy", value, allow_pickle=False)
-                    saved[key] = {"file": f"out/{i}/v{len(saved)}.npy"}
-                elif isinstance(value, Missing):
-                    saved[key] = {"missing": value.note}
-                elif value is None:
-                    saved[key] = {"none": True}
-                else:
-                    saved[key] = {"unreadable": value.note if isinstance(value, Unreadable) else f"{key} unreadable"}
-            record.update(values=saved, problems=[list(p) for p in problems])
+            record.update(values=_save(out, i, named), problems=[list(p) for p in problems])
         _write(out / f"{i}.json", record)
     return 0
 

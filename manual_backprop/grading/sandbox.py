@@ -106,24 +106,13 @@ class SandboxedCode:
             if "[Errno 27]" in error:  # EFBIG: RLIMIT_FSIZE reached (Python ignores SIGXFSZ)
                 error = f"wrote more than the output limit of {self.limits.output} MiB (printing too much?): {error}"
             return error
-        values: dict[str, Any] = {}
-        for key, entry in dict(record.get("values", {})).items():
-            if isinstance(entry, dict) and "file" in entry:
-                values[str(key)] = self._array(work, str(entry["file"]))
-            elif isinstance(entry, dict) and entry.get("none"):
-                values[str(key)] = None
-            else:
-                note = entry.get("unreadable") if isinstance(entry, dict) else None
-                values[str(key)] = Unreadable(str(note or f"{key} could not be read"))
+        values = _values(work, record, self.label)
         problems = record.get("problems", {})
         notes = record.get("notes", [])
         shape = record.get("shape")
         if shape not in ("trace", "loss_grads") or not isinstance(problems, dict) or not isinstance(notes, list):
             return f"{self.label}'s results could not be read back"
         return shape, values, {str(k): str(v) for k, v in problems.items()}, [str(n) for n in notes]
-
-    def _array(self, work: Path, name: str) -> Any:
-        return _load_array(work, name, self.label)
 
     # --- the process ------------------------------------------------------------------------
 
@@ -139,13 +128,8 @@ class SandboxedCode:
         _copy_submission(self.folder, work, self.limits)
         trials = []
         for i, case in enumerate(cases):
-            folder = work / "in" / str(i)
-            folder.mkdir(parents=True)
-            for name, value in case.params.items():
-                np.save(folder / f"{name}.npy", value, allow_pickle=False)
-            np.save(folder / "X.npy", case.X, allow_pickle=False)
-            np.save(folder / "Y.npy", case.Y, allow_pickle=False)
-            trials.append({"folder": f"in/{i}", "dtype": case.network.dtype,
+            folder = _inputs(work, i, {**case.params, "X": case.X, "Y": case.Y})
+            trials.append({"folder": folder, "dtype": case.network.dtype,
                            "params": {name: f"{name}.npy" for name in case.params}})
         conv = self.convention
         job = {"file": self.file, "name": self.name, "network": asdict(self.network), "trials": trials,
@@ -292,13 +276,8 @@ class SandboxedLayer:
         _copy_submission(self.folder, work, self.limits)
         listed = []
         for i, t in enumerate(trials):
-            folder = work / "in" / str(i)
-            folder.mkdir(parents=True)
-            for name, value in t.params.items():
-                np.save(folder / f"{name}.npy", value, allow_pickle=False)
-            np.save(folder / "x.npy", t.x, allow_pickle=False)
-            np.save(folder / "dout.npy", t.dout, allow_pickle=False)
-            listed.append({"folder": f"in/{i}", "name": t.name, "params": {n: f"{n}.npy" for n in t.params}})
+            folder = _inputs(work, i, {**t.params, "x": t.x, "dout": t.dout})
+            listed.append({"folder": folder, "name": t.name, "params": {n: f"{n}.npy" for n in t.params}})
         job = {"kind": "layer", "file": self.file, "forward": self.forward, "backward": self.backward,
                "layer": self.layer, "eps": self.eps, "layout": self.layout, "trials": listed,
                "limits": asdict(self.limits)}
@@ -320,20 +299,35 @@ class SandboxedLayer:
             elif "error" in record:
                 out[t.name] = (str(record.get("function") or "forward"), str(record["error"]))
             else:
-                values: dict[str, Any] = {}
-                for key, entry in dict(record.get("values", {})).items():
-                    if isinstance(entry, dict) and "file" in entry:
-                        values[str(key)] = _load_array(work, str(entry["file"]), "the layer")
-                    elif isinstance(entry, dict) and "missing" in entry:
-                        values[str(key)] = Missing(str(entry["missing"]))
-                    elif isinstance(entry, dict) and entry.get("none"):
-                        values[str(key)] = None
-                    else:
-                        note = entry.get("unreadable") if isinstance(entry, dict) else None
-                        values[str(key)] = Unreadable(str(note or f"{key} could not be read"))
+                values = _values(work, record, "the layer")
                 problems = [(str(p[0]), str(p[1])) for p in record.get("problems", []) if len(p) == 2]
                 out[t.name] = (values, problems)
         return out
+
+
+def _values(work: Path, record: dict, label: str) -> dict[str, Any]:
+    """A trial's returned values read back as data: arrays with ``allow_pickle=False``, the rest as notes."""
+    values: dict[str, Any] = {}
+    for key, entry in dict(record.get("values", {})).items():
+        if isinstance(entry, dict) and "file" in entry:
+            values[str(key)] = _load_array(work, str(entry["file"]), label)
+        elif isinstance(entry, dict) and "missing" in entry:
+            values[str(key)] = Missing(str(entry["missing"]))
+        elif isinstance(entry, dict) and entry.get("none"):
+            values[str(key)] = None
+        else:
+            note = entry.get("unreadable") if isinstance(entry, dict) else None
+            values[str(key)] = Unreadable(str(note or f"{key} could not be read"))
+    return values
+
+
+def _inputs(work: Path, i: int, arrays: dict[str, np.ndarray]) -> str:
+    """Trial ``i``'s inputs as ``in/<i>/<name>.npy`` in the student's folder (inputs only); the folder."""
+    folder = work / "in" / str(i)
+    folder.mkdir(parents=True)
+    for name, value in arrays.items():
+        np.save(folder / f"{name}.npy", value, allow_pickle=False)
+    return f"in/{i}"
 
 
 def _copy_submission(folder: Path, work: Path, limits: Limits) -> None:
