@@ -6,7 +6,7 @@ JAX's compiled gradient comes from its persistent cache. Rounds are interleaved 
 import jax, check --against fd, ...) so that the machine's drift lands in every ratio alike, and each
 ratio is the median of per-round ratios. Targets (2 cores): cold check <= 1.3 x the floor, and
 ``check --against fd`` no slower than the serial check's own fd-only time (about 0.3 s here). With
-``--benchmark-disable`` (CI, beside other tests) one round runs and the ratio is recorded, not judged.
+``--benchmark-disable`` (CI, beside other tests) the check runs once as a whole process, untimed.
 """
 
 from __future__ import annotations
@@ -34,8 +34,11 @@ def _seconds(args: list[str]) -> float:
 
 
 def test_a_cold_check_costs_little_more_than_importing_the_slower_framework(benchmark):
-    rounds = 1 if getattr(benchmark, "disabled", False) else 5
     cli = [sys.executable, "-m", "manual_backprop", "check"]
+    if getattr(benchmark, "disabled", False):  # CI: that the whole-process check runs; no timing beside other tests
+        benchmark(lambda: _seconds(cli))
+        return
+    rounds = 5
     _seconds(cli)  # JAX's persistent cache filled once, as any user's second run finds it
     times: dict[str, list[float]] = {"check": [], "torch": [], "jax": [], "fd": []}
 
@@ -50,6 +53,5 @@ def test_a_cold_check_costs_little_more_than_importing_the_slower_framework(benc
     ratio, fd = statistics.median(ratios), statistics.median(times["fd"])
     benchmark.extra_info.update(ratio=ratio, spread=[min(ratios), max(ratios)],
                                 **{f"{k}_s": statistics.median(v) for k, v in times.items()})
-    if rounds > 1:
-        assert ratio <= TARGET, f"cold check {ratio:.2f} x the import floor (target {TARGET}); {times}"
-        assert fd <= FD_TARGET_S, f"check --against fd took {fd:.2f} s (target {FD_TARGET_S} s)"
+    assert ratio <= TARGET, f"cold check {ratio:.2f} x the import floor (target {TARGET}); {times}"
+    assert fd <= FD_TARGET_S, f"check --against fd took {fd:.2f} s (target {FD_TARGET_S} s)"

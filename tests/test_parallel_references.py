@@ -27,8 +27,8 @@ def _check(*args: str, parallel: bool) -> tuple[dict, dict]:
     return json.loads(done.stdout), json.loads(done.stderr.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("args", [(), ("--example", "seed-003"), ("--sizes", "4,5,3", "--activations", "relu,softmax",
-                                                                  "--loss", "softmax_cross_entropy", "--dtype", "float32")])
+@pytest.mark.parametrize("args", [(), ("--sizes", "4,5,3", "--activations", "relu,softmax",
+                                      "--loss", "softmax_cross_entropy", "--dtype", "float32")])
 def test_the_workers_give_the_same_report_and_this_process_imports_no_framework(args):
     serial, here = _check(*args, parallel=False)
     parallel, there = _check(*args, parallel=True)
