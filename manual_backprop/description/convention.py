@@ -135,11 +135,7 @@ def to_user(convention: Convention, name: str, value: np.ndarray, *, reduction: 
         return a
     if is_delta(name):
         a = a * a.dtype.type(convention.delta_factor(reduction, N)) if a.dtype.kind == "f" else a
-    if convention.layout == "column":
-        if k in ("batch", "weight", "per_sample_bias") and a.ndim == 2:
-            a = a.T
-        elif k == "per_sample_weight" and a.ndim == 3:
-            a = np.swapaxes(a, 1, 2)
+    a = _transposed(convention, k, a)
     if k == "bias" and a.ndim == 1:
         shape = like if like is not None and int(np.prod(like)) == a.size else convention.bias_shape(name, a.size)
         a = a.reshape(shape)
@@ -163,28 +159,29 @@ def to_engine(convention: Convention, name: str, value: np.ndarray, *, reduction
         a = a.reshape(-1)
     if convention.is_default:
         return a
-    if convention.layout == "column":
-        if k in ("batch", "weight", "per_sample_bias") and a.ndim == 2:
-            a = a.T
-        elif k == "per_sample_weight" and a.ndim == 3:
-            a = np.swapaxes(a, 1, 2)
+    a = _transposed(convention, k, a)
     if is_delta(name) and a.dtype.kind == "f":
         a = a / a.dtype.type(convention.delta_factor(reduction, N))
     return a
 
 
-def scale_to_user(convention: Convention, name: str, value: np.ndarray, *, reduction: str = "mean",
-                  N: int = 1, like: tuple[int, ...] | None = None) -> np.ndarray:
-    """A non-negative size (a resolution, a tolerance, a radius) of ``name``, in the user's form: the same
-    as :func:`to_user` (a delta's size grows with it by N; a transpose moves it)."""
-    return to_user(convention, name, value, reduction=reduction, N=N, like=like)
+def _transposed(convention: Convention, k: str, a: np.ndarray) -> np.ndarray:
+    """The column layout's transpose of a tensor of kind ``k`` (its own inverse): every 2-D tensor but a
+    bias, and a per-sample weight gradient's last two axes; in the row layout the tensor as it is."""
+    if convention.layout != "column":
+        return a
+    if k in ("batch", "weight", "per_sample_bias") and a.ndim == 2:
+        return a.T
+    if k == "per_sample_weight" and a.ndim == 3:
+        return np.swapaxes(a, 1, 2)
+    return a
 
 
 def index_to_user(convention: Convention, name: str, index: tuple[int, ...]) -> tuple[int, ...]:
     """An element's index in the engine's tensor, in the user's (transposed in the column layout)."""
-    if convention.layout != "column" or kind(name) == "scalar":
-        return tuple(index)
     k = kind(name)
+    if convention.layout != "column" or k == "scalar":
+        return tuple(index)
     if k in ("batch", "weight", "per_sample_bias") and len(index) == 2:
         return (index[1], index[0])
     if k == "per_sample_weight" and len(index) == 3:

@@ -20,16 +20,19 @@ from pathlib import Path
 import numpy as np
 
 
-def _load(path: Path, name: str):
+def _load(path: Path, *names: str):
+    """``names`` from the student's file, which is executed once (its folder first on ``sys.path``)."""
     folder = str(path.parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(f"_submission_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    if not hasattr(module, name):
-        raise AttributeError(f"{path.name} defines no {name!r}")
-    return getattr(module, name)
+    for name in names:
+        if not hasattr(module, name):
+            raise AttributeError(f"{path.name} defines no {name!r}")
+    found = [getattr(module, name) for name in names]
+    return found[0] if len(found) == 1 else found
 
 
 def _write(path: Path, obj) -> None:
@@ -128,8 +131,10 @@ def _layer(root: Path, job: dict, out: Path) -> int:
 
     spec = LAYERS[job["layer"]]
     try:
-        forward = _load(root / job["file"], job["forward"])
-        backward = _load(root / job["file"], job["backward"]) if job.get("backward") else None
+        if job.get("backward"):
+            forward, backward = _load(root / job["file"], job["forward"], job["backward"])
+        else:
+            forward, backward = _load(root / job["file"], job["forward"]), None
         calls = layer_calls(forward, backward, spec.name, spec.linear, spec.norm, float(job["eps"]))
     except SystemExit as e:
         _write(out / "setup.json", {"error": f"importing {job['file']} called sys.exit({e.code!r})"})

@@ -170,7 +170,7 @@ def _network(doc: dict[str, Any], path: Path) -> Case:
 def _layer(value: Any, where: str) -> dict[str, Any]:
     """``layer = { file = "layers.py", forward = "...", backward = "...", layer = "linear" }``, checked."""
     from .. import references
-    from ..testing.layers import LAYERS
+    from ..testing.layers import LAYERS, REFERENCES
 
     if not isinstance(value, dict):
         raise InputError(f"{where}: [hand_in] layer must be a table: {{ file = \"layers.py\", forward = \"...\", "
@@ -194,7 +194,7 @@ def _layer(value: Any, where: str) -> dict[str, Any]:
     eps = value.get("eps", 1e-5)
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < math.inf:
         raise InputError(f"{where}: [hand_in] layer eps must be a number >= 0, got {eps!r}")
-    if not any(references.is_installed(r) for r in ("torch", "jax")):
+    if not any(references.is_installed(r) for r in REFERENCES):
         raise InputError(f"{where}: a layer is graded against torch or JAX; install one "
                          f"(pip install 'manual-backprop[references]')")
     return {"file": file, "forward": value["forward"], "backward": value.get("backward"), "layer": layer,

@@ -27,7 +27,7 @@ from .score import Item, StudentResult, score_claims
 MAX_ANSWERS = 1 << 20
 
 
-def submissions(folder: str | Path, assignment: Assignment) -> list[tuple[str, Path]]:
+def submissions(folder: str | Path) -> list[tuple[str, Path]]:
     """``(student, path)`` for every submission in ``folder``: each sub-folder, and each single
     ``.toml`` or ``.py`` file, in name order (hidden entries skipped)."""
     folder = Path(folder)
@@ -103,14 +103,13 @@ def _claims(a: Assignment, path: Path, result: StudentResult) -> list[Item]:
 
 def _code(a: Assignment, path: Path, result: StudentResult) -> list[Item]:
     items = [Item(f"code:{n}", most) for n, most in a.code_points.items()]
-    folder = path
     f = _file(path, a.code_file, ".py")
     if f is None:
         result.notes.append(f"no {a.code_file} handed in")
         return items
     alone = None if path.is_dir() else _alone(f)  # a single file: only it goes to the student's process
     try:
-        code = SandboxedCode(alone or folder, f.name, a.code_name, a.case, a.limits)
+        code = SandboxedCode(alone or path, f.name, a.code_name, a.case, a.limits)
         report = judge_code(code, a.case, result.student, float32=True, directions=0, confirm=False)
     finally:
         if alone is not None:
@@ -143,7 +142,7 @@ def _layer(a: Assignment, path: Path, result: StudentResult) -> list[Item]:
 
     from .. import references
     from ..description.convention import Convention
-    from ..testing.layers import LAYERS, judge_layer, make_trials
+    from ..testing.layers import LAYERS, REFERENCES, judge_layer, make_trials
     from .sandbox import SandboxedLayer
 
     spec, layer = LAYERS[a.layer["layer"]], a.layer
@@ -154,7 +153,7 @@ def _layer(a: Assignment, path: Path, result: StudentResult) -> list[Item]:
         return items
     trials = make_trials(spec, 5, 4, 4 if not spec.linear else 3, a.case.seed, np.dtype("float64"))
     trials = [dataclasses.replace(t, eps=layer["eps"]) for t in trials]
-    names = [r for r in ("torch", "jax") if references.is_installed(r)]
+    names = [r for r in REFERENCES if references.is_installed(r)]
     alone = None if path.is_dir() else _alone(f)
     try:
         code = SandboxedLayer(alone or path, f.name, layer["forward"], layer["backward"], spec.name, layer["eps"],
@@ -225,7 +224,7 @@ def grade_class(assignment_path: str | Path, folder: str | Path, *, jobs: int = 
     is called as each finishes."""
     assignment = load_assignment(assignment_path)
     confirmed = confirm_truth(assignment)
-    work = ([(_student_name(Path(folder)), Path(folder))] if one else submissions(folder, assignment))
+    work = ([(_student_name(Path(folder)), Path(folder))] if one else submissions(folder))
     total = len(work)
     results: list[StudentResult] = []
     if jobs <= 1 or total == 1:

@@ -63,7 +63,6 @@ class SandboxedCode:
 
     def __init__(self, folder: Path, file: str, name: str, case: Case, limits: Limits):
         self.folder, self.file, self.name, self.limits = Path(folder), file, name, limits
-        self.case = case
         self.network = case.network
         self.convention = case.convention
         self.label = name
