@@ -30,8 +30,8 @@ def _status(field: str) -> int:
 
 
 def measure(impl: str, network: str, dtype: str, batch: int) -> dict:
-    from . import impls
-    from .grid import Point, prepared_case
+    from manual_backprop.bench import impls
+    from manual_backprop.bench.grid import Point, prepared_case
 
     case, T = prepared_case(Point(network, dtype, batch))
     if impl == "numpy_fast":

@@ -1,9 +1,10 @@
 """The kernels one at a time: the Linear backward rules, the activation masks, each loss's gradient.
 
-Each group is one rule; its rows are ways of computing it (the registry kernel
-as the checking engine calls it, allocating; the same kernel as the fast
-engine calls it, with ``out=`` and ``scratch=`` buffers; other textbook
-forms), all checked against the textbook expression in float64 first.
+Each benchmark is one rule; its ways of computing it (the registry kernel as
+the checking engine calls it, allocating; the same kernel as the fast engine
+calls it, with ``out=`` and ``scratch=`` buffers; other textbook forms) are
+all checked against the textbook expression in float64 first, then timed
+side by side in interleaved rounds, as the networks are.
 Shapes are those of 784-256-256-10's first layer at batch 512 (the loss
 kernels: its output, 512 x 10), float32.
 """
@@ -15,6 +16,8 @@ import pytest
 
 from manual_backprop.kernels import ACTIVATIONS, LOSSES
 from manual_backprop.kernels import linear as lin
+
+from manual_backprop.bench.timer import Interleaved
 
 from .conftest import start_clean
 
@@ -84,6 +87,12 @@ KERNELS = [
     ("db = 1.T @ dZ", "ones @ dZ, out=", lambda: np.matmul(ONES, dZ, out=BUF["db"]), f64(dZ).sum(0)),
     ("dA_prev = dZ @ W.T", "registry linear_dA_prev", lambda: lin.linear_dA_prev(dZ, W), f64(dZ) @ f64(W).T),
     ("dA_prev = dZ @ W.T", "out= (fast)", lambda: lin.matmul_into(dZ, W.T, BUF["dA"]), f64(dZ) @ f64(W).T),
+    ("relu A = max(Z, 0)", "registry relu_forward, allocating", lambda: ACTIVATIONS["relu"].forward(Zh),
+     np.maximum(f64(Zh), 0)),
+    ("relu A = max(Z, 0)", "max(Z, 0.0), out= (a scalar 0)", lambda: np.maximum(Zh, 0.0, out=BUF["h"]),
+     np.maximum(f64(Zh), 0)),
+    ("relu A = max(Z, 0)", "out=, scratch= (fast: an array of zeros)",
+     lambda: ACTIVATIONS["relu"].forward(Zh, out=BUF["h"], scratch=BUF["scratch"]), np.maximum(f64(Zh), 0)),
     ("relu mask dA * (Z > 0)", "registry relu_backward",
      lambda: ACTIVATIONS["relu"].backward(dAh, Zh, None), f64(dAh) * (Zh > 0)),
     ("relu mask dA * (Z > 0)", "out=, scratch= (fast)", relu_in_place, f64(dAh) * (Zh > 0)),
@@ -102,14 +111,25 @@ KERNELS = [
 ]
 
 
-@pytest.mark.parametrize(("group", "variant", "fn", "want"), KERNELS,
-                         ids=[f"{g}: {v}" for g, v, _, _ in KERNELS])
-def test_kernel(benchmark, group, variant, fn, want):
-    got = f64(fn())
-    err = np.abs(got - want).max() / np.abs(want).max()
-    assert err < 1e-5, f"{group} by {variant}: off by {err:.1e} (relative to the largest entry)"
+GROUPS: dict[str, list[tuple[str, object, np.ndarray]]] = {}
+for _group, _variant, _fn, _want in KERNELS:
+    GROUPS.setdefault(_group, []).append((_variant, _fn, _want))
+
+
+@pytest.mark.parametrize("group", list(GROUPS))
+def test_kernel(benchmark, request, group):
+    """One rule: its ways checked against the textbook value, then timed side by side, round after round."""
+    for variant, fn, want in GROUPS[group]:
+        got = f64(fn())
+        err = np.abs(got - want).max() / np.abs(want).max()
+        assert err < 1e-5, f"{group} by {variant}: off by {err:.1e} (relative to the largest entry)"
+    timer = Interleaved({variant: fn for variant, fn, _ in GROUPS[group]})
     benchmark.group = f"kernel: {group}"
-    benchmark.extra_info.update(kind="kernel", kernel=group, variant=variant, dtype="float32",
-                                shape=f"N={N}, {N_IN}->{N_OUT}, K={K}")
-    start_clean(benchmark)
-    benchmark(fn)
+    if benchmark.disabled:
+        benchmark.pedantic(timer.round)
+    else:
+        timer.calibrate()
+        start_clean(benchmark)
+        benchmark.pedantic(timer.round, rounds=request.config.getoption("benchmark_min_rounds"))
+    benchmark.extra_info.update(kind="kernel", kernel=group, dtype="float32", shape=f"N={N}, {N_IN}->{N_OUT}, K={K}",
+                                variants={v: {"times": t} for v, t in timer.times.items()})

@@ -63,10 +63,10 @@ def write(tmp_path, data, name="run.json") -> Path:
 def test_ratios_are_taken_within_the_run_and_the_loop_is_scaled_to_the_batch():
     report = benchreport.build(synthetic())
     r = report.ratios(("1024x4", "float32", 4096))
-    assert r["fast/torch"] == pytest.approx(0.5)
-    assert r["fast/jax"] == pytest.approx(1.25)
-    assert r["fast/floor"] == pytest.approx(1e-3 / 0.9e-3)  # the better of the two floors
-    assert r["loop/fast"] == pytest.approx(2e-3 * 4096 / 8 / 1e-3)
+    assert r["fast/torch"].median == pytest.approx(0.5)
+    assert r["fast/jax"].median == pytest.approx(1.25)
+    assert r["fast/floor"].median == pytest.approx(1e-3 / 0.9e-3)  # the better of the two floors
+    assert r["loop/fast"].median == pytest.approx(2e-3 * 4096 / 8 / 1e-3)
     assert report.compile_s[("1024x4", "float32", 4096)] == pytest.approx(0.25)
     assert report.memory == {"numpy_fast": 80.0, "torch": 84.0}
 
@@ -126,17 +126,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, content, message):
 
 @pytest.mark.slow
 def test_a_real_tiny_benchmark_run_makes_a_report(tmp_path):
+    """One grid point of benchmarks/, timed for real (its implementations side by side, 3 rounds)."""
     results = tmp_path / "tiny.json"
     # Not an xdist worker's environment: a worker's pytest-benchmark saves no JSON.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "benchmarks",
-         "-k", "2-3-1-float32-B8-numpy_fast or 2-3-1-float32-B8-floor_numpy",
-         "--benchmark-max-time=0.01", "--benchmark-min-rounds=3", f"--benchmark-json={results}"],
+         "benchmarks/test_networks.py", "-k", "2-3-1-float32-B8",
+         "--benchmark-min-rounds=3", f"--benchmark-json={results}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = benchreport.build(benchreport.load(results))
-    assert set(report.times[("2-3-1", "float32", 8)]) == {"numpy_fast", "floor_numpy"}
+    key = ("2-3-1", "float32", 8)
+    assert {"numpy_fast", "floor_numpy", "numpy_trace", "numpy_loop"} <= set(report.times[key])
+    assert all(len(times) == 3 for times in report.rounds[key].values())  # 3 interleaved rounds each
     assert report.environment["numpy"] != "?"
     assert main(["report", str(results), "--output", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "report.png").exists()
@@ -397,3 +400,87 @@ def test_check_writable_folder_creates_and_leaves_nothing(tmp_path):
     folder = tmp_path / "a" / "b"
     assert files.check_writable_folder(folder) == folder
     assert folder.is_dir() and list(folder.iterdir()) == []
+
+
+# --- Interleaved runs: the implementations of a point timed side by side, round after round ---
+
+
+def interleaved(rounds: dict[str, list[float]], network="1024x4", batch=512, **extra) -> dict:
+    """A run with one grid point whose implementations have these per-round times."""
+    info = {"kind": "network", "network": network, "dtype": "float32", "batch": batch,
+            "impls": {impl: {"times": times, **extra.get(impl, {})} for impl, times in rounds.items()}}
+    data = synthetic()
+    data["benchmarks"] = [bench(f"test_forward_backward[{network}-B{batch}]", 1.0, **info)]
+    return data
+
+
+def test_interleaved_ratios_are_the_median_of_per_round_ratios_with_their_range():
+    # Each round: fast 1.0, 2.0, 3.0 ms against torch 2.0 ms, floors 0.9 / 1.0 / 2.0 and 1.0 / 0.8 / 2.5 ms.
+    data = interleaved({"numpy_fast": [1e-3, 2e-3, 3e-3], "torch": [2e-3, 2e-3, 2e-3],
+                        "floor_numpy": [0.9e-3, 1e-3, 2e-3], "floor_torch": [1e-3, 0.8e-3, 2.5e-3],
+                        "numpy_loop": [1e-3, 1e-3, 1e-3]}, numpy_loop={"scale": 64.0})
+    report = benchreport.build(data)
+    key = ("1024x4", "float32", 512)
+    r = report.ratios(key)
+    assert (r["fast/torch"].median, r["fast/torch"].lo, r["fast/torch"].hi) == pytest.approx((1.0, 0.5, 1.5))
+    # the faster floor of each round: 0.9, 0.8, 2.0 ms -> ratios 1/0.9, 2/0.8, 3/2
+    assert r["fast/floor"].median == pytest.approx(1.5) and r["fast/floor"].lo == pytest.approx(1 / 0.9)
+    assert r["fast/floor"].hi == pytest.approx(2.5)
+    assert report.times[key]["numpy_loop"] == pytest.approx(64e-3)  # scaled to the batch
+    assert report.times[key]["numpy_fast"] == pytest.approx(2e-3)   # the median round
+
+
+@pytest.mark.parametrize(("fast", "verdict", "cell"), [
+    ([0.80e-3, 0.90e-3, 0.95e-3], "holds", "0.90 (0.80–0.95) |"),
+    ([0.95e-3, 1.02e-3, 1.10e-3], "noise", "1.02 (0.95–1.10) ~"),
+    ([1.05e-3, 1.20e-3, 1.30e-3], "missed", "**1.20 (1.05–1.30)** ✗"),
+])
+def test_a_target_is_marked_missed_only_when_its_whole_range_misses(tmp_path, capsys, fast, verdict, cell):
+    # fast/torch at 1024x4 B=512 must be <= 1.03; torch takes 1 ms every round.
+    data = interleaved({"numpy_fast": fast, "torch": [1e-3] * 3})
+    target = next(t for t in benchreport.build(data).targets() if t.name == "fast/torch")
+    assert target.limit == 1.03 and target.verdict == verdict and target.ok == (verdict != "missed")
+    assert main(["report", str(write(tmp_path, data)), "--output", str(tmp_path / "out"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    t = next(t for t in doc["targets"] if t["name"] == "fast/torch")
+    assert t["verdict"] == verdict and t["range"] == pytest.approx([fast[0] / 1e-3, fast[2] / 1e-3])
+    assert doc["targets_ok"] == (verdict != "missed")
+    assert cell in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_two_interleaved_runs_compare_by_implementation(tmp_path, capsys):
+    old = interleaved({"numpy_fast": [1e-3] * 3, "torch": [2e-3] * 3})
+    new = interleaved({"numpy_fast": [3e-3] * 3, "torch": [2e-3] * 3})
+    code = main(["report", str(write(tmp_path, new, "new.json")), "--compare", str(write(tmp_path, old, "old.json")),
+                 "--output", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "2 benchmarks in both runs, 1 slower by more than the threshold" in out
+    assert "test_forward_backward[1024x4-B512] numpy_fast | 1 ms | 3 ms | 3.00 | **regression**" in out
+
+
+@pytest.mark.parametrize(("impls", "fragment"), [
+    ({"numpy_fast": {"times": "fast"}}, "extra_info.impls.numpy_fast.times is missing or not a list"),
+    ({"numpy_fast": {"times": []}}, "extra_info.impls.numpy_fast.times is missing or not a list"),
+    ({"numpy_fast": {"times": [1e-3, -1.0]}}, "holds -1.0, not a positive finite number"),
+    ({"numpy_fast": {"times": [1e-3, 2e-3]}, "torch": {"times": [1e-3]}}, "different numbers of rounds (1, 2)"),
+    ({"numpy_fast": {"times": [1e-3], "scale": 0}}, "extra_info.impls.numpy_fast.scale is 0"),
+    ({"pandas": {"times": [1e-3]}}, "'pandas' is not one of"),
+    ([1e-3], "extra_info.impls is a list"),
+])
+def test_a_malformed_interleaved_group_is_one_line_and_exit_2(tmp_path, capsys, impls, fragment):
+    data = interleaved({"numpy_fast": [1e-3]})
+    data["benchmarks"][0]["extra_info"]["impls"] = impls
+    path = write(tmp_path, data)
+    assert_one_line_error(*run_cli(capsys, path, "--output", tmp_path / "out"), str(path), "benchmark #0", fragment)
+    assert not (tmp_path / "out").exists()
+
+
+def test_interleaved_kernels_show_each_way_against_the_first():
+    data = synthetic()
+    data["benchmarks"].append(bench("test_kernel[relu]", 1.0, kind="kernel", kernel="relu mask", shape="N=512",
+                                    variants={"registry": {"times": [2e-6, 2e-6, 2e-6]},
+                                              "bool": {"times": [1e-6, 3e-6, 2e-6]}}))
+    text = benchreport.markdown(benchreport.build(data))
+    assert "| relu mask | registry | 2 µs | 1.00 |" in text
+    assert "| relu mask | bool | 2 µs | 1.00 (0.50–1.50) |" in text

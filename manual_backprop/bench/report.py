@@ -7,7 +7,13 @@ the peak memory, and the environment the run recorded. :func:`markdown` and
 :func:`plot` render it; :func:`compare` sets it against an older run.
 
 Ratios are taken within one run (never across runs): this machine's absolute
-times drift by tens of percent between runs, the ratios much less.
+times drift by tens of percent between runs, the ratios much less. A run of
+``benchmarks/`` (and ``manual-backprop bench``) times the implementations of a
+grid point interleaved (:mod:`~manual_backprop.bench.timer`) and records each
+one's time per round (``extra_info.impls[impl].times``); a ratio is then the
+median of the per-round ratios, with their spread, and a target is missed only
+when the whole spread misses it. A benchmark of one implementation alone
+(``extra_info.impl``, as older runs wrote) gives a ratio of medians, spread 0.
 """
 
 from __future__ import annotations
@@ -20,12 +26,22 @@ from typing import Any
 
 from ..errors import InputError
 from ..files import save_figure_atomically
+from .timer import Spread, per_round_ratio
 
-IMPLS = ("numpy_fast", "numpy_trace", "numpy_loop", "torch", "jax", "floor_numpy", "floor_torch")
+IMPLS = ("user", "numpy_fast", "numpy_trace", "numpy_loop", "torch", "jax", "floor_numpy", "floor_torch")
 LABELS = {
+    "user": "your code",
     "numpy_fast": "fast engine", "numpy_trace": "checking engine", "numpy_loop": "per-sample loop",
     "torch": "torch eager", "jax": "jax.jit", "floor_numpy": "floor NumPy", "floor_torch": "floor torch",
 }
+FLOORS = ("floor_numpy", "floor_torch")
+# (ratio name, numerator, denominator(s)): the fastest floor of a round is the floor.
+RATIOS = (
+    ("yours/fast", "user", "numpy_fast"), ("yours/floor", "user", FLOORS), ("yours/torch", "user", "torch"),
+    ("yours/jax", "user", "jax"),
+    ("fast/floor", "numpy_fast", FLOORS), ("fast/torch", "numpy_fast", "torch"), ("fast/jax", "numpy_fast", "jax"),
+    ("loop/fast", "numpy_loop", "numpy_fast"), ("trace/fast", "numpy_trace", "numpy_fast"),
+)
 # A point sits "on the matrix-multiply floor" (where the targets allow 3%): batch >= 512 on a wide network.
 WIDE = ("784-256-256-10", "1024x4")
 
@@ -34,65 +50,86 @@ WIDE = ("784-256-256-10", "1024x4")
 class Target:
     name: str
     point: str
-    value: float
+    spread: Spread
     limit: float
     kind: str  # "<=" or ">="
 
     @property
+    def value(self) -> float:
+        return self.spread.median
+
+    @property
+    def verdict(self) -> str:
+        """``holds``, ``missed`` (the whole spread misses the limit) or ``noise`` (the spread straddles it)."""
+        return self.spread.verdict(self.limit, self.kind)
+
+    @property
     def ok(self) -> bool:
-        return self.value <= self.limit if self.kind == "<=" else self.value >= self.limit
+        return self.verdict != "missed"
 
 
 @dataclass
 class Report:
     source: str
     environment: dict[str, Any]
-    # (network, dtype, batch) -> impl -> seconds per call (the loop scaled to the whole batch)
+    # (network, dtype, batch) -> impl -> seconds per call (the loop scaled to the whole batch): the median
     times: dict[tuple[str, str, int], dict[str, float]] = field(default_factory=dict)
+    # the same, per interleaved round (a point timed side by side); absent for one-implementation benchmarks
+    rounds: dict[tuple[str, str, int], dict[str, list[float]]] = field(default_factory=dict)
     compile_s: dict[tuple[str, str, int], float] = field(default_factory=dict)
     kernels: dict[str, dict[str, float]] = field(default_factory=dict)
+    kernel_rounds: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     kernel_shape: str = ""
     memory: dict[str, float] = field(default_factory=dict)
     memory_case: str = ""
     by_name: dict[str, float] = field(default_factory=dict)
+    # The project's targets (on the fast engine) apply: a run of benchmarks/; not a bench of the user's code.
+    project_targets: bool = True
 
-    def ratios(self, key: tuple[str, str, int]) -> dict[str, float]:
-        t = self.times[key]
-        fast = t.get("numpy_fast")
-        out: dict[str, float] = {}
-        if fast is None:
-            return out
-        floors = [t[f] for f in ("floor_numpy", "floor_torch") if f in t]
-        if floors:
-            out["fast/floor"] = fast / min(floors)
-        for other, name in (("torch", "fast/torch"), ("jax", "fast/jax")):
-            if other in t:
-                out[name] = fast / t[other]
-        if "numpy_loop" in t:
-            out["loop/fast"] = t["numpy_loop"] / fast
-        if "numpy_trace" in t:
-            out["trace/fast"] = t["numpy_trace"] / fast
+    def ratios(self, key: tuple[str, str, int]) -> dict[str, Spread]:
+        """Each ratio of :data:`RATIOS` the point has: per round when both sides were timed side by side."""
+        t, rounds = self.times[key], self.rounds.get(key, {})
+        out: dict[str, Spread] = {}
+        for name, num, den in RATIOS:
+            dens = [d for d in ([den] if isinstance(den, str) else den) if d in t]
+            if num not in t or not dens:
+                continue
+            if all(i in rounds for i in (num, *dens)):
+                spread = per_round_ratio(rounds, num, dens)
+                if spread is not None:
+                    out[name] = spread
+                    continue
+            value = t[num] / min(t[d] for d in dens)
+            out[name] = Spread(value, value, value)
         return out
 
     def targets(self) -> list[Target]:
-        """The issue's targets, checked at every grid point the run has."""
+        """The issue's targets, checked at every grid point the run has (see :meth:`limit`)."""
         found: list[Target] = []
         for key in sorted(self.times, key=_order):
             network, dtype, batch = key
-            r = self.ratios(key)
-            where = f"{network} {dtype} B={batch}"
-            on_floor = network in WIDE and batch >= 512
-            for name in ("fast/torch", "fast/jax"):
-                if name in r:
-                    found.append(Target(name, where, r[name], 1.03 if on_floor else 1.0, "<="))
-            if "fast/floor" in r and batch >= 64 and network in WIDE:
-                found.append(Target("fast/floor", where, r["fast/floor"], 1.10, "<="))
-            if network == "2-3-1" and batch == 4096 and "loop/fast" in r:
-                found.append(Target("loop/fast", where, r["loop/fast"], 100.0, ">="))
+            for name, spread in self.ratios(key).items():
+                target = self.limit(key, name)
+                if target is not None:
+                    found.append(Target(name, f"{network} {dtype} B={batch}", spread, *target))
         if "numpy_fast" in self.memory and self.memory.get("torch", 0.0) > 0:
-            found.append(Target("memory fast/torch", self.memory_case,
-                                self.memory["numpy_fast"] / self.memory["torch"], 1.0, "<="))
+            m = self.memory["numpy_fast"] / self.memory["torch"]
+            found.append(Target("memory fast/torch", self.memory_case, Spread(m, m, m), 1.0, "<="))
         return found
+
+    def limit(self, key: tuple[str, str, int], name: str) -> tuple[float, str] | None:
+        """The target on ratio ``name`` at grid point ``key``, as ``(limit, kind)``, or None."""
+        if not self.project_targets:
+            return None
+        network, _, batch = key
+        wide = network in WIDE
+        if name in ("fast/torch", "fast/jax"):
+            return (1.03 if wide and batch >= 512 else 1.0), "<="
+        if name == "fast/floor" and wide and batch >= 64:
+            return 1.10, "<="
+        if name == "loop/fast" and network == "2-3-1" and batch == 4096:
+            return 100.0, ">="
+        return None
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -126,10 +163,12 @@ def load(path: str | Path) -> dict[str, Any]:
 KINDS = ("network", "kernel", "memory")
 # What each kind of benchmark must carry in extra_info (benchmarks/ writes them; the report reads them).
 REQUIRED = {
-    "network": ("network", "dtype", "batch", "impl"),
-    "kernel": ("kernel", "variant"),
+    "network": ("network", "dtype", "batch"),
+    "kernel": ("kernel",),
     "memory": ("impl", "network", "dtype", "batch", "peak_extra_mib"),
 }
+# ... and one of these: one implementation's benchmark, or a group timed side by side (per-round times).
+ONE_OF = {"network": ("impl", "impls"), "kernel": ("variant", "variants")}
 
 
 def _type(value: Any) -> str:
@@ -204,6 +243,14 @@ def check(data: Any, source: str = "<data>") -> None:
             if name not in info:
                 raise InputError(f"{where}: extra_info.{name} is missing (a {kind} benchmark needs "
                                  f"{', '.join(REQUIRED[kind])})")
+        if kind in ONE_OF and not any(k in info for k in ONE_OF[kind]):
+            one, group = ONE_OF[kind]
+            raise InputError(f"{where}: extra_info.{one} is missing (a {kind} benchmark needs {one}, or "
+                             f"{group} timed side by side)")
+        for group_key in ("impls", "variants"):
+            if group_key in info:
+                _check_group(info[group_key], f"{where}: extra_info.{group_key}",
+                             IMPLS if group_key == "impls" else None)
         for name in ("network", "dtype", "kernel", "variant", "shape"):
             if name in info and (not isinstance(info[name], str) or (name != "shape" and not info[name])):
                 raise InputError(f"{where}: extra_info.{name} is {info[name]!r}, not a name")
@@ -223,6 +270,41 @@ def check(data: Any, source: str = "<data>") -> None:
             raise InputError(f"{where}: stats.median times extra_info.scale is not a finite number")
 
 
+def _check_group(group: Any, where: str, names: tuple[str, ...] | None) -> None:
+    """``{name: {"times": [seconds per call, one per round], ...}}``, every list as long, every time > 0."""
+    if not isinstance(group, dict) or not group:
+        raise InputError(f"{where} is {_type(group)}, not an object of implementations and their times")
+    lengths = set()
+    for name, entry in group.items():
+        if names is not None and name not in names:
+            raise InputError(f"{where}: {name!r} is not one of {', '.join(names)}")
+        times = entry.get("times") if isinstance(entry, dict) else None
+        if not isinstance(times, list) or not times:
+            raise InputError(f"{where}.{name}.times is missing or not a list of seconds")
+        for t in times:
+            x = _number(t)
+            if x is None or x <= 0:
+                raise InputError(f"{where}.{name}.times holds {t!r}, not a positive finite number of seconds")
+        lengths.add(len(times))
+        for key, strict in (("scale", True), ("jax_first_call_s", False)):
+            if key in entry:
+                x = _number(entry[key])
+                if x is None or x < 0 or (strict and x == 0):
+                    raise InputError(f"{where}.{name}.{key} is {entry[key]!r}, not a "
+                                     f"{'positive' if strict else 'non-negative'} finite number")
+                if strict and not all(math.isfinite(float(t) * x) for t in times):
+                    raise InputError(f"{where}.{name}: times × scale is not a finite number")
+    if len(lengths) != 1:
+        raise InputError(f"{where}: the implementations were timed for different numbers of rounds "
+                         f"({', '.join(map(str, sorted(lengths)))}); side-by-side rounds must match")
+
+
+def _median(values: list[float]) -> float:
+    import statistics
+
+    return statistics.median(values)
+
+
 def build(data: dict[str, Any], source: str = "") -> Report:
     """The report of one run. :func:`check` comes first: bad data is an :class:`InputError`, never a crash."""
     check(data, source or "<data>")
@@ -233,11 +315,28 @@ def build(data: dict[str, Any], source: str = "") -> Report:
         median = float(b["stats"]["median"])
         # ``scale`` is checked for the kinds benchmarks/ writes; other benchmarks compare by their median.
         report.by_name[_key(b)] = median * float(info.get("scale", 1.0)) if kind in KINDS else median
-        if kind == "network":
+        if kind == "network" and "impls" in info:
+            key = (info["network"], info["dtype"], int(info["batch"]))
+            for impl, entry in info["impls"].items():
+                times = [float(t) * float(entry.get("scale", 1.0)) for t in entry["times"]]
+                report.rounds.setdefault(key, {})[impl] = times
+                report.times.setdefault(key, {})[impl] = report.by_name[f"{_key(b)} {impl}"] = _median(times)
+                if "jax_first_call_s" in entry:
+                    report.compile_s[key] = max(float(entry["jax_first_call_s"]) - _median(times), 0.0)
+            del report.by_name[_key(b)]  # a group's own median is one whole round: compared by its parts
+        elif kind == "network":
             key = (info["network"], info["dtype"], int(info["batch"]))
             report.times.setdefault(key, {})[info["impl"]] = median * float(info.get("scale", 1.0))
             if "jax_first_call_s" in info:
                 report.compile_s[key] = max(float(info["jax_first_call_s"]) - median, 0.0)
+        elif kind == "kernel" and "variants" in info:
+            for variant, entry in info["variants"].items():
+                times = [float(t) for t in entry["times"]]
+                report.kernel_rounds.setdefault(info["kernel"], {})[variant] = times
+                report.kernels.setdefault(info["kernel"], {})[variant] = _median(times)
+                report.by_name[f"{_key(b)} {variant}"] = _median(times)
+            del report.by_name[_key(b)]
+            report.kernel_shape = info.get("shape", "")
         elif kind == "kernel":
             report.kernels.setdefault(info["kernel"], {})[info["variant"]] = median
             report.kernel_shape = info.get("shape", "")
@@ -296,59 +395,72 @@ def _order(key: tuple[str, str, int]) -> tuple:
     return (nets.index(network) if network in nets else 99, network, dtype != "float32", dtype, batch)
 
 
-def _cell(value: float | None, limit: float | None = None, kind: str = "<=") -> str:
-    if value is None:
+def _cell(spread: Spread | None, target: tuple[float, str] | None = None) -> str:
+    """``median (lo–hi)``; ✗ when the whole spread misses the target, ~ when it straddles it."""
+    if spread is None:
         return "-"
-    text = f"{value:.2f}" if value < 100 else f"{value:.0f}"
-    if limit is not None:
-        ok = value <= limit if kind == "<=" else value >= limit
-        text = text if ok else f"**{text}** ✗"
-    return text
+    text = spread.text()
+    if target is None:
+        return text
+    verdict = spread.verdict(*target)
+    return f"**{text}** ✗" if verdict == "missed" else f"{text} ~" if verdict == "noise" else text
 
 
-def markdown(report: Report, comparison: list[dict[str, Any]] | None = None) -> str:
+def markdown(report: Report, comparison: list[dict[str, Any]] | None = None,
+             title: str = "Benchmark report", intro: str | None = None) -> str:
     env = report.environment
+    interleaved = bool(report.rounds)
     lines = [
-        "# Benchmark report",
+        f"# {title}",
         "",
         f"Run {env['date']} on {env['cpu']} ({env['cpu_count']} CPUs), {env['platform']}.",
         f"Python {env['python']}, NumPy {env['numpy']} ({env['blas']}; threads: {env['blas_threads']}), "
         f"torch {env['torch']} ({env['torch_blas']}, {env['torch_threads']} threads), JAX {env['jax']}, "
-        f"pytest-benchmark {env['pytest_benchmark']}. Pause before each timed benchmark: {env['gap_s']} s.",
+        f"pytest-benchmark {env['pytest_benchmark']}. Pause between libraries: {env['gap_s']} s.",
         "",
-        "Median time of one forward + backward (the loss and every dW, db). "
-        "Ratios are within this run; ✗ marks a ratio that misses its target "
-        "(fast/torch and fast/jax ≤ 1, ≤ 1.03 at batch ≥ 512 on the wide networks; "
-        "fast/floor ≤ 1.10 at batch ≥ 64 on the wide networks (2-3-1 is Python-overhead bound: "
-        "its floor is five tiny products); loop/fast ≥ 100 on 2-3-1 at batch 4096). "
-        "floor = the better of the two floors; the per-sample loop is timed on a capped subset "
-        "and scaled to the batch.",
     ]
+    if intro:
+        lines += [intro, ""]
+    lines.append(
+        "Median time of one forward + backward (the loss and every dW, db). "
+        + ("The implementations of a point were timed side by side, round after round; a ratio is the "
+           "median of the per-round ratios, with their range in brackets. " if interleaved else
+           "Ratios are within this run. ")
+        + ("✗ marks a ratio whose whole range misses its target, ~ one whose range straddles it "
+           "(fast/torch and fast/jax ≤ 1, ≤ 1.03 at batch ≥ 512 on the wide networks; "
+           "fast/floor ≤ 1.10 at batch ≥ 64 on the wide networks (2-3-1 is Python-overhead bound: "
+           "its floor is five tiny products); loop/fast ≥ 100 on 2-3-1 at batch 4096). "
+           if report.project_targets else "")
+        + "floor = the faster of the two floors in each round (the matrix products alone)"
+        + ("; the per-sample loop is timed on a capped subset and scaled to the batch." if any(
+            "numpy_loop" in t for t in report.times.values()) else "."))
     tables: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
     for key in sorted(report.times, key=_order):
         tables.setdefault(key[:2], []).append(key)
     for (network, dtype), keys in tables.items():
         impls = [i for i in IMPLS if any(i in report.times[k] for k in keys)]
+        mine = "user" in impls  # a bench of the user's code shows the user's ratios only
+        ratios = [name for name, _, _ in RATIOS if name != "trace/fast" and name.startswith("yours/") == mine
+                  and any(name in report.ratios(k) for k in keys)]
         lines += ["", f"## {network}, {dtype}", ""]
-        head = ["batch"] + [LABELS[i] for i in impls] + ["fast/floor", "fast/torch", "fast/jax", "loop/fast",
-                                                        "jax compile"]
+        head = ["batch"] + [LABELS[i] for i in impls] + ratios + ["jax compile"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for key in keys:
-            t, r, batch = report.times[key], report.ratios(key), key[2]
-            on_floor = network in WIDE and batch >= 512
-            fw = 1.03 if on_floor else 1.0
-            row = [str(batch)] + [fmt_time(t.get(i)) for i in impls] + [
-                _cell(r.get("fast/floor"), 1.10 if batch >= 64 and network in WIDE else None),
-                _cell(r.get("fast/torch"), fw), _cell(r.get("fast/jax"), fw),
-                _cell(r.get("loop/fast"), 100.0 if network == "2-3-1" and batch == 4096 else None, ">="),
-                fmt_time(report.compile_s.get(key)),
-            ]
+            t, r = report.times[key], report.ratios(key)
+            row = [str(key[2])] + [fmt_time(t.get(i)) for i in impls] + [
+                _cell(r.get(name), report.limit(key, name)) for name in ratios
+            ] + [fmt_time(report.compile_s.get(key))]
             lines.append("| " + " | ".join(row) + " |")
     if report.kernels:
-        lines += ["", f"## Kernels ({report.kernel_shape}, float32)", "", "| rule | way | median |", "|---|---|---|"]
+        lines += ["", f"## Kernels ({report.kernel_shape}, float32)", "",
+                  "| rule | way | median | / first way |", "|---|---|---|---|"]
         for group, variants in report.kernels.items():
+            rounds = report.kernel_rounds.get(group, {})
+            first = next(iter(variants))
             for variant, median in variants.items():
-                lines.append(f"| {group} | {variant} | {fmt_time(median)} |")
+                rel = per_round_ratio(rounds, variant, first) if rounds else \
+                    Spread(median / variants[first], median / variants[first], median / variants[first])
+                lines.append(f"| {group} | {variant} | {fmt_time(median)} | {_cell(rel)} |")
     if report.memory:
         lines += ["", f"## Peak extra memory, {report.memory_case}", "", "| implementation | MiB |", "|---|---|"]
         for impl in IMPLS:
@@ -356,12 +468,17 @@ def markdown(report: Report, comparison: list[dict[str, Any]] | None = None) -> 
                 lines.append(f"| {LABELS[impl]} | {report.memory[impl]:.1f} |")
     targets = report.targets()
     if targets:
-        missed = [t for t in targets if not t.ok]
-        lines += ["", "## Targets", "", f"{len(targets) - len(missed)} of {len(targets)} hold."]
-        if missed:
-            lines += ["", "| target | where | measured | limit |", "|---|---|---|---|"]
-            for t in missed:
-                lines.append(f"| {t.name} {t.kind} {t.limit:g} | {t.point} | {t.value:.3f} | {t.limit:g} |")
+        missed = [t for t in targets if t.verdict == "missed"]
+        noise = [t for t in targets if t.verdict == "noise"]
+        lines += ["", "## Targets", "",
+                  f"{len(targets) - len(missed) - len(noise)} of {len(targets)} hold over their whole range, "
+                  f"{len(noise)} within the noise (the range straddles the limit), {len(missed)} missed."]
+        if missed or noise:
+            lines += ["", "| target | where | median | range | verdict |", "|---|---|---|---|---|"]
+            for t in missed + noise:
+                lines.append(f"| {t.name} {t.kind} {t.limit:g} | {t.point} | {t.value:.3f} | "
+                             f"{t.spread.lo:.3f}–{t.spread.hi:.3f} | "
+                             f"{'missed' if t.verdict == 'missed' else 'within the noise'} |")
     if comparison is not None:
         regressions = [c for c in comparison if c["regression"]]
         lines += ["", "## Against the older run", "",
@@ -413,7 +530,7 @@ def plot(report: Report, path: str | Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
     try:
-        styles = {"numpy_fast": "o-", "numpy_trace": "s--", "numpy_loop": "x:", "torch": "^-", "jax": "v-",
+        styles = {"user": "D-", "numpy_fast": "o-", "numpy_trace": "s--", "numpy_loop": "x:", "torch": "^-", "jax": "v-",
                   "floor_numpy": "k-", "floor_torch": "k--"}
         for ax, ((network, dtype), keys) in zip(axes[0], panels.items()):
             for impl in IMPLS:
@@ -440,7 +557,10 @@ def summary(report: Report, comparison: list[dict[str, Any]] | None) -> dict[str
     rows = []
     for key in sorted(report.times, key=_order):
         rows.append({"network": key[0], "dtype": key[1], "batch": key[2],
-                     "median_s": report.times[key], "ratios": report.ratios(key),
+                     "median_s": report.times[key],
+                     "ratios": {n: r.median for n, r in report.ratios(key).items()},
+                     "ratio_ranges": {n: [r.lo, r.hi] for n, r in report.ratios(key).items()},
+                     "rounds": len(next(iter(report.rounds[key].values()))) if key in report.rounds else 1,
                      "jax_compile_s": report.compile_s.get(key)})
     targets = report.targets()
     out: dict[str, Any] = {
@@ -450,8 +570,8 @@ def summary(report: Report, comparison: list[dict[str, Any]] | None) -> dict[str
         "networks": rows,
         "kernels": report.kernels,
         "memory_mib": report.memory,
-        "targets": [{"name": t.name, "where": t.point, "value": t.value, "limit": t.limit, "kind": t.kind,
-                     "ok": t.ok} for t in targets],
+        "targets": [{"name": t.name, "where": t.point, "value": t.value, "range": [t.spread.lo, t.spread.hi],
+                     "limit": t.limit, "kind": t.kind, "verdict": t.verdict, "ok": t.ok} for t in targets],
     }
     if comparison is not None:
         out["comparison"] = comparison

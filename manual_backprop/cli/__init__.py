@@ -22,7 +22,7 @@ from .. import interrupts
 from ..errors import InputError
 
 # Subcommands in the order ``--help`` lists them; each is a module of this package.
-COMMANDS = ("check", "validate", "examples", "train", "grade", "report")
+COMMANDS = ("check", "validate", "examples", "train", "grade", "bench", "report")
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 INTERRUPTED = "manual-backprop: interrupted\n"

@@ -78,7 +78,7 @@ def run_code(args: argparse.Namespace) -> int:
 
     from ..testing.network import check_network
 
-    path, name = _code_option(args.code)
+    path, name = code_option(args.code)
     case = _load(args)
     with contextlib.redirect_stdout(sys.stderr):  # the user's prints must not mix with the report (--json)
         code = load_code(path, name)
@@ -99,7 +99,7 @@ def printable_lines(text: str) -> str:
     return "\n".join(printable(line) for line in text.split("\n"))
 
 
-def _code_option(value: str) -> tuple[str, str]:
+def code_option(value: str) -> tuple[str, str]:
     """``FILE.py:NAME`` split at its last colon (a Windows drive's colon stays in FILE)."""
     path, sep, name = value.rpartition(":")
     if not sep or not path or not name:

@@ -68,7 +68,7 @@ def _arrays(folder: Path, files: dict) -> dict:
 def main(workdir: str) -> int:
     from ..description.convention import Convention
     from ..description.network import Network
-    from ..testing.network import _Code
+    from ..testing.network import UserCode
     from ..testing.signatures import UserError, exception
 
     from .sandbox import apply_limits
@@ -93,7 +93,7 @@ def main(workdir: str) -> int:
         _write(out / "setup.json", {"error": f"importing {job['file']} raised {exception(e)}"})
         return 0
     try:
-        code = _Code(fn, network, job["name"], convention)
+        code = UserCode(fn, network, job["name"], convention)
         error = code.setup()
     except SystemExit as e:
         error = f"{job['name']} called sys.exit({e.code!r}) while being set up"

@@ -425,7 +425,7 @@ def _told_apart(report: NetworkReport) -> str:
 # --- the user's code, whatever form it takes -------------------------------------------------------
 
 
-class _Code:
+class UserCode:
     """The user's ``fn`` in one of the forms, run on copies: ``call(params, X, Y) -> (values, problems, notes)``."""
 
     def __init__(self, fn: Any, network: Network, name: str | None = None, convention: Convention = ROW):
@@ -516,10 +516,10 @@ class _Code:
         for label, given, kept in (("X", X_in, X), ("Y" if self.kind != "object" else "y", Y_in, Y)):
             if not np.array_equal(given, kept):
                 notes.append(f"{where} wrote into {label} (it was given a copy)")
-        values, problems = self._read(where, shape, result)
+        values, problems = self.read(where, shape, result)
         return shape, values, problems, notes
 
-    def _read(self, where: str, shape: str, result: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    def read(self, where: str, shape: str, result: Any) -> tuple[dict[str, Any], dict[str, str]]:
         net = self.network
         problems: dict[str, str] = {}
         values: dict[str, Any] = {}
@@ -674,7 +674,7 @@ def _trials(case: Case, float32: bool) -> list[tuple[str, str, Case | str]]:
     return out
 
 
-def _run_trial(code: _Code, name: str, purpose: str, case: Case) -> tuple[TrialResult, str | None]:
+def _run_trial(code: UserCode, name: str, purpose: str, case: Case) -> tuple[TrialResult, str | None]:
     """Run the user's code on ``case`` and judge what it returned; the shape it returned in (or None)."""
     net = case.network
     trial = TrialResult(name, purpose, case.batch, net.dtype)
@@ -743,7 +743,7 @@ def _follow_up_batch(trial: TrialResult, network: Network) -> int | None:
     return None
 
 
-def _your_loss_differences(code: _Code, case: Case, trial: TrialResult, directions: int) -> None:
+def _your_loss_differences(code: UserCode, case: Case, trial: TrialResult, directions: int) -> None:
     """Compare your parameter gradients with central differences of your own loss (in ``trial.fd``)."""
     v = trial.validation
     if v is None or "L" not in v.claims:
@@ -863,7 +863,7 @@ def check_network(fn: Any, network: Any, *, seed: int = 0, batch: int = 4, float
         except InputError as exc:
             raise InputError(f"check_network: {exc}") from None
         case = dataclasses.replace(case, convention=view)
-    code = _Code(fn, _with_dtype(case.network, "float64"), name, case.convention)
+    code = UserCode(fn, _with_dtype(case.network, "float64"), name, case.convention)
     return judge_code(code, case, source, float32=float32, directions=int(directions))
 
 
@@ -871,7 +871,7 @@ def judge_code(code: Any, case: Case, source: str, *, float32: bool = True, dire
                confirm: bool = True) -> NetworkReport:
     """The trials of :func:`check_network` for ``code``: the user's code as an object with ``label``,
     ``form``, ``kind``, ``network`` (set per trial), ``setup() -> error or None`` and ``call(params, X, Y)
-    -> (shape, values, problems, notes)`` raising ``UserError`` (a :class:`_Code`, or the grader's code run
+    -> (shape, values, problems, notes)`` raising ``UserError`` (a :class:`UserCode`, or the grader's code run
     in a process of its own, which also has ``prepare(cases)``: every planned trial's inputs, at once).
     ``directions = 0`` leaves out the finite differences of the user's own loss; ``confirm = False`` the
     frameworks' confirmation of the truth (a grader confirms it once for the class)."""

@@ -20,8 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from manual_backprop import engine
-from manual_backprop.compare import (
+from .. import engine
+from ..compare import (
     UNIT_ROUNDOFF,
     TensorCheck,
     compare_arrays,
@@ -30,9 +30,9 @@ from manual_backprop.compare import (
     kink_scales,
     possible_flips,
 )
-from manual_backprop.compare.tolerance import linear_backward_error, linear_forward_error
-from manual_backprop.description.case import Case, make_case
-from manual_backprop.description.network import Network
+from ..compare.tolerance import linear_backward_error, linear_forward_error
+from ..description.case import Case, make_case
+from ..description.network import Network
 
 NETWORKS = {
     "2-3-1": ((2, 3, 1), ("sigmoid", "identity"), "half_mse"),
@@ -69,9 +69,14 @@ def network(name: str, dtype: str) -> Network:
 
 @lru_cache(maxsize=4)
 def prepared_case(point: Point) -> tuple[Case, np.ndarray]:
-    """The case at ``point`` and its target as the timed code takes it (labels for cross-entropy)."""
+    """The case at ``point`` and its target as the timed code takes it (:func:`timed_target`)."""
     case = make_case(network(point.network, point.dtype), seed=0, batch=point.batch)
-    return case, case.Y if case.Y.ndim == 1 else case.T
+    return case, timed_target(case)
+
+
+def timed_target(case: Case) -> np.ndarray:
+    """The target as the timed implementations take it: labels (N,) for cross-entropy, else T (N, K)."""
+    return case.Y if case.Y.ndim == 1 else case.T
 
 
 @dataclass
@@ -82,6 +87,7 @@ class Answer:
     trace: dict[str, np.ndarray]
     E: dict[str, np.ndarray]
     _kinks: dict[str, np.ndarray] | None = None
+    source: Case | None = None  # the whole case asked about (``case`` may be its first rows)
 
     def kinks(self) -> dict[str, np.ndarray]:
         """What each gradient may move if the units that :func:`~manual_backprop.compare.possible_flips` flip."""
@@ -92,26 +98,37 @@ class Answer:
         return self._kinks
 
 
-@lru_cache(maxsize=4)
-def engine_answer(point: Point, rows: int | None = None) -> Answer:
-    """The checking engine's trace and rounding scales at ``point`` (on the first ``rows`` samples)."""
-    case, _ = prepared_case(point)
+_ANSWERS: dict[tuple[int, int | None], Answer] = {}
+
+
+def engine_answer(case: Case, rows: int | None = None) -> Answer:
+    """The checking engine's trace and rounding scales for ``case`` (on its first ``rows`` samples).
+
+    Kept for the last four cases asked (every implementation of a point is checked against one answer).
+    """
+    key = (id(case), rows)
+    if key in _ANSWERS and _ANSWERS[key].source is case:
+        return _ANSWERS[key]
+    part = case
     if rows is not None:
-        case = make_case(case.network, case.params, case.X[:rows], case.Y[:rows], seed=case.seed)
-    trace = engine.run(case)
+        part = make_case(case.network, case.params, case.X[:rows], case.Y[:rows], seed=case.seed)
+    trace = engine.run(part)
     with np.errstate(all="ignore"):
-        E = error_scales(case.network, case.params, trace, case.T)
-    return Answer(case, dict(trace), E)
+        E = error_scales(part.network, part.params, trace, part.T)
+    if len(_ANSWERS) >= 4:
+        _ANSWERS.pop(next(iter(_ANSWERS)))
+    _ANSWERS[key] = answer = Answer(part, dict(trace), E, source=case)
+    return answer
 
 
-def check_against_engine(point: Point, impl: str, L, grads: dict[str, np.ndarray],
+def check_against_engine(case: Case, impl: str, L, grads: dict[str, np.ndarray],
                          rows: int | None = None) -> list[TensorCheck]:
     """``L`` and every ``grads[Wl]``, ``grads[bl]`` of ``impl`` against the engine, by the comparator.
 
     A tensor that fails the rounding tolerance is judged again with the kink
     allowance (asked only then: it costs a backward pass of its own).
     """
-    answer = engine_answer(point, rows)
+    answer = engine_answer(case, rows)
     dtype = answer.case.network.dtype
     checks = []
     for name, value in [("L", L)] + [(f"d{p}", g) for p, g in grads.items()]:

@@ -15,24 +15,32 @@ check against the engine, outside the timed region.
 - ``jax``: ``jax.jit(jax.value_and_grad(jax_ref.loss))``, compiled by a first call before timing;
 - ``floor_numpy``, ``floor_torch``: only the matrix products forward and backward
   need (``A @ W`` per layer, ``A.T @ dZ`` per layer, ``dZ @ W.T`` above the first),
-  on preallocated arrays with ``out=``: what this machine's BLAS allows.
+  on preallocated arrays with ``out=``: what this machine's BLAS allows;
+- ``user``: the user's own code (``manual-backprop bench --code``), :func:`build_user`.
+
+:func:`check` judges what the last call left against the engine
+(:mod:`~manual_backprop.bench.grid`), outside any timed region.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from manual_backprop import engine
-from manual_backprop.description.case import Case
-from manual_backprop.engine import fast
-from manual_backprop.kernels import ACTIVATIONS, LOSSES, linear, linear_forward
+from .. import engine
+from ..compare import TensorCheck
+from ..description.case import Case
+from ..description.convention import to_engine, to_user
+from ..engine import fast
+from ..kernels import ACTIVATIONS, LOSSES, linear, linear_forward
+from .grid import check_against_engine, check_floor
 
-IMPLS = ("numpy_fast", "numpy_trace", "numpy_loop", "torch", "jax", "floor_numpy", "floor_torch")
+IMPLS = ("numpy_fast", "numpy_trace", "numpy_loop", "floor_numpy", "torch", "floor_torch", "jax")
+# Each library's implementations side by side in a round (the pause falls where the library changes).
 LIBRARY = {"numpy_fast": "numpy", "numpy_trace": "numpy", "numpy_loop": "numpy", "floor_numpy": "numpy",
-           "torch": "torch", "floor_torch": "torch", "jax": "jax"}
+           "torch": "torch", "floor_torch": "torch", "jax": "jax", "user": "user"}
 # The per-sample loop runs on at most this many samples per call (cost is linear in samples);
 # keyed by the widest layer, so one call stays well under a second.
 LOOP_CAP = {16: 4096, 512: 256, 2048: 32}
@@ -135,7 +143,7 @@ def _torch(case: Case, T: np.ndarray) -> Prepared:
     ``torch.autograd.grad`` of it with respect to the parameters: eager, no retained intermediates."""
     import torch
 
-    from manual_backprop.references import torch_ref
+    from ..references import torch_ref
 
     net = case.network
     names = list(case.params)
@@ -162,7 +170,7 @@ def _jax(case: Case, T: np.ndarray) -> Prepared:
 
     import jax
 
-    from manual_backprop.references import jax_ref  # switches float64 on: float64 stays float64
+    from ..references import jax_ref  # switches float64 on: float64 stays float64
 
     f = jax.jit(jax.value_and_grad(functools.partial(jax_ref.loss, case.network)))
     params = {k: jax.device_put(v) for k, v in case.params.items()}
@@ -265,6 +273,78 @@ def _floor_torch(case: Case, T: np.ndarray) -> Prepared:
                       **{f"dW{l}": g.numpy() for l, g in enumerate(dWs, 1)}}
 
     return Prepared(call, result, is_floor=True)
+
+
+def needs_gap(case: Case) -> bool:
+    """Whether any product here is big enough for a BLAS to run it on several threads (and then spin)."""
+    sizes, N = case.network.sizes, case.batch
+    return max(N * sizes[l] * sizes[l + 1] for l in range(len(sizes) - 1)) >= fast.OPENBLAS_SMALL
+
+
+def check(case: Case, impl: str, prepared: Prepared) -> list[TensorCheck]:
+    """What ``prepared``'s last call left, against the engine (a floor: against its products in float64)."""
+    L, grads = prepared.result()
+    if prepared.is_floor:
+        return check_floor(case, impl, grads, floor_reference(case))
+    rows = prepared.extra.get("loop_samples")
+    return check_against_engine(case, impl, L, grads, rows if rows != case.batch else None)
+
+
+class CodeFailed(Exception):
+    """The user's code raised, or returned something the bench cannot read (one line)."""
+
+
+def build_user(code, case: Case) -> Prepared:
+    """The user's code (``testing.network``'s runner: a function, an object or a class made ready) on ``case``.
+
+    Everything the code is given is a copy, made once before timing; ``call()`` is then the user's
+    ``fn(params, X, Y)`` or ``obj.loss(X, y)`` alone. ``result()`` reads what the last call returned
+    as :func:`check` wants it, in the engine's form, or raises :class:`CodeFailed` saying what is
+    missing or unreadable.
+    """
+    view = code.convention
+    params = {k: np.array(to_user(view, k, v), order="C") for k, v in case.params.items()}
+    X = np.array(to_user(view, "X", case.X), order="C")
+    Y = np.array(to_user(view, "Y", case.Y) if case.Y.ndim == 2 else case.Y, order="C")
+    box: dict[str, Any] = {}
+    if code.kind == "object":
+        for k, v in params.items():
+            code.obj.params[k] = v
+        fn, args, where = code.obj.loss, (X, Y), f"{code.label}.loss"
+    else:
+        fn, args, where = code.obj, (params, X, Y), code.label
+
+    def call():
+        try:
+            box["out"] = fn(*args)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # noqa: BLE001  (the user's code, whatever it raises)
+            from ..testing.signatures import exception
+
+            raise CodeFailed(f"{where} raised {exception(e)}") from None
+
+    def result():
+        from ..testing.signatures import Unreadable, UserError
+
+        shape = "trace" if isinstance(box["out"], Mapping) else "loss_grads"
+        try:
+            values, problems = code.read(code.label, shape, box["out"])
+        except UserError as e:
+            raise CodeFailed(str(e)) from None
+        wanted = ["L"] + [f"d{p}" for p in case.params]
+        for name in wanted:
+            if name in problems or isinstance(values.get(name), Unreadable) or values.get(name) is None:
+                note = problems.get(name) or getattr(values.get(name), "note", None)
+                raise CodeFailed(note or f"{code.label} returned no {name}: the bench needs the loss and "
+                                         f"every parameter's gradient")
+        red, N = case.network.reduction, case.batch
+        L = np.asarray(values["L"], dtype=np.float64).reshape(())
+        grads = {p: to_engine(view, f"d{p}", np.asarray(values[f"d{p}"]), reduction=red, N=N)
+                 for p in case.params}
+        return L, grads
+
+    return Prepared(call, result, box=box)
 
 
 _BUILDERS = {
