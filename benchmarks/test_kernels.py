@@ -82,6 +82,8 @@ KERNELS = [
     ("dW = A.T @ dZ", "out= (fast)", lambda: lin.matmul_into(A.T, dZ, BUF["dW"]), f64(A).T @ f64(dZ)),
     ("dW, one row", "np.outer (registry, N=1)", lambda: lin.linear_dW(a1, dz1), np.outer(f64(a1), f64(dz1))),
     ("dW, one row", "a.T @ dz (GEMM, inner dim 1)", lambda: a1.T @ dz1, np.outer(f64(a1), f64(dz1))),
+    ("dW, one row", "out= (fast: GEMM, inner dim padded to 4)", lambda: lin.matmul_into(a1.T, dz1, BUF["dW"]),
+     np.outer(f64(a1), f64(dz1))),
     ("db = 1.T @ dZ", "ones @ dZ (registry)", lambda: lin.linear_db(dZ), f64(dZ).sum(0)),
     ("db = 1.T @ dZ", "dZ.sum(0)", lambda: dZ.sum(0), f64(dZ).sum(0)),
     ("db = 1.T @ dZ", "ones @ dZ, out=", lambda: np.matmul(ONES, dZ, out=BUF["db"]), f64(dZ).sum(0)),

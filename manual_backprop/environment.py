@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 
-def _version(dist: str) -> str | None:
+def version_of(dist: str) -> str | None:
+    """The installed version of the distribution ``dist``, or None."""
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -46,11 +47,11 @@ def describe(seed: int | None = None) -> dict[str, Any]:
         "seed": seed,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "manual_backprop": _version("manual-backprop"),
+        "manual_backprop": version_of("manual-backprop"),
         "numpy": np.__version__,
-        "torch": _version("torch"),
-        "jax": _version("jax"),
-        "jaxlib": _version("jaxlib"),
+        "torch": version_of("torch"),
+        "jax": version_of("jax"),
+        "jaxlib": version_of("jaxlib"),
         "blas": blas(),
         "threads": threads(),
     }

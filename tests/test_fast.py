@@ -311,8 +311,8 @@ def test_wrong_inputs_are_input_errors():
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_one_row_batch_with_a_large_outer_product(dtype):
-    # 800 x 800 >= PARALLEL_OUTER: dW2 is split over two threads.
-    assert 800 * 800 >= linear.PARALLEL_OUTER
+    # 800 x 800 >= PADDED_OUTER: dW2 is a GEMM with its inner dimension padded with zeros.
+    assert 800 * 800 >= linear.PADDED_OUTER
     net = Network((30, 800, 800, 5), ("relu", "sigmoid", "softmax"), "softmax_cross_entropy", "mean", dtype)
     assert_same_as_engine(make_case(net, seed=7, batch=1))
 
@@ -343,3 +343,21 @@ def test_the_linear_kernels_write_into_out_in_either_layout_with_or_without_ones
                                    rtol=1e-14)
     for out in (np.empty((N, 3)), np.empty((3, N)).T):
         np.testing.assert_allclose(linear.linear_dA_prev(dZ, W, out=out), dZ @ W.T, rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_a_large_outer_product_is_exactly_the_broadcast_product(dtype, layout):
+    """``[a, 0, 0, 0] @ [b; 0; 0; 0]`` adds exact zeros to each a_i b_j: the very same numbers, specials too."""
+    rng = np.random.default_rng(3)
+    m, n = 300, 40
+    assert m * n >= linear.PADDED_OUTER
+    a = rng.standard_normal((m, 1)).astype(dtype)
+    b = rng.standard_normal((1, n)).astype(dtype)
+    a[:4, 0] = [np.inf, -np.inf, np.nan, 0.0]
+    b[0, :2] = [0.0, 1e-30]
+    out = np.empty((m, n), dtype, order=layout)
+    with np.errstate(invalid="ignore"):
+        linear.matmul_into(a, b, out)
+        want = a * b
+    np.testing.assert_array_equal(out, want)  # NaN where inf * 0, as the broadcast product has it

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from manual_backprop.bench.timer import Interleaved, Spread, per_round_ratio
+from manual_backprop.bench.timer import Interleaved, Spread, median_interval, per_round_ratio
 
 
 class FakeMachine:
@@ -112,3 +112,23 @@ def test_spread_text_shows_the_range_when_there_is_one():
     assert Spread.of([2.0]).text() == "2.00"
     with pytest.raises(ValueError):
         Spread.of([])
+
+
+@pytest.mark.parametrize(("n", "k"), [
+    (5, 1),   # P(B <= 0) = 1/32 > 1%: nothing better than the whole range
+    (7, 1),   # P(B <= 0) = 1/128 <= 1%, P(B <= 1) = 8/128 > 1%
+    (10, 1),  # P(B <= 1) = 11/1024 = 1.07% > 1%
+    (11, 2),  # P(B <= 1) = 12/2048 <= 1%, P(B <= 2) = 67/2048 > 1%
+    (15, 3),  # P(B <= 2) = 121/32768 <= 1%, P(B <= 3) = 576/32768 > 1%
+    (21, 5),  # P(B <= 4) = 7547/2^21 <= 1%, P(B <= 5) = 27896/2^21 > 1%
+])
+def test_the_spread_is_the_medians_distribution_free_98_percent_interval(n, k):
+    assert median_interval(n) == k
+
+
+def test_with_15_rounds_two_disturbed_rounds_each_way_do_not_decide_the_verdict():
+    ratios = [1.30] * 11 + [0.70, 0.80, 2.5, 3.0]  # two rounds where the other side was slowed, two ours
+    spread = Spread.of(ratios)
+    assert (spread.median, spread.lo, spread.hi) == (1.30, 1.30, 1.30)
+    assert spread.verdict(1.0) == "missed"
+    assert Spread.of([1.30] * 4 + [0.70, 2.5, 3.0]).verdict(1.0) == "noise"  # 7 rounds: the whole range

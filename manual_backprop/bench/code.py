@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 
 from ..description.case import Case, make_case
+from ..environment import version_of
 from ..errors import InputError
 from . import impls
 from .grid import timed_target
@@ -96,7 +97,7 @@ def bench_code(code, case: Case, batches: tuple[int, ...] = BATCHES, rounds: int
     out.data = {
         "machine_info": {"manual_backprop": machine_info(GAP_S), "cpu": {"brand_raw": cpu_name()}},
         "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "version": _version("pytest-benchmark"),
+        "version": version_of("pytest-benchmark") or "-",
         "benchmarks": benchmarks,
         "bench_code": {"code": code.label, "network": net.describe(), "source": case.source,
                        "batches": list(batches), "rounds": rounds, "checks": out.checks},
@@ -133,12 +134,3 @@ def _first_call_and_check(built: dict[str, impls.Prepared], case: Case, label: s
                 "message": f"{c.message(ours=label, where=f'at batch {case.batch}')}; not timed "
                            f"(`manual-backprop validate --code` shows which step is wrong)"}
     return {"ok": True, "max_rel_err": worst}
-
-
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "-"

@@ -371,8 +371,10 @@ def environment(data: dict[str, Any]) -> dict[str, Any]:
         "cpu": cpu.get("brand_raw") or mi.get("processor") or "?",
         "cpu_count": threads.get("cpu_count") or cpu.get("count", "?"),
         "blas_threads": ", ".join(f"{p.get('internal_api')} {p.get('num_threads')}"
+                                  + (f" ({p['architecture']} kernels)" if p.get("architecture") else "")
                                   for p in (pools if isinstance(pools, list) else []) if isinstance(p, dict))
         or "?",
+        "openblas_coretype": ours.get("openblas_coretype"),
         "torch_threads": ours.get("torch_threads", "?"),
         "gap_s": ours.get("gap_s", "?"),
         "platform": ours.get("platform") or mi.get("system", "?"),
@@ -416,7 +418,8 @@ def markdown(report: Report, comparison: list[dict[str, Any]] | None = None,
         f"Run {env['date']} on {env['cpu']} ({env['cpu_count']} CPUs), {env['platform']}.",
         f"Python {env['python']}, NumPy {env['numpy']} ({env['blas']}; threads: {env['blas_threads']}), "
         f"torch {env['torch']} ({env['torch_blas']}, {env['torch_threads']} threads), JAX {env['jax']}, "
-        f"pytest-benchmark {env['pytest_benchmark']}. Pause between libraries: {env['gap_s']} s.",
+        f"pytest-benchmark {env['pytest_benchmark']}. Pause between libraries: {env['gap_s']} s."
+        + (f" OPENBLAS_CORETYPE={env['openblas_coretype']} was set." if env.get("openblas_coretype") else ""),
         "",
     ]
     if intro:
