@@ -17,6 +17,13 @@ import time
 from manual_backprop.bench import machine
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--rounds-until-decided", type=int, default=90, metavar="N",
+        help="a network point whose target is within the noise after --benchmark-min-rounds rounds gets "
+             "more rounds, one at a time, until every verdict is decided or N rounds in all (default 90)")
+
+
 def start_clean(benchmark) -> None:
     """Let any spinning BLAS thread from earlier work time out before the clock starts."""
     if not getattr(benchmark, "disabled", False):

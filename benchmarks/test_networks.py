@@ -3,8 +3,10 @@
 One benchmark per grid point (network, dtype, batch). Its implementations are
 timed interleaved, ``A B C … A B C …`` (:class:`manual_backprop.bench.timer.Interleaved`),
 so each round's ratios compare them on the same machine state; the round
-count is pytest-benchmark's ``--benchmark-min-rounds``. pytest-benchmark's
-own statistics for the point are those of a whole round; each
+count is pytest-benchmark's ``--benchmark-min-rounds``, and a target the
+rounds leave within the noise gets more rounds, up to ``--rounds-until-decided``
+in all (``extra_info["rounds_added"]``). pytest-benchmark's own statistics
+for the point are those of a whole planned round; each
 implementation's time per round is in ``extra_info["impls"][impl]["times"]``,
 which is what ``manual-backprop report`` reads.
 
@@ -21,6 +23,7 @@ import pytest
 from manual_backprop.bench import impls
 from manual_backprop.bench.grid import POINTS, prepared_case
 from manual_backprop.bench.machine import GAP_S
+from manual_backprop.bench.report import point_verdicts
 from manual_backprop.bench.timer import Interleaved
 
 
@@ -49,7 +52,15 @@ def test_forward_backward(benchmark, request, point):
             prepared.call()
             checked[impl] = _checked(point, case, impl, prepared)
         timer.calibrate()
-        benchmark.pedantic(timer.round, rounds=request.config.getoption("benchmark_min_rounds"))
+        rounds = request.config.getoption("benchmark_min_rounds")
+        benchmark.pedantic(timer.round, rounds=rounds)
+        scale = {impl: float(p.extra.get("scale", 1.0)) for impl, p in built.items()}
+
+        def undecided(times) -> bool:
+            scaled = {impl: [t * scale[impl] for t in ts] for impl, ts in times.items()}
+            return "noise" in point_verdicts(point.network, point.dtype, point.batch, scaled).values()
+
+        info["rounds_added"] = timer.more_rounds(undecided, request.config.getoption("rounds_until_decided"))
     info["impls"] = {impl: {"times": timer.times[impl], "iterations": timer.iterations.get(impl, 1),
                             **checked[impl], **built[impl].extra} for impl in built}
 

@@ -133,7 +133,7 @@ def test_a_real_tiny_benchmark_run_makes_a_report(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "benchmarks",
          "benchmarks/test_networks.py", "-k", "2-3-1-float32-B8",
-         "--benchmark-min-rounds=3", f"--benchmark-json={results}"],
+         "--benchmark-min-rounds=3", "--rounds-until-decided=3", f"--benchmark-json={results}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = benchreport.build(benchreport.load(results))
@@ -293,7 +293,11 @@ def test_build_raises_input_error_not_a_crash_on_bad_data():
 def test_the_saved_real_run_passes_the_checks():
     data = benchreport.load(ROOT / "docs" / "benchmarks" / "results.json")
     report = benchreport.build(data, "results.json")
-    assert len(report.by_name) == len(data["benchmarks"]) and report.times and report.kernels and report.memory
+    # One entry per benchmark, or per implementation (variant) of one timed side by side.
+    parts = [len((b["extra_info"].get("impls") or b["extra_info"].get("variants") or [None]))
+             for b in data["benchmarks"]]
+    assert len(report.by_name) == sum(parts) and report.times and report.kernels and report.memory
+    assert len(data["benchmarks"]) == 34 and sum(parts) == 170  # 20 network points of 7, 11 rules of 2-4, ...
 
 
 # --- Output: checked before the work, written atomically ---
@@ -484,3 +488,14 @@ def test_interleaved_kernels_show_each_way_against_the_first():
     text = benchreport.markdown(benchreport.build(data))
     assert "| relu mask | registry | 2 µs | 1.00 |" in text
     assert "| relu mask | bool | 2 µs | 1.00 (0.50–1.50) |" in text
+
+
+def test_point_verdicts_judge_one_points_targets_from_its_rounds():
+    """1024x4 at batch 512: fast/floor <= 1.10, fast/torch and fast/jax <= 1.03 (on the floor)."""
+    rounds = {"numpy_fast": [1.0, 1.0, 1.0], "floor_numpy": [0.80, 0.85, 0.95],  # fast/floor 1.25, 1.18, 1.05
+              "torch": [2.0, 2.0, 2.0], "jax": [0.99, 1.0, 1.02]}                 # 0.5; 1.01, 1.0, 0.98
+    assert benchreport.point_verdicts("1024x4", "float32", 512, rounds) == {
+        "fast/floor": "noise", "fast/torch": "holds", "fast/jax": "holds"}
+    # 2-3-1: no fast/floor target, and fast/jax's limit is 1 there, which the range 0.98–1.01 straddles.
+    assert benchreport.point_verdicts("2-3-1", "float32", 512, rounds) == {"fast/torch": "holds",
+                                                                          "fast/jax": "noise"}

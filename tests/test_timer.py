@@ -132,3 +132,34 @@ def test_with_15_rounds_two_disturbed_rounds_each_way_do_not_decide_the_verdict(
     assert (spread.median, spread.lo, spread.hi) == (1.30, 1.30, 1.30)
     assert spread.verdict(1.0) == "missed"
     assert Spread.of([1.30] * 4 + [0.70, 2.5, 3.0]).verdict(1.0) == "noise"  # 7 rounds: the whole range
+
+
+def _ratio_verdict(limit: float):
+    """A predicate for :meth:`Interleaved.more_rounds`: a/b's verdict against ``limit`` is within the noise."""
+    return lambda times: per_round_ratio(times, "a", "b").verdict(limit) == "noise"
+
+
+def test_an_undecided_verdict_gets_more_rounds_until_the_medians_interval_decides_it():
+    """Round 1's a/b is 0.9 (a disturbed round), every later one 1.3. Up to 10 rounds the interval is the
+    whole range [0.9, 1.3], which straddles 1.0; at 11 it is the 2nd to the 10th value: [1.3, 1.3], missed."""
+    m = FakeMachine({"b": 0.01})
+    costs = iter([0.01, 0.01, 0.009] + [0.013] * 100)  # two calibration calls, then one call per round
+
+    def a():
+        m.now += next(costs)
+
+    t = Interleaved({"a": a, "b": m.call("b")}, clock=m.clock, sleep=m.sleep, block_s=0.0)
+    t.run(5)
+    assert per_round_ratio(t.times, "a", "b").verdict(1.0) == "noise"
+    assert t.more_rounds(_ratio_verdict(1.0), max_rounds=45) == 6
+    assert len(t.times["a"]) == len(t.times["b"]) == 11
+    assert per_round_ratio(t.times, "a", "b").verdict(1.0) == "missed"
+
+
+def test_more_rounds_stop_at_the_cap_and_add_none_to_a_decided_verdict():
+    m = FakeMachine({"a": 0.0101, "b": 0.01})
+    t = timer_for(m, block_s=0.0)
+    t.run(5)
+    assert t.more_rounds(_ratio_verdict(1.0), max_rounds=45) == 0  # 1.01 every round: missed already
+    assert t.more_rounds(lambda times: True, max_rounds=8) == 3 and len(t.times["a"]) == 8
+    assert t.more_rounds(lambda times: True, max_rounds=5) == 0  # the cap below the rounds made: none

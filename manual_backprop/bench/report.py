@@ -22,7 +22,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from ..errors import InputError
 from ..files import save_figure_atomically
@@ -118,18 +118,34 @@ class Report:
         return found
 
     def limit(self, key: tuple[str, str, int], name: str) -> tuple[float, str] | None:
-        """The target on ratio ``name`` at grid point ``key``, as ``(limit, kind)``, or None."""
-        if not self.project_targets:
-            return None
-        network, _, batch = key
-        wide = network in WIDE
-        if name in ("fast/torch", "fast/jax"):
-            return (1.03 if wide and batch >= 512 else 1.0), "<="
-        if name == "fast/floor" and wide and batch >= 64:
-            return 1.10, "<="
-        if name == "loop/fast" and network == "2-3-1" and batch == 4096:
-            return 100.0, ">="
-        return None
+        """The target on ratio ``name`` at grid point ``key``, as ``(limit, kind)``, or None (:func:`target`)."""
+        return target(key[0], key[2], name) if self.project_targets else None
+
+
+def target(network: str, batch: int, name: str) -> tuple[float, str] | None:
+    """The project's target on ratio ``name`` at a grid point of ``network`` and ``batch``: ``(limit, kind)``.
+
+    fast/torch and fast/jax <= 1 everywhere (<= 1.03 on the matrix-multiply floor: a wide network at
+    batch >= 512); fast/floor <= 1.10 on a wide network at batch >= 64; loop/fast >= 100 at 2-3-1 batch 4096.
+    """
+    wide = network in WIDE
+    if name in ("fast/torch", "fast/jax"):
+        return (1.03 if wide and batch >= 512 else 1.0), "<="
+    if name == "fast/floor" and wide and batch >= 64:
+        return 1.10, "<="
+    if name == "loop/fast" and network == "2-3-1" and batch == 4096:
+        return 100.0, ">="
+    return None
+
+
+def point_verdicts(network: str, dtype: str, batch: int,
+                   rounds: Mapping[str, Sequence[float]]) -> dict[str, str]:
+    """The verdict on each of the project's targets at one grid point, from its implementations'
+    seconds per call in each interleaved round (``impl -> [s, ...]``, the loop already scaled to the batch)."""
+    key = (network, dtype, batch)
+    report = Report("", {}, times={key: {i: _median(list(t)) for i, t in rounds.items()}},
+                    rounds={key: {i: list(t) for i, t in rounds.items()}})
+    return {t.name: t.verdict for t in report.targets()}
 
 
 def load(path: str | Path) -> dict[str, Any]:

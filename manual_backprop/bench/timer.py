@@ -22,6 +22,11 @@ alone. With fewer than 7 rounds it is the whole range, of lower confidence.
 A target ``ratio <= limit`` is *missed* only when the whole spread misses it
 (``ratio_(k) > limit``), *holds* when the whole spread holds it, and is
 *within the noise* when the spread straddles the limit (:meth:`Spread.verdict`).
+A verdict within the noise after the planned rounds gets more of them, one at
+a time, until it is decided or a cap is reached (:meth:`Interleaved.more_rounds`):
+on a shared machine, a ratio clear of its target by 10% was otherwise missed
+in one run and within the noise in the next. (Stopping when decided makes the
+interval's confidence lower than its nominal 98%; the cap bounds how much.)
 
 Between two blocks the timer can pause (``gap_s``): after a multi-threaded
 call, OpenBLAS and OpenMP keep a worker spinning for about 0.1 s, and on a
@@ -154,6 +159,18 @@ class Interleaved:
             if progress is not None:
                 progress(r + 1)
         return self.times
+
+    def more_rounds(self, undecided: Callable[[Mapping[str, Sequence[float]]], bool], max_rounds: int) -> int:
+        """Sequential rounds: one more round while ``undecided(self.times)``, up to ``max_rounds`` in all.
+
+        A verdict that the rounds so far leave within the noise gets more rounds, so that a ratio whose
+        median is clear of its target is not left undecided by a few disturbed rounds. How many were added.
+        """
+        added = 0
+        while min((len(t) for t in self.times.values()), default=0) < max_rounds and undecided(self.times):
+            self.round()
+            added += 1
+        return added
 
     def _block(self, fn: Callable[[], object], n: int) -> float:
         """Seconds for ``n`` calls, with the garbage collector off meanwhile (as :mod:`timeit` does)."""
