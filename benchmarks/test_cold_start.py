@@ -7,8 +7,9 @@ import jax, check --against fd, ...) so that the machine's drift lands in every 
 ratio is the median of per-round ratios. Targets (2 cores): cold check <= 1.3 x the floor, and
 ``check --against fd`` no slower than before the parallel check: as a ratio to ``python -c "import
 numpy"`` in the same rounds (a whole process that any check pays), it was 3.4 here at commit 715d8b6
-(0.79 s / 0.23 s, 7 interleaved rounds; 0.85 s after it, per-round 0.81–1.18x the old), and FD_TARGET leaves room for the noise (one run's rounds spread 2.8–3.9). (An
-absolute 0.6 s failed on a slower machine where the old code took 0.79 s.) With ``--benchmark-disable``
+(0.79 s / 0.23 s, 7 interleaved rounds; 0.85 s after it, per round 0.81-1.18 x the old), and
+FD_TARGET leaves room for the noise (one run's rounds spread 2.8-3.9). (An absolute 0.6 s failed on
+a slower machine, where the old code itself took 0.79 s.) With ``--benchmark-disable``
 (CI, beside other tests) the check runs once as a whole process, untimed.
 """
 
@@ -26,7 +27,8 @@ pytest.importorskip("torch")
 pytest.importorskip("jax")
 
 TARGET = 1.3
-FD_TARGET = 4.5  # check --against fd over python -c "import numpy": 3.4 before the parallel check, 3.8 after (2.8–3.9)
+# check --against fd over python -c "import numpy": 3.4 before the parallel check, 3.8 after (2.8-3.9)
+FD_TARGET = 4.5
 
 
 def _seconds(args: list[str]) -> float:
