@@ -52,13 +52,11 @@ def test_forward_backward(benchmark, request, point):
             prepared.call()
             checked[impl] = _checked(point, case, impl, prepared)
         timer.calibrate()
-        rounds = request.config.getoption("benchmark_min_rounds")
-        benchmark.pedantic(timer.round, rounds=rounds)
-        scale = {impl: float(p.extra.get("scale", 1.0)) for impl, p in built.items()}
+        benchmark.pedantic(timer.round, rounds=request.config.getoption("benchmark_min_rounds"))
 
         def undecided(times) -> bool:
-            scaled = {impl: [t * scale[impl] for t in ts] for impl, ts in times.items()}
-            return "noise" in point_verdicts(point.network, point.dtype, point.batch, scaled).values()
+            entries = {impl: {"times": times[impl], **p.extra} for impl, p in built.items()}
+            return "noise" in point_verdicts(point.network, point.dtype, point.batch, entries).values()
 
         info["rounds_added"] = timer.more_rounds(undecided, request.config.getoption("rounds_until_decided"))
     info["impls"] = {impl: {"times": timer.times[impl], "iterations": timer.iterations.get(impl, 1),

@@ -492,10 +492,15 @@ def test_interleaved_kernels_show_each_way_against_the_first():
 
 def test_point_verdicts_judge_one_points_targets_from_its_rounds():
     """1024x4 at batch 512: fast/floor <= 1.10, fast/torch and fast/jax <= 1.03 (on the floor)."""
-    rounds = {"numpy_fast": [1.0, 1.0, 1.0], "floor_numpy": [0.80, 0.85, 0.95],  # fast/floor 1.25, 1.18, 1.05
-              "torch": [2.0, 2.0, 2.0], "jax": [0.99, 1.0, 1.02]}                 # 0.5; 1.01, 1.0, 0.98
+    times = {"numpy_fast": [1.0, 1.0, 1.0], "floor_numpy": [0.80, 0.85, 0.95],  # fast/floor 1.25, 1.18, 1.05
+             "torch": [2.0, 2.0, 2.0], "jax": [0.99, 1.0, 1.02]}                 # 0.5; 1.01, 1.0, 0.98
+    rounds = {impl: {"times": t} for impl, t in times.items()}
     assert benchreport.point_verdicts("1024x4", "float32", 512, rounds) == {
         "fast/floor": "noise", "fast/torch": "holds", "fast/jax": "holds"}
     # 2-3-1: no fast/floor target, and fast/jax's limit is 1 there, which the range 0.98–1.01 straddles.
     assert benchreport.point_verdicts("2-3-1", "float32", 512, rounds) == {"fast/torch": "holds",
                                                                           "fast/jax": "noise"}
+    # The per-sample loop's times are scaled to the batch, as the report reads them: 2-3-1 at 4096,
+    # loop/fast >= 100; 0.5 s on a 1/256 subset is 128 s for the batch, 128 x the fast engine's 1 s.
+    loop = {"numpy_fast": {"times": [1.0, 1.0, 1.0]}, "numpy_loop": {"times": [0.5, 0.5, 0.5], "scale": 256}}
+    assert benchreport.point_verdicts("2-3-1", "float32", 4096, loop) == {"loop/fast": "holds"}

@@ -22,7 +22,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from ..errors import InputError
 from ..files import save_figure_atomically
@@ -138,14 +138,18 @@ def target(network: str, batch: int, name: str) -> tuple[float, str] | None:
     return None
 
 
-def point_verdicts(network: str, dtype: str, batch: int,
-                   rounds: Mapping[str, Sequence[float]]) -> dict[str, str]:
-    """The verdict on each of the project's targets at one grid point, from its implementations'
-    seconds per call in each interleaved round (``impl -> [s, ...]``, the loop already scaled to the batch)."""
+def point_verdicts(network: str, dtype: str, batch: int, impls: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """The verdict on each of the project's targets at one grid point, from its implementations' entries
+    as ``extra_info["impls"]`` holds them (``impl -> {"times": [s per call, one per round], "scale": ...}``)."""
     key = (network, dtype, batch)
-    report = Report("", {}, times={key: {i: _median(list(t)) for i, t in rounds.items()}},
-                    rounds={key: {i: list(t) for i, t in rounds.items()}})
+    rounds = {impl: round_times(entry) for impl, entry in impls.items()}
+    report = Report("", {}, times={key: {i: _median(t) for i, t in rounds.items()}}, rounds={key: rounds})
     return {t.name: t.verdict for t in report.targets()}
+
+
+def round_times(entry: Mapping[str, Any]) -> list[float]:
+    """An implementation's seconds per call in each round, the per-sample loop's scaled to the whole batch."""
+    return [float(t) * float(entry.get("scale", 1.0)) for t in entry["times"]]
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -334,7 +338,7 @@ def build(data: dict[str, Any], source: str = "") -> Report:
         if kind == "network" and "impls" in info:
             key = (info["network"], info["dtype"], int(info["batch"]))
             for impl, entry in info["impls"].items():
-                times = [float(t) * float(entry.get("scale", 1.0)) for t in entry["times"]]
+                times = round_times(entry)
                 report.rounds.setdefault(key, {})[impl] = times
                 report.times.setdefault(key, {})[impl] = report.by_name[f"{_key(b)} {impl}"] = _median(times)
                 if "jax_first_call_s" in entry:
