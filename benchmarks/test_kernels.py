@@ -6,7 +6,8 @@ calls it, with ``out=`` and ``scratch=`` buffers; other textbook forms) are
 all checked against the textbook expression in float64 first, then timed
 side by side in interleaved rounds, as the networks are.
 Shapes are those of 784-256-256-10's first layer at batch 512 (the loss
-kernels: its output, 512 x 10), float32.
+kernels: its output, 512 x 10; the one-row dW: its first layer, and one of
+1024x4's layers), float32.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ ZL = rng.standard_normal((N, K)).astype(DT)
 labels = rng.integers(0, K, N)
 TL = np.eye(K, dtype=DT)[labels]
 a1, dz1 = A[:1], dZ[:1]  # one-row batch
-BUF = {"dW": np.empty((N_IN, N_OUT), DT), "dA": np.empty((N, N_IN), DT), "db": np.empty(N_OUT, DT),
+wide1, wide2 = rng.standard_normal((1, 1024)).astype(DT), rng.standard_normal((1, 1024)).astype(DT)  # 1024x4's
+BUF = {"dW": np.empty((N_IN, N_OUT), DT), "dW wide": np.empty((1024, 1024), DT), "dA": np.empty((N, N_IN), DT), "db": np.empty(N_OUT, DT),
        "h": np.empty_like(Zh), "scratch": np.empty_like(Zh), "mask": np.empty(Zh.shape, np.bool_),
        "out": np.empty_like(ZL)}
 ONES = np.ones(N, DT)
@@ -84,6 +86,12 @@ KERNELS = [
     ("dW, one row", "a.T @ dz (GEMM, inner dim 1)", lambda: a1.T @ dz1, np.outer(f64(a1), f64(dz1))),
     ("dW, one row", "out= (fast: GEMM, inner dim padded to 4)", lambda: lin.matmul_into(a1.T, dz1, BUF["dW"]),
      np.outer(f64(a1), f64(dz1))),
+    ("dW, one row, 1024 x 1024", "out= (fast: einsum, rows of 512 and more)",
+     lambda: lin.matmul_into(wide1.T, wide2, BUF["dW wide"]), np.outer(f64(wide1), f64(wide2))),
+    ("dW, one row, 1024 x 1024", "GEMM, inner dim padded to 4",
+     lambda: lin.padded_outer(wide1.T, wide2, BUF["dW wide"]), np.outer(f64(wide1), f64(wide2))),
+    ("dW, one row, 1024 x 1024", "broadcast multiply, out=",
+     lambda: np.multiply(wide1.T, wide2, out=BUF["dW wide"]), np.outer(f64(wide1), f64(wide2))),
     ("db = 1.T @ dZ", "ones @ dZ (registry)", lambda: lin.linear_db(dZ), f64(dZ).sum(0)),
     ("db = 1.T @ dZ", "dZ.sum(0)", lambda: dZ.sum(0), f64(dZ).sum(0)),
     ("db = 1.T @ dZ", "ones @ dZ, out=", lambda: np.matmul(ONES, dZ, out=BUF["db"]), f64(dZ).sum(0)),

@@ -311,8 +311,8 @@ def test_wrong_inputs_are_input_errors():
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_one_row_batch_with_a_large_outer_product(dtype):
-    # 800 x 800 >= PADDED_OUTER: dW2 is a GEMM with its inner dimension padded with zeros.
-    assert 800 * 800 >= linear.PADDED_OUTER
+    # dW1 (30 x 800) is a GEMM with its inner dimension padded with zeros; dW2 (800 x 800) is einsum's.
+    assert 800 * 800 >= linear.EINSUM_OUTER > 30 * 800 >= linear.PADDED_OUTER and 800 >= linear.EINSUM_ROW
     net = Network((30, 800, 800, 5), ("relu", "sigmoid", "softmax"), "softmax_cross_entropy", "mean", dtype)
     assert_same_as_engine(make_case(net, seed=7, batch=1))
 
@@ -347,11 +347,13 @@ def test_the_linear_kernels_write_into_out_in_either_layout_with_or_without_ones
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("layout", ["C", "F"])
-def test_a_large_outer_product_is_exactly_the_broadcast_product(dtype, layout):
-    """``[a, 0, 0, 0] @ [b; 0; 0; 0]`` adds exact zeros to each a_i b_j: the very same numbers, specials too."""
+@pytest.mark.parametrize("m, n, path", [(300, 40, "padded GEMM"), (600, 512, "einsum")])
+def test_a_large_outer_product_is_exactly_the_broadcast_product(dtype, layout, m, n, path):
+    """``[a, 0, 0, 0] @ [b; 0; 0; 0]`` adds exact zeros to each a_i b_j, and einsum's sum over one term is
+    that term: the very same numbers, specials too."""
     rng = np.random.default_rng(3)
-    m, n = 300, 40
     assert m * n >= linear.PADDED_OUTER
+    assert (m * n >= linear.EINSUM_OUTER and min(m, n) >= linear.EINSUM_ROW) == (path == "einsum")
     a = rng.standard_normal((m, 1)).astype(dtype)
     b = rng.standard_normal((1, n)).astype(dtype)
     a[:4, 0] = [np.inf, -np.inf, np.nan, 0.0]

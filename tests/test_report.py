@@ -293,11 +293,14 @@ def test_build_raises_input_error_not_a_crash_on_bad_data():
 def test_the_saved_real_run_passes_the_checks():
     data = benchreport.load(ROOT / "docs" / "benchmarks" / "results.json")
     report = benchreport.build(data, "results.json")
+    previous = benchreport.build(benchreport.load(ROOT / "docs" / "benchmarks" / "previous.json"), "previous.json")
+    assert len(benchreport.verdicts(report, previous)) == len(report.targets()) == 51
     # One entry per benchmark, or per implementation (variant) of one timed side by side.
     parts = [len((b["extra_info"].get("impls") or b["extra_info"].get("variants") or [None]))
              for b in data["benchmarks"]]
     assert len(report.by_name) == sum(parts) and report.times and report.kernels and report.memory
-    assert len(data["benchmarks"]) == 34 and sum(parts) == 170  # 20 network points of 7, 11 rules of 2-4, ...
+    # 20 network points of 7 implementations, 9 kernel rules of 2-6 ways, 4 memory, the cold check, grading
+    assert len(data["benchmarks"]) == 35 and sum(parts) == 20 * 7 + 27 + 4 + 2
 
 
 # --- Output: checked before the work, written atomically ---
@@ -461,6 +464,36 @@ def test_two_interleaved_runs_compare_by_implementation(tmp_path, capsys):
     assert code == 1
     assert "2 benchmarks in both runs, 1 slower by more than the threshold" in out
     assert "test_forward_backward[1024x4-B512] numpy_fast | 1 ms | 3 ms | 3.00 | **regression**" in out
+
+
+@pytest.mark.parametrize(("new_fast", "differ", "missed_in_one", "row", "code"), [
+    # fast/torch at 1024x4 B=512 (limit 1.03), torch 1 ms a round: 0.90 (0.80–0.95) holds in the older run.
+    ([0.95e-3, 1.02e-3, 1.10e-3], 1, 0, "| fast/torch <= 1.03 **(differ)** | 1024x4 float32 B=512 | "
+                                        "0.90 (0.80–0.95) | 1.02 (0.95–1.10) ~ |", 0),
+    # 1.20 ms against 0.90 is 1.33 x, over the default threshold 1.25: a regression too, exit 1
+    ([1.05e-3, 1.20e-3, 1.30e-3], 1, 1, "| fast/torch <= 1.03 **(differ)** | 1024x4 float32 B=512 | "
+                                        "0.90 (0.80–0.95) | 1.20 (1.05–1.30) ✗ |", 1),
+    ([0.85e-3, 0.92e-3, 0.99e-3], 0, 0, None, 0),  # 0.92 (0.85–0.99): holds in both, so no row
+])
+def test_compare_sets_each_targets_verdict_beside_the_older_runs(tmp_path, capsys, new_fast, differ, missed_in_one,
+                                                                  row, code):
+    old = interleaved({"numpy_fast": [0.80e-3, 0.90e-3, 0.95e-3], "torch": [1e-3] * 3})
+    new = interleaved({"numpy_fast": new_fast, "torch": [1e-3] * 3})
+    new_path, old_path = write(tmp_path, new, "new.json"), write(tmp_path, old, "old.json")
+    assert main(["report", str(new_path), "--compare", str(old_path), "--output", str(tmp_path / "out")]) == code
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert (f"1 target judged in both runs, {differ} with a different verdict, {missed_in_one} missed in one run "
+            f"and not in the other.") in text
+    assert (row in text) if row else ("| target | where | older run | this run |" not in text)
+    capsys.readouterr()
+    assert main(["report", str(new_path), "--compare", str(old_path), "--output", str(tmp_path / "out"),
+                 "--json"]) == code
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["verdicts_differ"], doc["verdicts_missed_in_one"]) == (differ, missed_in_one)
+    (v,) = doc["verdicts_against_older"]
+    assert (v["name"], v["old"]["verdict"], v["same"], v["same_ok"]) == ("fast/torch", "holds", differ == 0,
+                                                                          missed_in_one == 0)
+    assert v["new"]["range"] == pytest.approx([new_fast[0] / 1e-3, new_fast[2] / 1e-3])
 
 
 @pytest.mark.parametrize(("impls", "fragment"), [

@@ -215,10 +215,7 @@ def _floor_numpy(case: Case, T: np.ndarray) -> Prepared:
                 A = Z
             for l in range(net.depth - 1, -1, -1):
                 A_prev = outs[l - 1] if l else X
-                if N == 1:
-                    np.multiply(A_prev[0][:, None], dZs[l][0], out=dWs[l])
-                else:
-                    linear.matmul_into(A_prev.T, dZs[l], dWs[l])
+                linear.matmul_into(A_prev.T, dZs[l], dWs[l])  # one row: the engine's outer product
                 if l:
                     linear.matmul_into(dZs[l], Ws[l].T, dAs[l - 1])
 

@@ -429,7 +429,8 @@ def _cell(spread: Spread | None, target: tuple[float, str] | None = None) -> str
 
 
 def markdown(report: Report, comparison: list[dict[str, Any]] | None = None,
-             title: str = "Benchmark report", intro: str | None = None) -> str:
+             title: str = "Benchmark report", intro: str | None = None,
+             verdict_pairs: list[dict[str, Any]] | None = None) -> str:
     env = report.environment
     interleaved = bool(report.rounds)
     lines = [
@@ -447,9 +448,9 @@ def markdown(report: Report, comparison: list[dict[str, Any]] | None = None,
     lines.append(
         "Median time of one forward + backward (the loss and every dW, db). "
         + ("The implementations of a point were timed side by side, round after round; a ratio is the "
-           "median of the per-round ratios, with their range in brackets. " if interleaved else
+           "median of the per-round ratios, with the median's 98% confidence interval in brackets. " if interleaved else
            "Ratios are within this run. ")
-        + ("✗ marks a ratio whose whole range misses its target, ~ one whose range straddles it "
+        + ("✗ marks a ratio whose whole interval misses its target, ~ one whose interval straddles it "
            "(fast/torch and fast/jax ≤ 1, ≤ 1.03 at batch ≥ 512 on the wide networks; "
            "fast/floor ≤ 1.10 at batch ≥ 64 on the wide networks (2-3-1 is Python-overhead bound: "
            "its floor is five tiny products); loop/fast ≥ 100 on 2-3-1 at batch 4096). "
@@ -494,10 +495,10 @@ def markdown(report: Report, comparison: list[dict[str, Any]] | None = None,
         missed = [t for t in targets if t.verdict == "missed"]
         noise = [t for t in targets if t.verdict == "noise"]
         lines += ["", "## Targets", "",
-                  f"{len(targets) - len(missed) - len(noise)} of {len(targets)} hold over their whole range, "
-                  f"{len(noise)} within the noise (the range straddles the limit), {len(missed)} missed."]
+                  f"{len(targets) - len(missed) - len(noise)} of {len(targets)} hold over their whole interval, "
+                  f"{len(noise)} within the noise (the interval straddles the limit), {len(missed)} missed."]
         if missed or noise:
-            lines += ["", "| target | where | median | range | verdict |", "|---|---|---|---|---|"]
+            lines += ["", "| target | where | median | interval | verdict |", "|---|---|---|---|---|"]
             for t in missed + noise:
                 lines.append(f"| {t.name} {t.kind} {t.limit:g} | {t.point} | {t.value:.3f} | "
                              f"{t.spread.lo:.3f}–{t.spread.hi:.3f} | "
@@ -512,6 +513,19 @@ def markdown(report: Report, comparison: list[dict[str, Any]] | None = None,
                 flag = "**regression**" if c["regression"] else ""
                 lines.append(f"| {c['name']} | {fmt_time(c['old'])} | {fmt_time(c['new'])} | "
                              f"{c['ratio']:.2f} | {flag} |")
+    if verdict_pairs:
+        differ = [v for v in verdict_pairs if not v["same"]]
+        flipped = [v for v in verdict_pairs if not v["same_ok"]]
+        shown = [v for v in verdict_pairs if not (v["same"] and v["new"]["verdict"] == "holds")]
+        lines += ["", "## Verdicts against the older run", "",
+                  f"{len(verdict_pairs)} target{'s' * (len(verdict_pairs) != 1)} judged in both runs, "
+                  f"{len(differ)} with a different verdict, {len(flipped)} missed in one run and not in the other. "
+                  f"Every target that did not hold in both, as median (interval): ✗ missed, ~ within the noise."]
+        if shown:
+            lines += ["", "| target | where | older run | this run |", "|---|---|---|---|"]
+            for v in shown:
+                name = f"{v['name']} {v['kind']} {v['limit']:g}" + ("" if v["same"] else " **(differ)**")
+                lines.append(f"| {name} | {v['where']} | {_verdict_cell(v['old'])} | {_verdict_cell(v['new'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -534,6 +548,32 @@ def compare(new: Report, old: Report, threshold: float) -> list[dict[str, Any]]:
                          f"{old.source or 'the old run'} ({len(old.by_name)} benchmarks) share no benchmark: "
                          f"nothing to compare")
     return out
+
+
+def verdicts(new: Report, old: Report) -> list[dict[str, Any]]:
+    """Every target both runs judged, with its verdict in each: ``same`` is whether the two agree, and
+    ``same_ok`` whether they agree on missed or not (a target within the noise is not missed).
+
+    This is the check that two runs of the suite repeat ("the same verdict on every target"); a
+    target only one run has (a grid point the other left out) is not in the list.
+    """
+    def cell(t: Target) -> dict[str, Any]:
+        return {"value": t.value, "range": [t.spread.lo, t.spread.hi], "verdict": t.verdict}
+
+    before = {(t.name, t.point): t for t in old.targets()}
+    out = []
+    for t in new.targets():
+        o = before.get((t.name, t.point))
+        if o is not None:
+            out.append({"name": t.name, "where": t.point, "limit": t.limit, "kind": t.kind,
+                        "old": cell(o), "new": cell(t), "same": o.verdict == t.verdict, "same_ok": o.ok == t.ok})
+    return out
+
+
+def _verdict_cell(c: dict[str, Any]) -> str:
+    lo, hi = c["range"]
+    mark = {"missed": " ✗", "noise": " ~"}.get(c["verdict"], "")
+    return f"{c['value']:.2f} ({lo:.2f}–{hi:.2f}){mark}"
 
 
 def plot(report: Report, path: str | Path) -> Path | None:
@@ -575,7 +615,8 @@ def plot(report: Report, path: str | Path) -> Path | None:
         plt.close(fig)
 
 
-def summary(report: Report, comparison: list[dict[str, Any]] | None) -> dict[str, Any]:
+def summary(report: Report, comparison: list[dict[str, Any]] | None,
+            verdict_pairs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The machine-readable form (``--json``)."""
     rows = []
     for key in sorted(report.times, key=_order):
@@ -598,4 +639,8 @@ def summary(report: Report, comparison: list[dict[str, Any]] | None) -> dict[str
     }
     if comparison is not None:
         out["comparison"] = comparison
+    if verdict_pairs is not None:
+        out["verdicts_against_older"] = verdict_pairs
+        out["verdicts_differ"] = sum(not v["same"] for v in verdict_pairs)
+        out["verdicts_missed_in_one"] = sum(not v["same_ok"] for v in verdict_pairs)
     return out

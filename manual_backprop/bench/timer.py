@@ -53,7 +53,7 @@ MAX_CALLS = 100_000
 
 @dataclass(frozen=True)
 class Spread:
-    """The median of per-round values and their range."""
+    """The median of per-round values and its confidence interval (``lo``, ``hi``)."""
 
     median: float
     lo: float

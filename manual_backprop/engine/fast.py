@@ -33,11 +33,11 @@ the same shapes come back call after call:
   ones. The products do not care: BLAS reads either layout through its
   transpose flags, and the Linear kernels' ``matmul_into`` picks the order that lets it;
 * one-row batches take the vector paths: ``dW`` as an outer product (OpenBLAS
-  is very slow on a product with inner dimension 1), ``db`` as a copy;
+  is very slow on a product with inner dimension 1; the Linear kernels pick
+  its loop by size, a zero-padded GEMM or ``np.einsum``'s), ``db`` as a copy;
 * small products run on one BLAS thread: starting a second thread costs more
   than it saves there, and a finished multi-threaded call leaves a thread
-  spinning (see ``benchmarks/README.md``); a large outer product is split
-  over two Python threads (NumPy releases the GIL in its loops).
+  spinning (see ``benchmarks/README.md``).
 
 The numbers agree with :func:`manual_backprop.engine.run` to float rounding:
 the elementwise steps are the same kernels on the same values; only the

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 
-#: An outer product (a one-row batch's dW) at least this large is a GEMM with its inner dimension padded to PAD.
+#: An outer product (a one-row batch's dW) at least this large is a GEMM with its inner dimension padded to PAD,
 PADDED_OUTER = 8192
 PAD = 4
+#: and one of at least EINSUM_OUTER entries whose rows in memory hold EINSUM_ROW or more is np.einsum's (see _outer).
+EINSUM_OUTER = 1 << 18
+EINSUM_ROW = 512
 
 
 def linear_forward(A_prev: np.ndarray, W: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -77,7 +80,7 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``out = a @ b`` through BLAS whatever out's layout: a feature-major out is filled as ``b.T @ a.T``.
 
     An inner dimension of 1 (a one-row batch's dW, a one-unit layer's dA) is an
-    outer product: a broadcast multiply, where OpenBLAS's GEMM is very slow.
+    outer product (:func:`_outer`), where OpenBLAS's GEMM is very slow.
     """
     if a.shape[1] == 1:
         _outer(a, b, out)
@@ -91,17 +94,37 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
 def _outer(col: np.ndarray, row: np.ndarray, out: np.ndarray) -> None:
     """``out = col * row``, (m, 1) * (1, n): the outer product, exactly.
 
-    Small ones are a broadcast multiply. A large one is a matrix product whose
-    inner dimension is padded with zeros to ``PAD``: ``[col, 0, 0, 0] @ [row; 0; 0; 0]``.
-    Each entry is then ``col[i] * row[j] + 0 + 0 + 0``, the same number, but
-    computed by BLAS's GEMM, vectorised and threaded: measured here
-    (``benchmarks/test_kernels.py``), 784 x 256 in float32 takes 24 µs this way
-    against 50 µs as a broadcast multiply (one thread, row by row) and 225 µs as
-    OpenBLAS's GEMM with inner dimension 1.
+    Which loop writes it depends on its size (each entry is ``col[i] * row[j]``
+    in all three, the same number):
+
+    * small ones (under ``PADDED_OUTER`` entries): a broadcast multiply;
+    * middling ones: a matrix product whose inner dimension is padded with
+      zeros to ``PAD``, ``[col, 0, 0, 0] @ [row; 0; 0; 0]`` (each entry is then
+      ``col[i] * row[j] + 0 + 0 + 0``), computed by BLAS's GEMM, vectorised and
+      threaded: 784 x 256 in float32 takes 24 µs this way against 50 µs as a
+      broadcast multiply (one thread, row by row) and 225 µs as OpenBLAS's
+      GEMM with inner dimension 1 (``benchmarks/test_kernels.py``);
+    * large ones with long rows (``EINSUM_OUTER`` entries and over, and
+      ``EINSUM_ROW`` or more along ``out``'s contiguous axis):
+      ``np.einsum("ik,kj->ij")``, a sum over one term, one pass over ``out``.
+      There the GEMM's passes over ``out`` cost more than its arithmetic saves.
+      Timed side by side on this project's 2-core machine, float32, einsum
+      against the padded GEMM on one thread: 1024 x 1024 245 against 634 µs,
+      256 x 1024 71 against 184 µs, 512 x 512 73 against 96 µs; with rows of
+      256 the GEMM stays ahead (784 x 256: 55 against 36 µs; in float64,
+      104 against 72).
     """
     if out.size < PADDED_OUTER:
         np.multiply(col, row, out=out)
         return
+    if out.size >= EINSUM_OUTER and out.shape[1 if out.flags.c_contiguous else 0] >= EINSUM_ROW:
+        np.einsum("ik,kj->ij", col, row, out=out)
+        return
+    padded_outer(col, row, out)
+
+
+def padded_outer(col: np.ndarray, row: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out = [col, 0, 0, 0] @ [row; 0; 0; 0]``: the outer product as a GEMM with inner dimension ``PAD``."""
     m, n = out.shape
     a = np.zeros((m, PAD), out.dtype)
     a[:, :1] = col
@@ -111,3 +134,4 @@ def _outer(col: np.ndarray, row: np.ndarray, out: np.ndarray) -> None:
         np.matmul(a, b, out=out)
     else:
         np.matmul(b.T, a.T, out=out.T)
+    return out
