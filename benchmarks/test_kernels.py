@@ -35,8 +35,8 @@ labels = rng.integers(0, K, N)
 TL = np.eye(K, dtype=DT)[labels]
 a1, dz1 = A[:1], dZ[:1]  # one-row batch
 wide1, wide2 = rng.standard_normal((1, 1024)).astype(DT), rng.standard_normal((1, 1024)).astype(DT)  # 1024x4's
-BUF = {"dW": np.empty((N_IN, N_OUT), DT), "dW wide": np.empty((1024, 1024), DT), "dA": np.empty((N, N_IN), DT), "db": np.empty(N_OUT, DT),
-       "h": np.empty_like(Zh), "scratch": np.empty_like(Zh), "mask": np.empty(Zh.shape, np.bool_),
+BUF = {"dW": np.empty((N_IN, N_OUT), DT), "dW wide": np.empty((1024, 1024), DT),
+       "dA": np.empty((N, N_IN), DT), "db": np.empty(N_OUT, DT), "h": np.empty_like(Zh), "scratch": np.empty_like(Zh), "mask": np.empty(Zh.shape, np.bool_),
        "out": np.empty_like(ZL)}
 ONES = np.ones(N, DT)
 

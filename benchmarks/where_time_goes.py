@@ -26,7 +26,7 @@ alone in the engine's sequence against the floor shows what the sequence
 itself costs: its Python calls). The same split with BLAS on one thread
 shows whether the mixing comes with BLAS's second thread (the buffers
 passing between the two cores). The figures print as medians with the
-range of the per-round ratios.
+median's 98% confidence interval over the per-round ratios.
 """
 
 from __future__ import annotations

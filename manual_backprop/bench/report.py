@@ -448,8 +448,8 @@ def markdown(report: Report, comparison: list[dict[str, Any]] | None = None,
     lines.append(
         "Median time of one forward + backward (the loss and every dW, db). "
         + ("The implementations of a point were timed side by side, round after round; a ratio is the "
-           "median of the per-round ratios, with the median's 98% confidence interval in brackets. " if interleaved else
-           "Ratios are within this run. ")
+           "median of the per-round ratios, with the median's 98% confidence interval in brackets. "
+           if interleaved else "Ratios are within this run. ")
         + ("✗ marks a ratio whose whole interval misses its target, ~ one whose interval straddles it "
            "(fast/torch and fast/jax ≤ 1, ≤ 1.03 at batch ≥ 512 on the wide networks; "
            "fast/floor ≤ 1.10 at batch ≥ 64 on the wide networks (2-3-1 is Python-overhead bound: "
@@ -571,9 +571,9 @@ def verdicts(new: Report, old: Report) -> list[dict[str, Any]]:
 
 
 def _verdict_cell(c: dict[str, Any]) -> str:
-    lo, hi = c["range"]
+    """One run's side of :func:`verdicts`: ``median (lo–hi)`` as :meth:`Spread.text` writes it, and its mark."""
     mark = {"missed": " ✗", "noise": " ~"}.get(c["verdict"], "")
-    return f"{c['value']:.2f} ({lo:.2f}–{hi:.2f}){mark}"
+    return Spread(c["value"], *c["range"]).text() + mark
 
 
 def plot(report: Report, path: str | Path) -> Path | None:

@@ -19,8 +19,9 @@ def add_parser(sub) -> None:
                     "report.md (medians, the target ratios, kernels, memory, environment) and report.png "
                     "(time against batch size, log-log). Exit code 1 when --compare finds a regression.")
     p.add_argument("results", metavar="RESULTS.json", help="a pytest-benchmark JSON file")
-    p.add_argument("--compare", metavar="OLD.json", help="an older run to compare with: regressions are flagged, and every "
-                        "target's verdict is set beside the older run's")
+    p.add_argument("--compare", metavar="OLD.json",
+                   help="an older run to compare with: regressions are flagged, and every target's "
+                        "verdict is set beside the older run's")
     p.add_argument("--threshold", type=_ratio, default=1.25, metavar="RATIO",
                    help="new/old median above which a benchmark counts as a regression (default 1.25)")
     p.add_argument("--output", metavar="DIR", default="benchmark-report",

@@ -107,8 +107,9 @@ def _outer(col: np.ndarray, row: np.ndarray, out: np.ndarray) -> None:
     * large ones with long rows (``EINSUM_OUTER`` entries and over, and
       ``EINSUM_ROW`` or more along ``out``'s contiguous axis):
       ``np.einsum("ik,kj->ij")``, a sum over one term, one pass over ``out``,
-      which is faster there than the GEMM. Timed side by side on this project's 2-core machine, float32, einsum
-      against the padded GEMM on one thread: 1024 x 1024 245 against 634 µs,
+      which is faster there than the GEMM. Timed side by side on this
+      project's 2-core machine, float32, einsum against the padded GEMM on
+      one thread: 1024 x 1024 245 against 634 µs,
       256 x 1024 71 against 184 µs, 512 x 512 73 against 96 µs; with rows of
       256 the GEMM stays ahead (784 x 256: 55 against 36 µs; in float64,
       104 against 72).
